@@ -1,0 +1,88 @@
+"""pinclient: a certificate-pinning HTTPS update client.
+
+An update is accepted only when the *verified* TLS chain of its connection contains a CA pinned for
+the host in pins.toml, so a certificate that is valid but issued by an unexpected CA (the 2011
+Comodo case) is refused before a request byte is sent.
+
+Public names are imported lazily (PEP 562) so that ``fetch-update --version`` does not pay for
+urllib3 and cryptography.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    CertificateRevoked,
+    HashMismatch,
+    HTTPStatusError,
+    IntegrityError,
+    NetworkError,
+    PinclientError,
+    PinsFileError,
+    PinViolation,
+    RevocationCheckFailed,
+    RevocationError,
+    SignatureError,
+    SizeError,
+    StorageError,
+    TLSError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from .config import PinConfig, Pinset, load_pins, parse_pins
+    from .download import FetchResult, fetch_update
+    from .policy import Verdict, evaluate
+    from .transport import PinningPoolManager
+
+__all__ = [
+    "CertificateRevoked",
+    "FetchResult",
+    "HTTPStatusError",
+    "HashMismatch",
+    "IntegrityError",
+    "NetworkError",
+    "PinConfig",
+    "PinViolation",
+    "PinclientError",
+    "PinningPoolManager",
+    "PinsFileError",
+    "Pinset",
+    "RevocationCheckFailed",
+    "RevocationError",
+    "SignatureError",
+    "SizeError",
+    "StorageError",
+    "TLSError",
+    "UsageError",
+    "Verdict",
+    "__version__",
+    "evaluate",
+    "fetch_update",
+    "load_pins",
+    "parse_pins",
+]
+
+_LAZY = {
+    "PinConfig": "config",
+    "Pinset": "config",
+    "load_pins": "config",
+    "parse_pins": "config",
+    "FetchResult": "download",
+    "fetch_update": "download",
+    "Verdict": "policy",
+    "evaluate": "policy",
+    "PinningPoolManager": "transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pinclient' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

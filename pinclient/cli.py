@@ -1,0 +1,188 @@
+"""Command line: ``fetch-update`` and ``pinclient <command>``.
+
+``main(argv) -> int`` never raises for user errors: each :class:`PinclientError` becomes one
+paragraph on stderr (or one JSON object with ``--json``) and its exit code. Heavy imports happen
+inside the commands, so ``--version`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import PinclientError, UsageError
+
+if TYPE_CHECKING:
+    from .config import PinConfig
+
+__all__ = ["fetch_main", "main"]
+
+EXIT_CODES = """\
+exit codes:
+  0  ok
+  2  usage or pins-file error
+  3  pin violation: unexpected issuer, blocked certificate, unpinned host refused
+  4  revoked certificate
+  5  integrity: size, hash or signature mismatch
+  6  network or TLS failure: untrusted/expired/wrong-host certificate, refused
+     connection, timeout, HTTP error status
+  7  the destination could not be written (disk full, permissions)
+"""
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pins", metavar="FILE",
+                        help="pins file (default: $PINCLIENT_PINS, then ./pins.toml)")
+    parser.add_argument("--ca-bundle", metavar="FILE",
+                        help="PEM trust bundle, overriding defaults.ca_bundle in the pins file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (result or error)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log decisions (-v) and verified chains (-vv) to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def load_config(args: argparse.Namespace) -> PinConfig:
+    """The pins file named by --pins, $PINCLIENT_PINS or ./pins.toml, with --ca-bundle applied.
+
+    Raises:
+        PinsFileError / UsageError: missing or invalid (a missing file is never an unpinned fetch).
+    """
+    import dataclasses
+
+    from .config import load_pins
+
+    chosen = args.pins or os.environ.get("PINCLIENT_PINS") or "pins.toml"
+    path = Path(chosen)
+    if not path.is_file():
+        origin = ("--pins" if args.pins else "$PINCLIENT_PINS" if os.environ.get("PINCLIENT_PINS")
+                  else "the default ./pins.toml")
+        raise UsageError(f"pins file {str(path)!r} (from {origin}) does not exist. pinclient never "
+                         "fetches without pins: pass --pins FILE or set PINCLIENT_PINS.")
+    config = load_pins(path)
+    if getattr(args, "ca_bundle", None):
+        bundle = Path(args.ca_bundle)
+        if not bundle.is_file():
+            raise UsageError(f"--ca-bundle {args.ca_bundle!r} is not a readable file.")
+        config = dataclasses.replace(
+            config, defaults=dataclasses.replace(config.defaults, ca_bundle=str(bundle.resolve())))
+    return config
+
+
+# ------------------------------------------------------------------------- fetch
+
+
+def configure_fetch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("url", metavar="URL", help="https:// URL of the update")
+    parser.add_argument("-o", "--output", metavar="DEST",
+                        help="where to save it (default: the URL's file name in this folder)")
+    parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
+    parser.add_argument("--size", metavar="BYTES", type=int, help="expected exact size in bytes")
+    _add_common(parser)
+
+
+def _default_dest(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    name = Path(unquote(urlsplit(url).path)).name
+    if not name or name in (".", ".."):
+        raise UsageError(f"cannot derive a file name from {url!r}; pass -o DEST.")
+    return name
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from .download import fetch_update
+
+    config = load_config(args)
+    dest = args.output or _default_dest(args.url)
+    result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    elif not args.quiet:
+        print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
+        print(f"  from {result.url}")
+        if result.pinset:
+            print(f'  pinset "{result.pinset}" matched; verified chain (leaf first):')
+        else:
+            print("  no pinset (unpinned = \"allow\"); verified chain (leaf first):")
+        for entry in result.chain:
+            print(f"    {entry.describe()}")
+    return 0
+
+
+# ------------------------------------------------------------------------- plumbing
+
+
+def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]:
+    return {
+        "fetch": ("fetch an update through the pinned transport (same as fetch-update)",
+                  configure_fetch, run_fetch),
+    }
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    verbose = getattr(args, "verbose", 0)
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pinclient: %(message)s"))
+    logger = logging.getLogger("pinclient")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _execute(run: Runner, args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    try:
+        return run(args)
+    except PinclientError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, **e.to_json()}, indent=2))
+        else:
+            print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {e.message}",
+                  file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def fetch_main(argv: Sequence[str] | None = None) -> int:
+    """``fetch-update URL [-o DEST] [--pins FILE] [--sha256 HEX] [--size BYTES] …``"""
+    parser = argparse.ArgumentParser(
+        prog="fetch-update",
+        description="Fetch an update over HTTPS, accepting it only when the verified TLS chain "
+        "contains a CA pinned for the host in pins.toml, and only after its size and hash check "
+        "out. DEST is replaced atomically or left untouched.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fetch-update (pinclient) {__version__}")
+    configure_fetch(parser)
+    args = parser.parse_args(argv)
+    return _execute(run_fetch, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pinclient <command> …``"""
+    parser = argparse.ArgumentParser(
+        prog="pinclient",
+        description="Certificate-pinning HTTPS update client.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pinclient {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, configure, run) in _commands().items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        configure(p)
+        p.set_defaults(_run=run)
+    args: Any = parser.parse_args(argv)
+    return _execute(args._run, args)

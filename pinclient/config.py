@@ -1,0 +1,400 @@
+"""pins.toml v1: load, validate once, and freeze.
+
+Everything here is decided at load time: host patterns are normalised, subject DNs parsed, SPKI
+hashes decoded, ``cert = "…"`` files read and hashed, paths made absolute. The policy code never
+re-parses a string. Every problem raises :class:`~pinclient.errors.PinsFileError` naming the file,
+the pinset and the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography import x509
+
+from ._hosts import host_matches, normalize_pattern, pattern_specificity
+from .errors import PinsFileError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "BlockedCert",
+    "Defaults",
+    "Pin",
+    "PinConfig",
+    "Pinset",
+    "canonical_name",
+    "load_pins",
+    "parse_pins",
+]
+
+NameKey = tuple[tuple[tuple[str, str], ...], ...]
+UnpinnedPolicy = Literal["refuse", "allow"]
+
+
+def canonical_name(name: x509.Name) -> NameKey:
+    """A comparable form of a DN: RDNs in order, attributes sorted, values case-folded with runs of
+    whitespace collapsed (RFC 5280 §7.1 caseIgnoreMatch, which is what CAs and browsers compare)."""
+    rdns = []
+    for rdn in name.rdns:
+        attrs = sorted(
+            (attr.oid.dotted_string, " ".join(str(attr.value).split()).casefold()) for attr in rdn
+        )
+        rdns.append(tuple(attrs))
+    return tuple(rdns)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One accepted issuer: an SPKI hash (``spki_sha256`` or ``cert``) or a subject DN."""
+
+    kind: Literal["spki", "subject"]
+    spki_sha256: bytes | None = None
+    subject: NameKey | None = None
+    subject_text: str = ""
+    label: str = ""
+    source: str = ""  # where it came from: "spki_sha256", "subject" or "cert=<path>"
+
+    def describe(self) -> str:
+        """``sha256/<base64> (label)`` or ``subject <DN> (label)``, as shown in refusals."""
+        if self.kind == "spki":
+            assert self.spki_sha256 is not None
+            text = "sha256/" + base64.b64encode(self.spki_sha256).decode()
+        else:
+            text = f"subject {self.subject_text}"
+        extra = [x for x in (self.label, self.source if self.source.startswith("cert=") else "") if x]
+        return f"{text} ({', '.join(extra)})" if extra else text
+
+
+@dataclass(frozen=True)
+class Pinset:
+    """A named set of hosts and the issuers accepted for them."""
+
+    name: str
+    hosts: tuple[str, ...]
+    issuers: tuple[Pin, ...]
+    index: int = 0
+
+    def match_specificity(self, host: str) -> int | None:
+        """The specificity of the best pattern matching ``host`` (normalised), or None."""
+        best = None
+        for pattern in self.hosts:
+            if host_matches(pattern, host):
+                score = pattern_specificity(pattern)
+                best = score if best is None else max(best, score)
+        return best
+
+
+@dataclass(frozen=True)
+class BlockedCert:
+    """A blocklist entry: ``issuer`` + ``serial``, or ``spki_sha256`` (a key refused anywhere)."""
+
+    issuer: NameKey | None = None
+    issuer_text: str = ""
+    serial: int | None = None
+    spki_sha256: bytes | None = None
+    reason: str = ""
+    index: int = 0
+
+    def describe(self) -> str:
+        if self.spki_sha256 is not None:
+            text = "key sha256/" + base64.b64encode(self.spki_sha256).decode()
+        else:
+            assert self.serial is not None
+            text = f"serial {format_serial(self.serial)} from {self.issuer_text}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+@dataclass(frozen=True)
+class Defaults:
+    ca_bundle: str = "certifi"  # "certifi" or an absolute path to a PEM bundle
+    unpinned: UnpinnedPolicy = "refuse"
+
+
+@dataclass(frozen=True)
+class PinConfig:
+    """A loaded, validated pins.toml."""
+
+    defaults: Defaults = field(default_factory=Defaults)
+    pinsets: tuple[Pinset, ...] = ()
+    blocked: tuple[BlockedCert, ...] = ()
+    path: Path | None = None
+
+    def pinset_for(self, host: str) -> Pinset | None:
+        """The most specific pinset covering a normalised ``host``; on a tie, the first in the file."""
+        best: tuple[int, int, Pinset] | None = None
+        for pinset in self.pinsets:
+            score = pinset.match_specificity(host)
+            if score is not None and (best is None or (score, -pinset.index) > best[:2]):
+                best = (score, -pinset.index, pinset)
+        return best[2] if best else None
+
+    def trust_bundle(self) -> str:
+        """The PEM bundle file to validate against (certifi's unless configured)."""
+        if self.defaults.ca_bundle == "certifi":
+            import certifi
+
+            return str(certifi.where())
+        return self.defaults.ca_bundle
+
+
+def format_serial(serial: int) -> str:
+    """Colon-separated lower-case hex, as certificate viewers show serials."""
+    text = f"{serial:x}"
+    if len(text) % 2:
+        text = "0" + text
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_pins(path: str | Path) -> PinConfig:
+    """Load and validate a pins.toml file.
+
+    Raises:
+        PinsFileError: the file is missing, unreadable, not TOML, or not a valid pins.toml v1.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise PinsFileError(f"cannot read pins file: {e.strerror or e}", path=str(p)) from None
+    return parse_pins(data, path=p)
+
+
+def parse_pins(data: bytes | str, *, path: Path | None = None, base_dir: Path | None = None) -> PinConfig:
+    """Validate pins.toml content. Relative paths resolve against ``base_dir``, else the file's
+    folder, else the current folder.
+
+    Raises:
+        PinsFileError: as :func:`load_pins`.
+    """
+    where = str(path) if path is not None else "<pins>"
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PinsFileError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=where) from None
+    else:
+        text = data
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        line = int(m.group(1)) if m else None
+        raise PinsFileError(f"TOML syntax error: {e}", path=where, line=line) from None
+    if base_dir is None:
+        base_dir = path.resolve().parent if path is not None else Path.cwd()
+    return _Loader(where, base_dir).load(doc, path)
+
+
+class _Loader:
+    def __init__(self, where: str, base_dir: Path) -> None:
+        self.where = where
+        self.base_dir = base_dir
+
+    def error(self, message: str, *, pinset: str | None = None, key: str | None = None) -> PinsFileError:
+        return PinsFileError(message, path=self.where, pinset=pinset, key=key)
+
+    def check_keys(self, table: Mapping[str, Any], allowed: set[str], required: set[str], *,
+                   section: str, pinset: str | None = None) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                raise self.error(f"unknown key in {section} (allowed: {hint})", pinset=pinset, key=key)
+        for key in sorted(required):
+            if key not in table:
+                raise self.error(f"missing required key in {section}", pinset=pinset, key=key)
+
+    def string(self, value: object, *, key: str, pinset: str | None = None, empty_ok: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.error(f"must be a string, not {_type_name(value)}", pinset=pinset, key=key)
+        if not empty_ok and not value.strip():
+            raise self.error("must not be empty", pinset=pinset, key=key)
+        return value
+
+    def choice(self, value: object, options: tuple[str, ...], *, key: str, pinset: str | None = None) -> str:
+        text = self.string(value, key=key, pinset=pinset)
+        if text not in options:
+            raise self.error(f"must be one of {', '.join(map(repr, options))}, not {text!r}",
+                             pinset=pinset, key=key)
+        return text
+
+    def table_list(self, value: object, *, key: str, pinset: str | None = None) -> list[Mapping[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self.error(f"must be an array of tables ([[{key}]]), not {_type_name(value)}",
+                             pinset=pinset, key=key)
+        return value
+
+    # -- sections
+
+    def load(self, doc: Mapping[str, Any], path: Path | None) -> PinConfig:
+        self.check_keys(doc, {"version", "defaults", "pinset", "blocked"}, {"version"},
+                        section="the top level")
+        version = doc["version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+            raise self.error(f"unsupported version {version!r}; this pinclient reads version = 1",
+                             key="version")
+        defaults_doc = doc.get("defaults", {})
+        if not isinstance(defaults_doc, dict):
+            raise self.error(f"must be a table, not {_type_name(defaults_doc)}", key="defaults")
+        defaults = self.defaults(defaults_doc)
+        pinsets = tuple(self.pinset(i, t) for i, t in
+                        enumerate(self.table_list(doc.get("pinset", []), key="pinset")))
+        names = [p.name for p in pinsets]
+        for name in names:
+            if names.count(name) > 1:
+                raise self.error("two pinsets have this name; names must be unique", pinset=name, key="name")
+        blocked = tuple(self.blocked(i, t) for i, t in
+                        enumerate(self.table_list(doc.get("blocked", []), key="blocked")))
+        return PinConfig(defaults=defaults, pinsets=pinsets, blocked=blocked, path=path)
+
+    def defaults(self, table: Mapping[str, Any]) -> Defaults:
+        self.check_keys(table, {"ca_bundle", "unpinned"}, set(), section="[defaults]")
+        ca_bundle = "certifi"
+        if "ca_bundle" in table:
+            value = self.string(table["ca_bundle"], key="ca_bundle")
+            if value != "certifi":
+                bundle = self.base_dir / value
+                if not bundle.is_file():
+                    raise self.error(f"CA bundle {str(bundle)!r} is not a readable file "
+                                     "(use \"certifi\" or a path relative to this file)", key="ca_bundle")
+                ca_bundle = str(bundle.resolve())
+        unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
+        return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse")
+
+    def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
+        label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
+        self.check_keys(table, {"name", "hosts", "issuers"}, {"name", "hosts", "issuers"},
+                        section="[[pinset]]", pinset=label)
+        name = self.string(table["name"], key="name", pinset=label)
+        hosts_value = table["hosts"]
+        if not isinstance(hosts_value, list) or not hosts_value:
+            raise self.error("must be a non-empty array of host names", pinset=name, key="hosts")
+        hosts = []
+        for item in hosts_value:
+            text = self.string(item, key="hosts", pinset=name)
+            try:
+                hosts.append(normalize_pattern(text))
+            except ValueError as e:
+                raise self.error(f"bad host pattern: {e}", pinset=name, key="hosts") from None
+        issuers_value = table["issuers"]
+        if not isinstance(issuers_value, list) or not issuers_value:
+            raise self.error("must be a non-empty array of issuer pins "
+                             "({ spki_sha256 = … }, { subject = … } or { cert = … })",
+                             pinset=name, key="issuers")
+        issuers = tuple(self.pin(item, pinset=name) for item in issuers_value)
+        return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index)
+
+    def pin(self, item: object, *, pinset: str) -> Pin:
+        if not isinstance(item, dict):
+            raise self.error(f"each entry must be an inline table, not {_type_name(item)}",
+                             pinset=pinset, key="issuers")
+        self.check_keys(item, {"spki_sha256", "subject", "cert", "label"}, set(),
+                        section="an issuers entry", pinset=pinset)
+        kinds = [k for k in ("spki_sha256", "subject", "cert") if k in item]
+        if len(kinds) != 1:
+            raise self.error("each issuers entry needs exactly one of spki_sha256, subject, cert "
+                             f"(found {', '.join(kinds) or 'none'})", pinset=pinset, key="issuers")
+        kind = kinds[0]
+        label = self.string(item.get("label", ""), key="label", pinset=pinset, empty_ok=True)
+        if kind == "spki_sha256":
+            digest = self.spki(item[kind], pinset=pinset)
+            return Pin(kind="spki", spki_sha256=digest, label=label, source="spki_sha256")
+        if kind == "subject":
+            text = self.string(item[kind], key="subject", pinset=pinset)
+            return Pin(kind="subject", subject=self.dn(text, key="subject", pinset=pinset),
+                       subject_text=text, label=label, source="subject")
+        rel = self.string(item[kind], key="cert", pinset=pinset)
+        cert = self.read_cert(rel, pinset=pinset)
+        from .policy import spki_sha256
+
+        if not label:
+            cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            label = str(cns[0].value) if cns else cert.subject.rfc4514_string()
+        return Pin(kind="spki", spki_sha256=spki_sha256(cert), label=label, source=f"cert={rel}")
+
+    def blocked(self, index: int, table: Mapping[str, Any]) -> BlockedCert:
+        where = f"[[blocked]] #{index + 1}"
+        self.check_keys(table, {"issuer", "serial", "spki_sha256", "reason"}, set(), section=where)
+        reason = self.string(table.get("reason", ""), key="reason", empty_ok=True)
+        has_spki = "spki_sha256" in table
+        has_serial = "issuer" in table or "serial" in table
+        if has_spki == has_serial:
+            raise self.error(f"{where} needs either spki_sha256, or issuer and serial (not both)")
+        if has_spki:
+            return BlockedCert(spki_sha256=self.spki(table["spki_sha256"], pinset=None),
+                               reason=reason, index=index)
+        if "issuer" not in table or "serial" not in table:
+            raise self.error(f"{where} needs both issuer and serial",
+                             key="serial" if "issuer" in table else "issuer")
+        issuer_text = self.string(table["issuer"], key="issuer")
+        return BlockedCert(issuer=self.dn(issuer_text, key="issuer", pinset=None),
+                           issuer_text=issuer_text, serial=self.serial(table["serial"]),
+                           reason=reason, index=index)
+
+    # -- values
+
+    def spki(self, value: object, *, pinset: str | None) -> bytes:
+        text = self.string(value, key="spki_sha256", pinset=pinset)
+        body = text.removeprefix("sha256/")
+        try:
+            digest = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise self.error(f"{text!r} is not base64", pinset=pinset, key="spki_sha256") from None
+        if len(digest) != 32:
+            raise self.error(f"{text!r} decodes to {len(digest)} bytes; a SHA-256 is 32 bytes "
+                             "(44 base64 characters ending in '=')", pinset=pinset, key="spki_sha256")
+        return digest
+
+    def dn(self, text: str, *, key: str, pinset: str | None) -> NameKey:
+        try:
+            name = x509.Name.from_rfc4514_string(text)
+        except ValueError as e:
+            raise self.error(f"{text!r} is not an RFC 4514 distinguished name: {e}",
+                             pinset=pinset, key=key) from None
+        if not name.rdns:
+            raise self.error("the distinguished name is empty", pinset=pinset, key=key)
+        return canonical_name(name)
+
+    def serial(self, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise self.error("write the serial as a hex string, e.g. \"92:39:d5:…\"", key="serial")
+        text = self.string(value, key="serial")
+        digits = text.strip().lower().removeprefix("0x").replace(":", "")
+        if not digits or not re.fullmatch(r"[0-9a-f]+", digits):
+            raise self.error(f"{text!r} is not a hex serial number", key="serial")
+        return int(digits, 16)
+
+    def read_cert(self, rel: str, *, pinset: str) -> x509.Certificate:
+        cert_path = self.base_dir / rel
+        try:
+            data = cert_path.read_bytes()
+        except OSError as e:
+            raise self.error(f"cannot read {str(cert_path)!r}: {e.strerror or e}",
+                             pinset=pinset, key="cert") from None
+        try:
+            if b"-----BEGIN" in data:
+                return x509.load_pem_x509_certificate(data)
+            return x509.load_der_x509_certificate(data)
+        except ValueError as e:
+            raise self.error(f"{str(cert_path)!r} is not a PEM or DER certificate: {e}",
+                             pinset=pinset, key="cert") from None
+
+
+def _type_name(value: object) -> str:
+    names: dict[type, str] = {str: "a string", int: "an integer", float: "a float", bool: "a boolean",
+                              list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+

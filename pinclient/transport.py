@@ -1,0 +1,171 @@
+"""PinningPoolManager: a urllib3 PoolManager whose HTTPS connections check the pins right after the
+handshake and before a single request byte is written.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from urllib3 import PoolManager
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from ._tls import shared_context, tls_info
+from .config import PinConfig
+from .errors import PinViolation, UsageError
+from .policy import Verdict, evaluate
+
+__all__ = ["PinGuard", "PinnedHTTPSConnection", "PinningPoolManager"]
+
+log = logging.getLogger("pinclient")
+
+#: Called with (verdict, port) after an accepted pin check, still before the request is sent.
+#: Revocation checks and reporting hook in here; raising refuses the connection.
+AfterCheck = Callable[[Verdict, int], None]
+
+
+class PinGuard:
+    """Applies a :class:`PinConfig` to established TLS connections. Thread-safe; counts its checks."""
+
+    def __init__(self, config: PinConfig) -> None:
+        self.config = config
+        self.after_check: list[AfterCheck] = []
+        self._lock = threading.Lock()
+        self.checks = 0
+
+    def check(self, sock: Any, port: int) -> Verdict:
+        """Check the verified chain of ``sock`` against the pins of the name TLS verified.
+
+        The host comes from the TLS object's ``server_hostname`` (the name OpenSSL checked the
+        certificate against), never from the connection's host, which is the proxy's when tunnelling.
+
+        Raises:
+            PinViolation: refused (unexpected issuer, blocked, unpinned, or nothing verified).
+        """
+        with self._lock:
+            self.checks += 1
+        info = tls_info(sock)
+        host = info.server_hostname or ""
+        if not info.verified or not host:
+            raise PinViolation(
+                f"Certificate pinning failure for {host or 'an unknown host'}: the TLS connection was "
+                "not made with certificate and host-name verification on, so its chain cannot be "
+                "trusted for pinning; refusing.",
+                host=host,
+                port=port,
+                reason="no-verified-chain",
+            )
+        verdict = evaluate(self.config, host, info.chain)
+        if log.isEnabledFor(logging.DEBUG):
+            for cert in verdict.chain:
+                log.debug("  %s sha256/%s", cert.subject_text, cert.spki_b64)
+        if not verdict.accepted:
+            log.info("refused %s:%s (%s)", verdict.host, port, verdict.reason)
+            raise verdict.violation(port)
+        log.info("accepted %s:%s (%s%s)", verdict.host, port, verdict.reason,
+                 f", pinset {verdict.pinset.name}" if verdict.pinset else "")
+        for hook in self.after_check:
+            hook(verdict, port)
+        return verdict
+
+
+class PinnedHTTPSConnection(HTTPSConnection):
+    """An HTTPSConnection that runs its :class:`PinGuard` as the last step of ``connect()``."""
+
+    def __init__(self, *args: Any, pin_guard: PinGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pin_guard = pin_guard
+        self.verdict: Verdict | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        try:
+            self.verdict = self.pin_guard.check(self.sock, self.port)
+        except BaseException:
+            # Close the socket itself, not self.close(): urllib3 reports a closed connection that
+            # had a proxy as a proxy error, which would hide the pin violation.
+            sock, self.sock = self.sock, None
+            if sock is not None:
+                sock.close()
+            raise
+
+
+class PinnedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = PinnedHTTPSConnection
+
+    def __init__(self, host: str, port: int | None = None, *, pin_guard: PinGuard,
+                 **kwargs: Any) -> None:
+        super().__init__(host, port, **kwargs)
+        self.conn_kw["pin_guard"] = pin_guard
+
+
+_REFUSED = {
+    "assert_fingerprint": "it checks only the leaf and turns host-name checking off",
+    "assert_hostname": "it changes or turns off the host-name check the pins depend on",
+    "server_hostname": "pins are looked up by the name TLS verifies; set it through the URL",
+    "ssl_context": "pinclient builds and shares its own verifying context; use ca_certs= or "
+    "ca_bundle in pins.toml to choose the trust bundle",
+    "ca_cert_dir": "use one PEM bundle (ca_certs= or ca_bundle in pins.toml)",
+    "ca_cert_data": "use one PEM bundle (ca_certs= or ca_bundle in pins.toml)",
+}
+
+
+def _check_kwargs(kwargs: dict[str, Any]) -> None:
+    for key, why in _REFUSED.items():
+        if kwargs.get(key) not in (None,):
+            raise UsageError(f"PinningPoolManager refuses {key}=: {why}.")
+    cert_reqs = kwargs.get("cert_reqs")
+    if cert_reqs not in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED"):
+        raise UsageError(
+            f"PinningPoolManager refuses cert_reqs={cert_reqs!r}: with verification off the chain "
+            "cannot be trusted, and pins would be checked against whatever the server sent."
+        )
+
+
+class PinningPoolManager(PoolManager):
+    """A :class:`urllib3.PoolManager` that enforces ``config`` on every HTTPS connection.
+
+    Every new connection, to any host and after every redirect, is checked once, right after the
+    handshake. Plain ``http://`` is refused. Keyword arguments go to urllib3, except those that
+    would weaken the pin: ``cert_reqs`` other than required, ``assert_fingerprint``,
+    ``assert_hostname``, ``server_hostname``, ``ssl_context``, ``ca_cert_dir``, ``ca_cert_data``
+    (each raises :class:`UsageError`). ``ca_certs=`` picks the trust bundle instead of the
+    config's ``ca_bundle``; either way one SSLContext per bundle is shared by all connections.
+
+    Raises:
+        UsageError: an unsafe keyword argument.
+        OSError / ssl.SSLError: the trust bundle cannot be read.
+    """
+
+    def __init__(self, config: PinConfig, num_pools: int = 10,
+                 headers: dict[str, str] | None = None, **connection_pool_kw: Any) -> None:
+        _check_kwargs(connection_pool_kw)
+        bundle = connection_pool_kw.pop("ca_certs", None) or config.trust_bundle()
+        connection_pool_kw.pop("cert_reqs", None)
+        connection_pool_kw["ssl_context"] = shared_context(bundle)
+        super().__init__(num_pools=num_pools, headers=headers, **connection_pool_kw)
+        self.config = config
+        self.trust_bundle = bundle
+        self.guard = PinGuard(config)
+        pool: Any = functools.partial(PinnedHTTPSConnectionPool, pin_guard=self.guard)
+        self.pool_classes_by_scheme = {"https": pool}
+
+    def connection_from_host(self, host: str | None, port: int | None = None,
+                             scheme: str | None = "http",
+                             pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
+        if (scheme or "http").lower() != "https":
+            raise PinViolation(
+                f"Refusing plain {scheme}:// to {host}: pinclient speaks only HTTPS, and a "
+                "redirect to http:// would bypass every pin.",
+                host=host or "",
+                port=port,
+                reason="insecure-scheme",
+            )
+        if pool_kwargs:
+            _check_kwargs(pool_kwargs)
+        return super().connection_from_host(host, port, scheme, pool_kwargs)
