@@ -360,7 +360,7 @@ class _Loader:
 
     def dn(self, text: str, *, key: str, pinset: str | None) -> NameKey:
         try:
-            name = x509.Name.from_rfc4514_string(text)
+            name = x509.Name.from_rfc4514_string(_tidy_dn(text))
         except ValueError as e:
             raise self.error(f"{text!r} is not an RFC 4514 distinguished name: {e}",
                              pinset=pinset, key=key) from None
@@ -391,6 +391,36 @@ class _Loader:
         except ValueError as e:
             raise self.error(f"{str(cert_path)!r} is not a PEM or DER certificate: {e}",
                              pinset=pinset, key="cert") from None
+
+
+def _tidy_dn(text: str) -> str:
+    """Accept the way people write DNs: spaces after commas, lower-case attribute names
+    (``cn=Example CA, o=Example``). cryptography's RFC 4514 parser is strict about both."""
+    parts: list[str] = []
+    current = ""
+    escaped = False
+    for ch in text:
+        if escaped:
+            current += ch
+            escaped = False
+        elif ch == "\\":
+            current += ch
+            escaped = True
+        elif ch in ",+":
+            parts.extend([current, ch])
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    out = []
+    for part in parts:
+        if part in (",", "+"):
+            out.append(part)
+            continue
+        attr, eq, value = part.partition("=")
+        attr = attr.strip()
+        out.append((attr.upper() if attr.isalpha() else attr) + eq + value.strip() if eq else part)
+    return "".join(out)
 
 
 def _type_name(value: object) -> str:

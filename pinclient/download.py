@@ -213,6 +213,7 @@ def fetch_update(
                 log.info("redirect %d to %s", hops, url)
                 continue
             break
+        verdict = getattr(resp.connection, "verdict", None)
         try:
             result = _receive(resp, fh, tmp, url=url, limit=limit, exact=size, expected=expected)
         except u3.HTTPError as e:
@@ -230,7 +231,6 @@ def fetch_update(
         except OSError as e:
             raise StorageError(f"cannot move the verified file into place at {str(target)!r}: "
                                f"{e.strerror or e}", path=str(target)) from e
-    verdict = getattr(resp.connection, "verdict", None) if resp.connection else None
     chain = tuple(c.entry() for c in verdict.chain) if verdict else ()
     pinset = verdict.pinset.name if verdict and verdict.pinset else None
     return FetchResult(url=url, dest=target, size=result[0], sha256=result[1], status=resp.status,

@@ -1,0 +1,99 @@
+"""Shared fixtures: a test PKI modelled on the 2011 Comodo case, name resolution for ``*.test`` on
+loopback, and helpers to write pins files.
+
+The world: two roots are trusted (both in the bundle, as both were in every browser):
+``pinned_root`` → ``pinned_int`` issues the real update server's certificate; ``rogue_root``
+(UTN-USERFirst-Hardware's role) issues a certificate for the same host straight off the root.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pinclient._pki import CA
+from pinclient.config import PinConfig, load_pins
+from pinclient.policy import spki_sha256
+
+HOST = "updates.test"
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    # Test host names live on loopback; nothing in the suite may reach another address.
+    name = host.decode() if isinstance(host, bytes) else host
+    if isinstance(name, str) and (name.rstrip(".").endswith(".test") or name.rstrip(".") == "test"):
+        name = "127.0.0.1"
+    elif name not in ("localhost", "127.0.0.1", "::1", None):
+        raise socket.gaierror(socket.EAI_NONAME, f"tests resolve only loopback names, not {name!r}")
+    return _real_getaddrinfo(name, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def loopback_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_getaddrinfo)
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+@dataclass
+class PKI:
+    pinned_root: CA
+    pinned_int: CA
+    rogue_root: CA
+    untrusted_root: CA
+    bundle: Path
+
+    def pin_of(self, ca: CA) -> str:
+        return b64(spki_sha256(ca.cert))
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    folder = tmp_path_factory.mktemp("pki")
+    pinned_root = CA("Example Root R1", org="Example Inc")
+    pinned_int = pinned_root.child_ca("Example Issuing CA 2", org="Example Inc")
+    rogue_root = CA("UTN-USERFirst-Hardware", org="The USERTRUST Network")
+    untrusted_root = CA("Nobody Trusts Me")
+    bundle = folder / "bundle.pem"
+    bundle.write_bytes(pinned_root.cert_pem() + rogue_root.cert_pem())
+    return PKI(pinned_root, pinned_int, rogue_root, untrusted_root, bundle)
+
+
+def write_pins(folder: Path, body: str, *, bundle: Path | None = None, unpinned: str = "refuse") -> Path:
+    """Write a pins.toml with a [defaults] pointing at ``bundle`` and the given body."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "pins.toml"
+    defaults = f'[defaults]\nunpinned = "{unpinned}"\n'
+    if bundle is not None:
+        defaults += f'ca_bundle = "{bundle}"\n'
+    path.write_text(f"version = 1\n{defaults}\n{body}")
+    return path
+
+
+def pinset(name: str, hosts: list[str], *issuers: str) -> str:
+    host_list = ", ".join(f'"{h}"' for h in hosts)
+    return f'[[pinset]]\nname = "{name}"\nhosts = [{host_list}]\nissuers = [\n' + "".join(
+        f"  {i},\n" for i in issuers) + "]\n"
+
+
+@pytest.fixture
+def root_pinned_config(pki: PKI, tmp_path: Path) -> PinConfig:
+    """updates.test pinned to the Example root's key."""
+    body = pinset("example-updates", [HOST],
+                  f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}", label = "Example Root R1" }}')
+    return load_pins(write_pins(tmp_path / "cfg", body, bundle=pki.bundle))
+
+
+@pytest.fixture
+def payload() -> Iterator[bytes]:
+    yield b"pinclient update payload\n" * 4096
