@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 __all__ = ["CA", "Leaf", "new_key"]
 
@@ -137,7 +137,7 @@ class CA:
         )
         if ocsp_url:
             builder = builder.add_extension(x509.AuthorityInformationAccess([
-                x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
+                x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
                                        x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
         if crl_url:
             builder = builder.add_extension(x509.CRLDistributionPoints([

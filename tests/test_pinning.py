@@ -49,7 +49,7 @@ def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, root_pinned_
     assert [c.spki_sha256 for c in err.chain][1] == pki.pin_of(pki.rogue_root)
     assert "UTN-USERFirst-Hardware" in str(err)
     assert pki.pin_of(pki.pinned_root) in str(err), "the message lists the expected pins"
-    assert f"example-updates" in str(err)
+    assert "example-updates" in str(err)
 
 
 def test_pinned_chain_is_accepted_and_saved(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,

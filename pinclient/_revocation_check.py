@@ -1,0 +1,391 @@
+"""The I/O side of revocation checking: fetch OCSP responses and CRLs, keep them in a disk cache,
+and turn verdicts into refusals or warnings according to a :class:`RevocationPolicy`.
+
+All judgement lives in :mod:`pinclient.revocation`; this module only moves bytes. OCSP responders
+and CRL distribution points are normally plain ``http://``. That is fine: every byte fetched is
+signed by the issuer (or a delegate it authorised) and verified before it is believed, and the
+freshness window bounds replay. Someone on the path can only *withhold* answers, and what happens
+then is exactly what ``soft-fail`` versus ``hard-fail`` decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import urllib3
+from cryptography import x509
+
+from pinclient._version import __version__
+from pinclient.errors import CertificateRevoked, RevocationCheckFailed
+from pinclient.revocation import (
+    CertStatus,
+    CRLVerdict,
+    OCSPVerdict,
+    ResponseRejected,
+    RevocationPolicy,
+    RevocationSources,
+    build_ocsp_request,
+    describe_certificate,
+    revocation_sources,
+    verify_crl,
+    verify_ocsp_response,
+)
+
+__all__ = ["RevocationChecker", "default_cache_dir"]
+
+_log = logging.getLogger(__name__)
+
+_USER_AGENT = f"pinclient/{__version__} (revocation check)"
+_CHUNK = 64 * 1024
+# CRL distribution points are sometimes moved behind a redirect; the CRL is signed, so following a
+# few is safe. OCSP POSTs are never redirected (a POST body cannot be replayed portably).
+_CRL_RETRIES = urllib3.Retry(total=3, connect=0, read=0, status=0, other=0, redirect=3)
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache folder: ``$XDG_CACHE_HOME/pinclient/revocation`` (else
+    ``~/.cache/…``), ``~/Library/Caches/pinclient/revocation`` on macOS,
+    ``%LOCALAPPDATA%\\pinclient\\Cache\\revocation`` on Windows."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+        return base / "pinclient" / "Cache" / "revocation"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "pinclient" / "revocation"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says relative values must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "pinclient" / "revocation"
+
+
+class _FetchFailed(Exception):
+    """One source could not be fetched; the message says which URL and why."""
+
+
+class RevocationChecker:
+    """Checks a verified chain (leaf first, root last) against OCSP and CRLs.
+
+    Which certificates: the leaf always (in hard-fail it must name a source); each intermediate
+    that names a source; never the last certificate of a longer chain (the trust anchor the chain
+    was verified against: nothing above it can vouch for it).
+
+    Verified OCSP responses and CRLs are cached in ``cache_dir`` (``None``: :func:`default_cache_dir`)
+    until their nextUpdate; a cached entry is verified again every time it is read, and one that is
+    corrupt, tampered with or stale is ignored and refetched. Instances are thread-safe; concurrent
+    checks of the same certificate share one fetch.
+
+    ``http`` is the pool used for fetches; when omitted the checker makes (and :meth:`close` closes)
+    its own. A shared pool must not be a pinning one: responders are other hosts.
+    """
+
+    def __init__(
+        self,
+        policy: RevocationPolicy,
+        *,
+        cache_dir: Path | None,
+        http: urllib3.PoolManager | None = None,
+    ) -> None:
+        self.policy = policy
+        self._cache = _DiskCache(cache_dir if cache_dir is not None else default_cache_dir())
+        self._own_http = http is None
+        self._http = http if http is not None else urllib3.PoolManager(num_pools=8, maxsize=2)
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def close(self) -> None:
+        """Close the connection pool if the checker created it."""
+        if self._own_http:
+            self._http.clear()
+
+    def __enter__(self) -> RevocationChecker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def check(
+        self, chain: Sequence[x509.Certificate], *, host: str, now: datetime | None = None
+    ) -> list[str]:
+        """Check every certificate of ``chain`` that needs it. Returns soft-fail warnings.
+
+        Raises:
+            CertificateRevoked: a certificate is revoked (in every mode but ``off``).
+            RevocationCheckFailed: hard-fail only: a status could not be established (responder
+                unreachable, response rejected, status unknown) or the leaf names no source.
+            ValueError: ``chain`` is empty or ``now`` is naive.
+        """
+        if self.policy.mode == "off":
+            return []
+        if not chain:
+            raise ValueError("empty chain")
+        now = now if now is not None else datetime.now(timezone.utc)
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        warnings: list[str] = []
+        for index, cert in enumerate(chain):
+            if index > 0 and index == len(chain) - 1:
+                break  # the trust anchor
+            problem = self._check_one(cert, _issuer_in(chain, index), index == 0, host, now)
+            if problem is None:
+                continue
+            if self.policy.mode == "hard-fail":
+                raise RevocationCheckFailed(problem)
+            _log.warning("%s", problem)
+            warnings.append(f"{problem} (soft-fail: continuing)")
+        return warnings
+
+    # --- one certificate ------------------------------------------------------------------------
+
+    def _check_one(
+        self,
+        cert: x509.Certificate,
+        issuer: x509.Certificate | None,
+        is_leaf: bool,
+        host: str,
+        now: datetime,
+    ) -> str | None:
+        """None when the status is good (or the cert need not be checked), else why not.
+
+        Raises CertificateRevoked.
+        """
+        who = describe_certificate(cert)
+        try:
+            sources = revocation_sources(cert)
+        except ValueError as e:
+            return f"cannot check revocation of {who} for {host}: unreadable extensions ({e})"
+        if not sources:
+            if not is_leaf:
+                return None
+            return (
+                f"cannot check revocation of {who} for {host}: it names no OCSP responder "
+                "(AIA) and no CRL distribution point"
+            )
+        if issuer is None or cert.issuer != issuer.subject:
+            return f"cannot check revocation of {who} for {host}: its issuer is not next in the chain"
+        attempts: list[str] = []
+        for kind, url in self._attempt_order(sources):
+            try:
+                verdict = (
+                    self._ocsp(cert, issuer, url, now)
+                    if kind == "OCSP"
+                    else self._crl(cert, issuer, url, now)
+                )
+            except (_FetchFailed, ResponseRejected) as e:
+                attempts.append(f"{kind} {url}: {e}")
+                continue
+            if verdict.status is CertStatus.REVOKED:
+                raise CertificateRevoked(
+                    f"{who} is revoked {verdict.describe_revocation()} according to {kind} {url}; "
+                    f"refusing to connect to {host}"
+                )
+            if verdict.status is CertStatus.GOOD:
+                return None
+            attempts.append(f"{kind} {url}: the responder does not know this certificate (unknown)")
+        return f"cannot establish revocation status of {who} for {host}: {'; '.join(attempts)}"
+
+    def _attempt_order(self, sources: RevocationSources) -> Iterator[tuple[str, str]]:
+        ocsp = [("OCSP", url) for url in sources.ocsp]
+        crl = [("CRL", url) for url in sources.crl]
+        yield from (crl + ocsp) if self.policy.crl == "prefer" else (ocsp + crl)
+
+    # --- OCSP and CRL, cache first --------------------------------------------------------------
+
+    def _ocsp(
+        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime
+    ) -> OCSPVerdict:
+        """Raises _FetchFailed, ResponseRejected."""
+        key_hash = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
+        path = self._cache.path("ocsp", key_hash + b"\0" + str(cert.serial_number).encode())
+
+        def verify(der: bytes) -> OCSPVerdict:
+            return verify_ocsp_response(
+                der, cert, issuer, now, self.policy.skew,
+                no_next_update_window=self.policy.no_next_update_window,
+            )  # fmt: skip
+
+        with self._locked(path.name):
+            cached = self._cached(path, self.policy.max_ocsp_size, verify)
+            if cached is not None:
+                return cached
+            der = self._fetch(
+                "POST",
+                url,
+                body=build_ocsp_request(cert, issuer),
+                headers={"Content-Type": "application/ocsp-request"},
+                limit=self.policy.max_ocsp_size,
+                retries=False,
+            )
+            verdict = verify(der)
+            if verdict.status is not CertStatus.UNKNOWN:  # "unknown" may change any moment
+                self._cache.write(path, der)
+            return verdict
+
+    def _crl(
+        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime
+    ) -> CRLVerdict:
+        """Raises _FetchFailed, ResponseRejected."""
+        path = self._cache.path("crl", url.encode())
+
+        def verify(data: bytes) -> CRLVerdict:
+            return verify_crl(
+                data, cert, issuer, now, self.policy.skew,
+                no_next_update_window=self.policy.no_next_update_window,
+            )  # fmt: skip
+
+        with self._locked(path.name):
+            cached = self._cached(path, self.policy.max_crl_size, verify)
+            if cached is not None:
+                return cached
+            data = self._fetch("GET", url, limit=self.policy.max_crl_size, retries=_CRL_RETRIES)
+            verdict = verify(data)
+            self._cache.write(path, data)
+            return verdict
+
+    def _cached(
+        self, path: Path, limit: int, verify: _Verify[_V]
+    ) -> _V | None:
+        data = self._cache.read(path, limit)
+        if data is None:
+            return None
+        try:
+            verdict = verify(data)
+        except (ResponseRejected, ValueError) as e:
+            # A corrupt, tampered-with or expired entry is just a cache miss.
+            _log.debug("ignoring cached %s: %s", path, e)
+            self._cache.discard(path)
+            return None
+        return verdict if verdict.status is not CertStatus.UNKNOWN else None
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        limit: int,
+        retries: urllib3.Retry | bool,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
+        """The body of a 200 answer, at most ``limit`` bytes, within the policy's timeout.
+
+        Raises _FetchFailed.
+        """
+        timeout = self.policy.timeout
+        deadline = time.monotonic() + timeout
+        try:
+            response = self._http.request(
+                method,
+                url,
+                body=body,
+                headers={"User-Agent": _USER_AGENT, **(headers or {})},
+                preload_content=False,
+                # No decompression: a small compressed body must not inflate past the cap.
+                decode_content=False,
+                retries=retries,
+                timeout=urllib3.Timeout(total=timeout),
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise _FetchFailed(f"cannot reach the server: {_cause(e)}") from e
+        complete = False
+        try:
+            if response.status != 200:
+                raise _FetchFailed(f"the server answered HTTP {response.status}")
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _FetchFailed(f"the answer is {declared} bytes, more than the {limit} allowed")
+            data = bytearray()
+            # read1() returns after one socket read, so the deadline is checked between reads and
+            # a server trickling a byte at a time cannot hold the update up for long.
+            while chunk := response.read1(_CHUNK, decode_content=False):
+                data += chunk
+                if len(data) > limit:
+                    raise _FetchFailed(f"the answer is more than the {limit} bytes allowed")
+                if time.monotonic() > deadline:
+                    raise _FetchFailed(f"the answer took longer than {timeout:g} s")
+            complete = True
+            return bytes(data)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise _FetchFailed(f"reading the answer failed: {_cause(e)}") from e
+        finally:
+            if not complete:
+                response.close()  # do not drain a body we gave up on
+            response.release_conn()
+
+
+class _DiskCache:
+    """Raw verified responses, one file per key. Never trusted: callers verify what they read."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, kind: str, material: bytes) -> Path:
+        digest = hashlib.sha256(kind.encode() + b"\0" + material).hexdigest()
+        return self.folder / f"{kind}-{digest}.der"
+
+    def read(self, path: Path, limit: int) -> bytes | None:
+        try:
+            with path.open("rb") as f:
+                data = f.read(limit + 1)
+        except OSError:
+            return None
+        return data if len(data) <= limit else None
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Atomically replace ``path``. Failures are logged, never raised: a cache is optional."""
+        tmp: str | None = None
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".der")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+            tmp = None
+        except OSError as e:
+            _log.warning("cannot write revocation cache entry %s: %s", path, e)
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def discard(self, path: Path) -> None:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _issuer_in(chain: Sequence[x509.Certificate], index: int) -> x509.Certificate | None:
+    if index + 1 < len(chain):
+        return chain[index + 1]
+    cert = chain[index]
+    return cert if cert.issuer == cert.subject else None
+
+
+def _cause(error: Exception) -> str:
+    reason = getattr(error, "reason", None)  # MaxRetryError wraps the real failure
+    return str(reason if isinstance(reason, Exception) else error)
