@@ -18,10 +18,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import urllib3
 from cryptography import x509
@@ -45,6 +46,7 @@ from pinclient.revocation import (
 __all__ = ["RevocationChecker", "default_cache_dir"]
 
 _log = logging.getLogger(__name__)
+_V = TypeVar("_V", OCSPVerdict, CRLVerdict)
 
 _USER_AGENT = f"pinclient/{__version__} (revocation check)"
 _CHUNK = 64 * 1024
@@ -206,9 +208,7 @@ class RevocationChecker:
 
     # --- OCSP and CRL, cache first --------------------------------------------------------------
 
-    def _ocsp(
-        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime
-    ) -> OCSPVerdict:
+    def _ocsp(self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime) -> OCSPVerdict:
         """Raises _FetchFailed, ResponseRejected."""
         key_hash = x509.SubjectKeyIdentifier.from_public_key(issuer.public_key()).digest
         path = self._cache.path("ocsp", key_hash + b"\0" + str(cert.serial_number).encode())
@@ -236,9 +236,7 @@ class RevocationChecker:
                 self._cache.write(path, der)
             return verdict
 
-    def _crl(
-        self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime
-    ) -> CRLVerdict:
+    def _crl(self, cert: x509.Certificate, issuer: x509.Certificate, url: str, now: datetime) -> CRLVerdict:
         """Raises _FetchFailed, ResponseRejected."""
         path = self._cache.path("crl", url.encode())
 
@@ -257,9 +255,7 @@ class RevocationChecker:
             self._cache.write(path, data)
             return verdict
 
-    def _cached(
-        self, path: Path, limit: int, verify: _Verify[_V]
-    ) -> _V | None:
+    def _cached(self, path: Path, limit: int, verify: Callable[[bytes], _V]) -> _V | None:
         data = self._cache.read(path, limit)
         if data is None:
             return None
