@@ -211,8 +211,12 @@ class _Loader:
                    section: str, pinset: str | None = None) -> None:
         for key in table:
             if key not in allowed:
-                hint = ", ".join(sorted(allowed))
-                raise self.error(f"unknown key in {section} (allowed: {hint})", pinset=pinset, key=key)
+                import difflib
+
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise self.error(f"unknown key in {section} ({hint}allowed: {', '.join(sorted(allowed))})",
+                                 pinset=pinset, key=key)
         for key in sorted(required):
             if key not in table:
                 raise self.error(f"missing required key in {section}", pinset=pinset, key=key)
