@@ -107,10 +107,6 @@ def _b64decode(text: bytes | str, size: int, what: str) -> bytes:
     return raw
 
 
-def _b64encode(raw: bytes) -> bytes:
-    return base64.b64encode(raw)
-
-
 def _check_comment(comment: str, limit: int, what: str) -> bytes:
     """The comment as bytes. Raises ValueError if it spans lines or exceeds *limit* bytes."""
     raw = comment.encode("utf-8")
@@ -149,7 +145,12 @@ class PublicKey:
         raw = _b64decode(text.strip(), 42, "public key")
         if raw[:2] != _ALG_LEGACY:
             raise SignatureError(f"public key: unsupported algorithm {raw[:2]!r}")
-        return cls(key_id=raw[2:10], key=raw[10:])
+        key = cls(key_id=raw[2:10], key=raw[10:])
+        try:
+            key._ed25519()  # some OpenSSL builds reject invalid points at load time
+        except ValueError as e:
+            raise SignatureError(f"public key: not an Ed25519 key: {e}") from e
+        return key
 
     @classmethod
     def from_file(cls, path: StrPath) -> PublicKey:
@@ -167,7 +168,7 @@ class PublicKey:
 
     def to_string(self) -> str:
         """The one-line ``RW…`` form, as pinsets and ``minisign -P`` take it."""
-        return _b64encode(_ALG_LEGACY + self.key_id + self.key).decode("ascii")
+        return base64.b64encode(_ALG_LEGACY + self.key_id + self.key).decode("ascii")
 
     def to_file_bytes(self) -> bytes:
         """The contents of a ``.pub`` file, exactly as ``minisign -G`` writes it."""
@@ -368,7 +369,7 @@ class SecretKey:
             except SignatureError as e:
                 raise ValueError(e.message) from e
             comment = b"minisign encrypted secret key"
-        return _UNTRUSTED_PREFIX + comment + b"\n" + _b64encode(header + body) + b"\n"
+        return _UNTRUSTED_PREFIX + comment + b"\n" + base64.b64encode(header + body) + b"\n"
 
     def to_file(
         self,
@@ -452,11 +453,11 @@ class Signature:
     def to_bytes(self) -> bytes:
         """The ``.minisig`` file, as minisign writes it."""
         untrusted = self.untrusted_comment.encode("utf-8")
-        sig = _b64encode(self.algorithm + self.key_id + self.signature)
+        sig = base64.b64encode(self.algorithm + self.key_id + self.signature)
         return b"".join((
             _UNTRUSTED_PREFIX, untrusted, b"\n", sig, b"\n",
             _TRUSTED_PREFIX, self.trusted_comment, b"\n",
-            _b64encode(self.global_signature), b"\n",
+            base64.b64encode(self.global_signature), b"\n",
         ))
 
 
@@ -495,7 +496,8 @@ class Verifier:
     Prehashed (``ED``) signatures: feed the payload to :meth:`update` as it arrives, then call
     :meth:`verify`. Legacy (``Ed``) signatures: :attr:`needs_file` is true; Ed25519 signs the whole
     message and ``cryptography`` cannot verify it incrementally, so :meth:`update` keeps nothing and
-    :meth:`verify` must be given the finished file, which it maps rather than reads into memory.
+    :meth:`verify` must be given the finished file, which it maps rather than reads into memory
+    (so the file must not be truncated while it is being verified).
     A download loop can call ``update()`` either way and finish with
     ``verify(file_path=tmp if verifier.needs_file else None)``.
     """
@@ -544,14 +546,15 @@ class Verifier:
                 "legacy signatures need file_path" if self.needs_file
                 else "prehashed signatures verify the data given to update(), not a file"
             )
-        self._done = True
         if self._hash is not None:
-            return self._check(self._hash.digest())
+            return self._finish(self._hash.digest())
         assert file_path is not None
         with _mapped(file_path) as message:
-            return self._check(message)
+            return self._finish(message)
 
-    def _check(self, message: bytes | memoryview) -> VerifiedSignature:
+    def _finish(self, message: bytes | memoryview) -> VerifiedSignature:
+        """Check *message* (the payload, or its BLAKE2b-512 digest when prehashed)."""
+        self._done = True
         sig = self._signature
         for key in self._keys:
             public = key._ed25519()
@@ -583,8 +586,7 @@ def verify_data(
     """Verify a payload held in memory. Raises SignatureError as :class:`Verifier`."""
     verifier = Verifier(keys, signature, allow_legacy=allow_legacy)
     if verifier.needs_file:
-        verifier._done = True
-        return verifier._check(data)
+        return verifier._finish(data)
     verifier.update(data)
     return verifier.verify()
 
