@@ -313,7 +313,7 @@ class RevocationChecker:
                 raise _FetchFailed(f"the server answered HTTP {response.status}")
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limit:
-                raise _FetchFailed(f"the answer is {declared} bytes, more than the {limit} allowed")
+                raise _FetchFailed(f"the answer is {declared} bytes, more than the {limit} bytes allowed")
             data = bytearray()
             # read1() returns after one socket read, so the deadline is checked between reads and
             # a server trickling a byte at a time cannot hold the update up for long.

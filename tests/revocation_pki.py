@@ -257,18 +257,19 @@ class RevocationPKI:
 def index_line(
     cert: x509.Certificate,
     *,
-    revoked: x509.ReasonFlags | bool | None = False,
+    revoked: x509.ReasonFlags | None = None,
     revoked_at: dt.datetime | None = None,
 ) -> str:
-    """One line of an OpenSSL ``ca``/``ocsp`` index file (tab-separated)."""
+    """One line of an OpenSSL ``ca``/``ocsp`` index file (tab-separated); ``revoked`` is the
+    reason (``ReasonFlags.unspecified`` for none), None for a valid certificate."""
     serial = f"{cert.serial_number:X}"
     serial = serial if len(serial) % 2 == 0 else "0" + serial  # BN_bn2hex: whole bytes
     expiry = cert.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
-    subject = "/" + "/".join(f"{a.rfc4514_attribute_name}={a.value}" for a in cert.subject)
-    if revoked is False:
+    subject = "/" + "/".join(f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.subject)
+    if revoked is None:
         return f"V\t{expiry}\t\t{serial}\tunknown\t{subject}\n"
     when = (revoked_at or utcnow() - dt.timedelta(hours=2)).strftime("%y%m%d%H%M%SZ")
-    if isinstance(revoked, x509.ReasonFlags):
+    if revoked is not x509.ReasonFlags.unspecified:
         when += f",{revoked.value}"
     return f"R\t{expiry}\t{when}\t{serial}\tunknown\t{subject}\n"
 
@@ -311,7 +312,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         status, payload = route(body) if route else (404, b"no route")
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(payload)))
+        if self.server.declare_length:  # else the body ends when the connection closes
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
@@ -326,6 +328,7 @@ class _Server(http.server.ThreadingHTTPServer):
     routes: dict[str, Route]
     hits: Counter[str]
     lock: threading.Lock
+    declare_length: bool = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that gave up (timeout tests) is not an error here
@@ -352,10 +355,19 @@ class LoopbackHTTP:
     def hits(self) -> Counter[str]:
         return self._server.hits
 
+    @property
+    def declare_length(self) -> bool:
+        return self._server.declare_length
+
+    @declare_length.setter
+    def declare_length(self, value: bool) -> None:
+        self._server.declare_length = value
+
     def reset(self) -> None:
         with self._server.lock:
             self._server.routes.clear()
             self._server.hits.clear()
+            self._server.declare_length = True
 
     def close(self) -> None:
         self._server.shutdown()

@@ -223,6 +223,16 @@ def test_ocsp_corrupted_signature_is_rejected(rpki: RevocationPKI) -> None:
         verify(rpki, tampered, leaf)
 
 
+def test_ocsp_delegate_response_with_corrupted_signature_is_rejected(rpki: RevocationPKI) -> None:
+    leaf = rpki.leaf()
+    der = rpki.ocsp_response(leaf.cert, signer=rpki.delegate)
+    signature = ocsp.load_der_ocsp_response(der).signature
+    tampered = der.replace(signature, signature[:-1] + bytes([signature[-1] ^ 1]))
+    with rejected(Rejection.BAD_SIGNATURE) as info:
+        verify(rpki, tampered, leaf)
+    assert "delegated responder" in str(info.value)
+
+
 def test_ocsp_response_about_another_serial_is_a_certid_mismatch(rpki: RevocationPKI) -> None:
     leaf, other = rpki.leaf(), rpki.leaf("other.test")
     with rejected(Rejection.CERTID_MISMATCH):
@@ -357,11 +367,20 @@ def test_crl_of_another_issuer_is_rejected(rpki: RevocationPKI) -> None:
 
 
 def test_incomplete_crls_are_not_used(rpki: RevocationPKI) -> None:
-    with rejected(Rejection.UNSUPPORTED):
-        check_crl(rpki, rpki.crl(rpki.root, extensions=[(x509.DeltaCRLIndicator(1), True)]))
+    with rejected(Rejection.UNSUPPORTED) as info:  # even when (wrongly) marked non-critical
+        check_crl(rpki, rpki.crl(rpki.root, extensions=[(x509.DeltaCRLIndicator(1), False)]))
+    assert "delta" in str(info.value)
     only_leaves = x509.IssuingDistributionPoint(None, None, True, False, None, False, False)
     with rejected(Rejection.WRONG_SCOPE):  # checking a CA certificate against a leaves-only CRL
         check_crl(rpki, rpki.crl(rpki.root, extensions=[(only_leaves, True)]))
+
+
+def test_crl_with_an_unknown_critical_extension_is_not_used(rpki: RevocationPKI) -> None:
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    assert check_crl(rpki, rpki.crl(rpki.root, extensions=[(unknown, False)])).status is (CertStatus.GOOD)
+    with rejected(Rejection.UNSUPPORTED) as info:
+        check_crl(rpki, rpki.crl(rpki.root, extensions=[(unknown, True)]))
+    assert "1.3.6.1.4.1.55555.1" in str(info.value)
 
 
 def test_partitioned_crl_must_name_the_certificates_distribution_point(
@@ -705,11 +724,13 @@ def test_unusable_crl_is_refused_in_hard_fail(
     assert f"{rpki.base_url}/int.crl" in str(info.value)
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "close-delimited"])
 def test_crl_larger_than_the_cap_is_not_read(
-    rpki: RevocationPKI, server: LoopbackHTTP, make_checker: Any
+    rpki: RevocationPKI, server: LoopbackHTTP, make_checker: Any, declared: bool
 ) -> None:
     leaf = rpki.leaf(ocsp=False)
-    with pytest.raises(RevocationCheckFailed, match="200 allowed"):
+    server.declare_length = declared
+    with pytest.raises(RevocationCheckFailed, match="200 bytes allowed"):
         make_checker("hard-fail", max_crl_size=200).check(rpki.chain(leaf), host=HOST)
 
 
