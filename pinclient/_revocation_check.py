@@ -148,7 +148,6 @@ class RevocationChecker:
                 continue
             if self.policy.mode == "hard-fail":
                 raise RevocationCheckFailed(problem)
-            _log.warning("%s", problem)
             warnings.append(f"{problem} (soft-fail: continuing)")
         return warnings
 

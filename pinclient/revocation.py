@@ -124,7 +124,7 @@ _KNOWN_CRL_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class RevocationPolicy:
-    """How revocation is checked. Config keys map onto these fields (see the report/README).
+    """How revocation is checked; one field per setting, so config can be mapped field by field.
 
     ``mode``: ``"off"`` checks nothing; ``"soft-fail"`` refuses a revoked certificate but only warns
     when a status cannot be established; ``"hard-fail"`` refuses in both cases, and also refuses a
@@ -132,6 +132,8 @@ class RevocationPolicy:
 
     ``crl``: ``"fallback"`` asks OCSP first and fetches the CRL only when OCSP gives no answer;
     ``"prefer"`` fetches the CRL first and asks OCSP only when the CRL gives no answer.
+
+    ``skew``: see :data:`DEFAULT_SKEW`; ``no_next_update_window``: see :data:`NO_NEXT_UPDATE_WINDOW`.
 
     Raises:
         ValueError: a field is out of range.
