@@ -426,7 +426,7 @@ def _check_delegate(
     name = repr(delegate.subject.rfc4514_string())
     try:
         delegate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature) as e:
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm) as e:
         detail = str(e) or "its signature does not verify with the issuer's key"
         raise ResponseRejected(
             f"OCSP responder {name} is not a delegate of the issuer "
