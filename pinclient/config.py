@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import re
 import sys
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ __all__ = [
 
 NameKey = tuple[tuple[tuple[str, str], ...], ...]
 UnpinnedPolicy = Literal["refuse", "allow"]
+#: "enforce" refuses a violating connection; "report-only" lets it through, warns and reports it.
+Mode = Literal["enforce", "report-only"]
 
 
 def canonical_name(name: x509.Name) -> NameKey:
@@ -84,6 +87,12 @@ class Pinset:
     hosts: tuple[str, ...]
     issuers: tuple[Pin, ...]
     index: int = 0
+    # Lifecycle (see policy.effective_mode): None means "as in [defaults]".
+    mode: Mode | None = None
+    expires: dt.date | None = None  # the pinset expires at the start of this day (UTC)
+    on_expiry: Mode = "enforce"
+    report_uri: str | None = None  # None: defaults.report_uri
+    report_file: str | None = None  # absolute path; None: defaults.report_file
 
     def match_specificity(self, host: str) -> int | None:
         """The specificity of the best pattern matching ``host`` (normalised), or None."""
@@ -119,6 +128,9 @@ class BlockedCert:
 class Defaults:
     ca_bundle: str = "certifi"  # "certifi" or an absolute path to a PEM bundle
     unpinned: UnpinnedPolicy = "refuse"
+    mode: Mode = "enforce"  # for pinsets that set none, and for hosts no pinset covers
+    report_uri: str | None = None  # https:// URL that receives violation reports (JSON POST)
+    report_file: str | None = None  # absolute path of a JSON-lines file of violation reports
 
 
 @dataclass(frozen=True)
@@ -265,7 +277,8 @@ class _Loader:
         return PinConfig(defaults=defaults, pinsets=pinsets, blocked=blocked, path=path)
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
-        self.check_keys(table, {"ca_bundle", "unpinned"}, set(), section="[defaults]")
+        self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS, set(),
+                        section="[defaults]")
         ca_bundle = "certifi"
         if "ca_bundle" in table:
             value = self.string(table["ca_bundle"], key="ca_bundle")
@@ -276,12 +289,13 @@ class _Loader:
                                      "(use \"certifi\" or a path relative to this file)", key="ca_bundle")
                 ca_bundle = str(bundle.resolve())
         unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
-        return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse")
+        return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse",
+                        **self.lifecycle(table, pinset=None))
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
-        self.check_keys(table, {"name", "hosts", "issuers"}, {"name", "hosts", "issuers"},
-                        section="[[pinset]]", pinset=label)
+        self.check_keys(table, {"name", "hosts", "issuers"} | _PINSET_LIFECYCLE_KEYS,
+                        {"name", "hosts", "issuers"}, section="[[pinset]]", pinset=label)
         name = self.string(table["name"], key="name", pinset=label)
         hosts_value = table["hosts"]
         if not isinstance(hosts_value, list) or not hosts_value:
@@ -299,7 +313,8 @@ class _Loader:
                              "({ spki_sha256 = … }, { subject = … } or { cert = … })",
                              pinset=name, key="issuers")
         issuers = tuple(self.pin(item, pinset=name) for item in issuers_value)
-        return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index)
+        return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index,
+                      **self.lifecycle(table, pinset=name))
 
     def pin(self, item: object, *, pinset: str) -> Pin:
         if not isinstance(item, dict):
@@ -348,6 +363,45 @@ class _Loader:
                            issuer_text=issuer_text, serial=self.serial(table["serial"]),
                            reason=reason, index=index)
 
+    def lifecycle(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
+        """``mode``, ``report_uri``, ``report_file`` (defaults and pinsets) and ``expires``,
+        ``on_expiry`` (pinsets only), validated; absent keys are left out so the defaults apply."""
+        out: dict[str, Any] = {}
+        if "mode" in table:
+            out["mode"] = self.choice(table["mode"], ("enforce", "report-only"), key="mode", pinset=pinset)
+        if "report_uri" in table:
+            out["report_uri"] = self.report_uri(table["report_uri"], pinset=pinset)
+        if "report_file" in table:
+            rel = self.string(table["report_file"], key="report_file", pinset=pinset)
+            out["report_file"] = str((self.base_dir / rel).resolve())
+        if "expires" in table:
+            value = table["expires"]
+            if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+                raise self.error(f"must be a TOML date such as 2027-06-30 (no quotes, no time), not "
+                                 f"{_type_name(value)}", pinset=pinset, key="expires")
+            out["expires"] = value
+        if "on_expiry" in table:
+            if "expires" not in table:
+                raise self.error("on_expiry has no effect without expires; add expires = YYYY-MM-DD",
+                                 pinset=pinset, key="on_expiry")
+            out["on_expiry"] = self.choice(table["on_expiry"], ("enforce", "report-only"),
+                                           key="on_expiry", pinset=pinset)
+        return out
+
+    def report_uri(self, value: object, *, pinset: str | None) -> str:
+        from urllib.parse import urlsplit
+
+        text = self.string(value, key="report_uri", pinset=pinset).strip()
+        try:
+            parts = urlsplit(text)
+            _ = parts.port  # raises ValueError for a bad port
+        except ValueError as e:
+            raise self.error(f"{text!r} is not a URL: {e}", pinset=pinset, key="report_uri") from None
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise self.error(f"{text!r} must be an https:// URL with a host: reports go through the "
+                             "pinned transport, which speaks only HTTPS", pinset=pinset, key="report_uri")
+        return text
+
     # -- values
 
     def spki(self, value: object, *, pinset: str | None) -> bytes:
@@ -395,6 +449,11 @@ class _Loader:
         except ValueError as e:
             raise self.error(f"{str(cert_path)!r} is not a PEM or DER certificate: {e}",
                              pinset=pinset, key="cert") from None
+
+
+# Lifecycle keys (rollout and rotation): report-only mode, violation reports, pinset expiry.
+_DEFAULTS_LIFECYCLE_KEYS = {"mode", "report_uri", "report_file"}
+_PINSET_LIFECYCLE_KEYS = _DEFAULTS_LIFECYCLE_KEYS | {"expires", "on_expiry"}
 
 
 def _tidy_dn(text: str) -> str:
