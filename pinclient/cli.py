@@ -118,6 +118,29 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- demo
+
+
+def configure_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also log pin decisions (-v) and verified chains (-vv) to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing unless the demo misbehaves")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo as demo
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    def warn(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    return demo(say, warn)
+
+
 # ------------------------------------------------------------------------- plumbing
 
 
@@ -125,6 +148,8 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
     return {
         "fetch": ("fetch an update through the pinned transport (same as fetch-update)",
                   configure_fetch, run_fetch),
+        "demo": ("replay the 2011 Comodo attack against a throwaway local server: one update "
+                 "accepted, one refused (no network)", configure_demo, run_demo),
     }
 
 
