@@ -3,7 +3,7 @@
 OkHttp once skipped pins for upper-case hosts and for hosts with a trailing dot; Chromium lower-cases
 and strips the dot before matching. Every name pinclient compares goes through :func:`normalize_host`
 first, so ``Updates.Example.COM.`` and ``updates.example.com`` are one host, and a Unicode name is
-compared as its IDNA A-label.
+compared as its IDNA 2008 A-label, the form urllib3 connects to.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = ["host_matches", "normalize_host", "normalize_pattern", "pattern_speci
 
 
 def normalize_host(host: str) -> str:
-    """Lower-case, strip one trailing dot and IPv6 brackets, IDNA-encode non-ASCII labels.
+    """Lower-case, strip one trailing dot and IPv6 brackets, IDNA-2008-encode non-ASCII labels.
 
     Raises:
         ValueError: the name cannot be a host name (empty label, IDNA failure).
@@ -35,14 +35,24 @@ def normalize_host(host: str) -> str:
     for label in labels:
         if not label:
             raise ValueError(f"empty label in host name {host!r}")
-        if label.isascii():
-            out.append(label.lower())
-        else:
-            try:
-                out.append(label.encode("idna").decode("ascii").lower())
-            except UnicodeError as e:
-                raise ValueError(f"host name {host!r} is not valid IDNA: {e}") from None
+        out.append(label.lower() if label.isascii() else _a_label(label, host))
     return ".".join(out)
+
+
+def _a_label(label: str, host: str) -> str:
+    # IDNA 2008, encoded exactly as urllib3 encodes the name it connects to, sends as SNI and checks
+    # the certificate against. Python's own "idna" codec is IDNA 2003, which maps ß to "ss" and final
+    # sigma to sigma: a pinset for "straße.example" would then cover strasse.example, while the
+    # connection goes to xn--strae-oqa.example and finds no pinset (found by test_properties.py).
+    try:
+        import idna
+    except ImportError:
+        raise ValueError(f"host name {host!r} is not ASCII; non-ASCII names need the 'idna' package "
+                         "(urllib3 needs it too), or write the xn-- form") from None
+    try:
+        return idna.encode(label.lower(), strict=True, std3_rules=True).decode("ascii")
+    except UnicodeError as e:  # idna.IDNAError is a UnicodeError
+        raise ValueError(f"host name {host!r} is not valid IDNA 2008: {e}") from None
 
 
 def normalize_pattern(pattern: str) -> str:

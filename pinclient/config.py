@@ -43,6 +43,11 @@ NameKey = tuple[tuple[tuple[str, str], ...], ...]
 UnpinnedPolicy = Literal["refuse", "allow"]
 #: "enforce" refuses a violating connection; "report-only" lets it through, warns and reports it.
 Mode = Literal["enforce", "report-only"]
+#: Revocation checking (see pinclient.revocation): "off", "soft-fail" (warn when the status cannot be
+#: established) or "hard-fail" (refuse then). A revoked certificate is refused in both.
+RevocationMode = Literal["off", "soft-fail", "hard-fail"]
+#: "fallback": OCSP first, the CRL when OCSP gives no answer; "prefer": the CRL first.
+CRLUse = Literal["fallback", "prefer"]
 
 
 def canonical_name(name: x509.Name) -> NameKey:
@@ -93,6 +98,8 @@ class Pinset:
     on_expiry: Mode = "enforce"
     report_uri: str | None = None  # None: defaults.report_uri
     report_file: str | None = None  # absolute path; None: defaults.report_file
+    revocation: RevocationMode | None = None  # None: defaults.revocation
+    crl: CRLUse | None = None  # None: defaults.crl
 
     def match_specificity(self, host: str) -> int | None:
         """The specificity of the best pattern matching ``host`` (normalised), or None."""
@@ -131,6 +138,9 @@ class Defaults:
     mode: Mode = "enforce"  # for pinsets that set none, and for hosts no pinset covers
     report_uri: str | None = None  # https:// URL that receives violation reports (JSON POST)
     report_file: str | None = None  # absolute path of a JSON-lines file of violation reports
+    revocation: RevocationMode = "off"  # for pinsets that set none, and for unpinned hosts
+    crl: CRLUse = "fallback"
+    cache_dir: str | None = None  # absolute path of the revocation cache; None: the user cache folder
 
 
 @dataclass(frozen=True)
@@ -180,8 +190,9 @@ def load_pins(path: str | Path) -> PinConfig:
     p = Path(path)
     try:
         data = p.read_bytes()
-    except OSError as e:
-        raise PinsFileError(f"cannot read pins file: {e.strerror or e}", path=str(p)) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise PinsFileError(f"cannot read pins file: {getattr(e, 'strerror', None) or e}",
+                            path=str(p)) from None
     return parse_pins(data, path=p)
 
 
@@ -206,6 +217,10 @@ def parse_pins(data: bytes | str, *, path: Path | None = None, base_dir: Path | 
         m = re.search(r"line (\d+)", str(e))
         line = int(m.group(1)) if m else None
         raise PinsFileError(f"TOML syntax error: {e}", path=where, line=line) from None
+    except RecursionError:
+        # tomllib recurses once per nesting level of arrays and inline tables (found by
+        # tests/test_properties.py); no pins file nests more than three deep.
+        raise PinsFileError("TOML syntax error: arrays or tables nested too deeply", path=where) from None
     if base_dir is None:
         base_dir = path.resolve().parent if path is not None else Path.cwd()
     return _Loader(where, base_dir).load(doc, path)
@@ -277,8 +292,8 @@ class _Loader:
         return PinConfig(defaults=defaults, pinsets=pinsets, blocked=blocked, path=path)
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
-        self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS, set(),
-                        section="[defaults]")
+        self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS
+                        | _REVOCATION_KEYS | {"cache_dir"}, set(), section="[defaults]")
         ca_bundle = "certifi"
         if "ca_bundle" in table:
             value = self.string(table["ca_bundle"], key="ca_bundle")
@@ -290,11 +305,11 @@ class _Loader:
                 ca_bundle = str(bundle.resolve())
         unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
         return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse",
-                        **self.lifecycle(table, pinset=None))
+                        **self.lifecycle(table, pinset=None), **self.revocation(table, pinset=None))
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
-        self.check_keys(table, {"name", "hosts", "issuers"} | _PINSET_LIFECYCLE_KEYS,
+        self.check_keys(table, {"name", "hosts", "issuers"} | _PINSET_LIFECYCLE_KEYS | _REVOCATION_KEYS,
                         {"name", "hosts", "issuers"}, section="[[pinset]]", pinset=label)
         name = self.string(table["name"], key="name", pinset=label)
         hosts_value = table["hosts"]
@@ -314,7 +329,7 @@ class _Loader:
                              pinset=name, key="issuers")
         issuers = tuple(self.pin(item, pinset=name) for item in issuers_value)
         return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index,
-                      **self.lifecycle(table, pinset=name))
+                      **self.lifecycle(table, pinset=name), **self.revocation(table, pinset=name))
 
     def pin(self, item: object, *, pinset: str) -> Pin:
         if not isinstance(item, dict):
@@ -388,6 +403,26 @@ class _Loader:
                                            key="on_expiry", pinset=pinset)
         return out
 
+    def revocation(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
+        """``revocation`` and ``crl`` (defaults and pinsets) and ``cache_dir`` (defaults only; the
+        caller's check_keys refuses it in a pinset), validated; absent keys are left out."""
+        out: dict[str, Any] = {}
+        if "revocation" in table:
+            out["revocation"] = self.choice(table["revocation"], ("off", "soft-fail", "hard-fail"),
+                                            key="revocation", pinset=pinset)
+        if "crl" in table:
+            out["crl"] = self.choice(table["crl"], ("fallback", "prefer"), key="crl", pinset=pinset)
+        if "cache_dir" in table:
+            rel = self.string(table["cache_dir"], key="cache_dir", pinset=pinset)
+            if "\0" in rel:
+                raise self.error("must not contain a NUL character", pinset=pinset, key="cache_dir")
+            folder = self.base_dir / rel
+            if folder.exists() and not folder.is_dir():
+                raise self.error(f"{str(folder)!r} exists and is not a folder", pinset=pinset,
+                                 key="cache_dir")
+            out["cache_dir"] = str(folder.resolve())
+        return out
+
     def report_uri(self, value: object, *, pinset: str | None) -> str:
         from urllib.parse import urlsplit
 
@@ -439,8 +474,8 @@ class _Loader:
         cert_path = self.base_dir / rel
         try:
             data = cert_path.read_bytes()
-        except OSError as e:
-            raise self.error(f"cannot read {str(cert_path)!r}: {e.strerror or e}",
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+            raise self.error(f"cannot read {str(cert_path)!r}: {getattr(e, 'strerror', None) or e}",
                              pinset=pinset, key="cert") from None
         try:
             if b"-----BEGIN" in data:
@@ -454,6 +489,8 @@ class _Loader:
 # Lifecycle keys (rollout and rotation): report-only mode, violation reports, pinset expiry.
 _DEFAULTS_LIFECYCLE_KEYS = {"mode", "report_uri", "report_file"}
 _PINSET_LIFECYCLE_KEYS = _DEFAULTS_LIFECYCLE_KEYS | {"expires", "on_expiry"}
+# Revocation checking, in [defaults] and per pinset ([defaults] also takes cache_dir).
+_REVOCATION_KEYS = {"revocation", "crl"}
 
 
 def _tidy_dn(text: str) -> str:

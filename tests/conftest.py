@@ -9,6 +9,7 @@ The world: two roots are trusted (both in the bundle, as both were in every brow
 from __future__ import annotations
 
 import base64
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,12 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pinclient._pki import CA
 from pinclient.config import PinConfig, load_pins
 from pinclient.policy import spki_sha256
 
 HOST = "updates.test"
+
+# Hypothesis profiles, chosen by $HYPOTHESIS_PROFILE (.ci/run exports "ci"). No deadline anywhere:
+# a deadline is a timing assertion, and this machine is shared. "ci" is bounded and derandomised so
+# CI stays within a few minutes and cannot flake; "thorough" is for a long local run.
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, database=None,
+                          print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 _real_getaddrinfo = socket.getaddrinfo
 
@@ -39,6 +50,20 @@ def _loopback_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 @pytest.fixture(autouse=True)
 def loopback_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", _loopback_getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def restore_pinclient_logger() -> Iterator[None]:
+    # The CLI's -v/-q reconfigure the "pinclient" logger (level, handler on the current stderr, no
+    # propagation); undo that so later tests' caplog and output are not affected.
+    import logging
+
+    logger = logging.getLogger("pinclient")
+    saved = (logger.level, logger.handlers[:], logger.propagate)
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
 
 
 def b64(digest: bytes) -> str:
