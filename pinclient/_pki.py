@@ -39,6 +39,20 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _with_revocation_sources(builder: x509.CertificateBuilder, ocsp_url: str | None,
+                             crl_url: str | None) -> x509.CertificateBuilder:
+    """Add an AIA OCSP URL and a CRL distribution point, when given."""
+    if ocsp_url:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
+                                   x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
+    if crl_url:
+        builder = builder.add_extension(x509.CRLDistributionPoints([
+            x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]),
+            critical=False)
+    return builder
+
+
 @dataclass
 class Leaf:
     """A server certificate with its key and the chain above it (issuing CA first, root last)."""
@@ -64,7 +78,8 @@ class CA:
     def __init__(self, common_name: str, *, parent: CA | None = None, key: PrivateKey | None = None,
                  subject: x509.Name | None = None, org: str = "pinclient test PKI",
                  not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
-                 path_length: int | None = None) -> None:
+                 path_length: int | None = None, ocsp_url: str | None = None,
+                 crl_url: str | None = None) -> None:
         self.key = key or new_key()
         self.parent = parent
         self.subject = subject or _name(common_name, org)
@@ -90,6 +105,7 @@ class CA:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
                            critical=False)
         )
+        builder = _with_revocation_sources(builder, ocsp_url, crl_url)
         self.cert = builder.sign(signer_key, hashes.SHA256())
 
     @property
@@ -135,13 +151,6 @@ class CA:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                            critical=False)
         )
-        if ocsp_url:
-            builder = builder.add_extension(x509.AuthorityInformationAccess([
-                x509.AccessDescription(AuthorityInformationAccessOID.OCSP,
-                                       x509.UniformResourceIdentifier(ocsp_url))]), critical=False)
-        if crl_url:
-            builder = builder.add_extension(x509.CRLDistributionPoints([
-                x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]),
-                critical=False)
+        builder = _with_revocation_sources(builder, ocsp_url, crl_url)
         cert = builder.sign(self.key, hashes.SHA256())
         return Leaf(cert=cert, key=leaf_key, parents=self.chain)

@@ -29,7 +29,8 @@ exit codes:
   0  ok
   2  usage or pins-file error
   3  pin violation: unexpected issuer, blocked certificate, unpinned host refused
-  4  revoked certificate
+  4  revoked certificate, or (revocation = "hard-fail") its status could not
+     be established
   5  integrity: size, hash or signature mismatch
   6  network or TLS failure: untrusted/expired/wrong-host certificate, refused
      connection, timeout, HTTP error status
@@ -86,6 +87,9 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
                         help="where to save it (default: the URL's file name in this folder)")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
     parser.add_argument("--size", metavar="BYTES", type=int, help="expected exact size in bytes")
+    parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
+                        help="revocation checking (OCSP/CRL) for every host: off, soft-fail or "
+                        "hard-fail, overriding `revocation` in the pins file")
     _add_common(parser)
 
 
@@ -102,6 +106,10 @@ def run_fetch(args: argparse.Namespace) -> int:
     from .download import fetch_update
 
     config = load_config(args)
+    if args.revocation:
+        from ._revocation_hook import override_revocation
+
+        config = override_revocation(config, args.revocation)
     dest = args.output or _default_dest(args.url)
     result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size)
     if args.json:

@@ -15,6 +15,7 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ._revocation_hook import RevocationHook
 from ._tls import shared_context, tls_info
 from .config import PinConfig
 from .errors import PinViolation, UsageError
@@ -137,6 +138,11 @@ class PinningPoolManager(PoolManager):
     (each raises :class:`UsageError`). ``ca_certs=`` picks the trust bundle instead of the
     config's ``ca_bundle``; either way one SSLContext per bundle is shared by all connections.
 
+    When the host's pinset (or ``[defaults]``) sets ``revocation``, each new connection's verified
+    chain is also checked by OCSP/CRL after the pins, before the request: a revoked certificate
+    raises :class:`CertificateRevoked`, an unestablished status in hard-fail
+    :class:`RevocationCheckFailed` (see :mod:`pinclient._revocation_hook`).
+
     Raises:
         UsageError: an unsafe keyword argument.
         OSError / ssl.SSLError: the trust bundle cannot be read.
@@ -154,6 +160,14 @@ class PinningPoolManager(PoolManager):
         self.guard = PinGuard(config)
         pool: Any = functools.partial(PinnedHTTPSConnectionPool, pin_guard=self.guard)
         self.pool_classes_by_scheme = {"https": pool}
+        # Revocation (pins.toml `revocation`) runs after the pin check, before the request.
+        self.revocation = RevocationHook(config)
+        self.guard.after_check.append(self.revocation)
+
+    def clear(self) -> None:
+        """Close every pooled connection, the revocation responders' included."""
+        super().clear()
+        self.revocation.close()
 
     def connection_from_host(self, host: str | None, port: int | None = None,
                              scheme: str | None = "http",

@@ -135,6 +135,40 @@ def issue(
     return Issued(builder.sign(signer, hashes.SHA256()), key)
 
 
+def make_crl(
+    issuer: Issued,
+    revoked: Sequence[tuple[x509.Certificate, x509.ReasonFlags | None]] = (),
+    *,
+    this_update: dt.datetime | None = None,
+    next_update: dt.datetime | None = None,
+    sign_with: Key | None = None,
+    extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    revoked_at: dt.datetime | None = None,
+) -> bytes:
+    """DER of a CRL by ``issuer`` listing ``revoked`` (certificate, reason); by default issued a
+    minute ago, next update in a day, revoked two hours ago."""
+    now = utcnow()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(this_update or now - dt.timedelta(minutes=1))
+        .next_update(next_update or now + dt.timedelta(days=1))
+    )
+    for cert, reason in revoked:
+        entry = (
+            x509.RevokedCertificateBuilder()
+            .serial_number(cert.serial_number)
+            .revocation_date(revoked_at or now - dt.timedelta(hours=2))
+        )
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    crl = builder.sign(sign_with or issuer.key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
 class RevocationPKI:
     """root (RSA) → intermediate (P-256, CRL at ``/root.crl``) → leaves made on demand."""
 
@@ -179,37 +213,9 @@ class RevocationPKI:
     def chain(self, leaf: Issued) -> list[x509.Certificate]:
         return [leaf.cert, self.intermediate.cert, self.root.cert]
 
-    def crl(
-        self,
-        issuer: Issued,
-        revoked: Sequence[tuple[x509.Certificate, x509.ReasonFlags | None]] = (),
-        *,
-        this_update: dt.datetime | None = None,
-        next_update: dt.datetime | None = None,
-        sign_with: Key | None = None,
-        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
-        revoked_at: dt.datetime | None = None,
-    ) -> bytes:
-        now = utcnow()
-        builder = (
-            x509.CertificateRevocationListBuilder()
-            .issuer_name(issuer.cert.subject)
-            .last_update(this_update or now - dt.timedelta(minutes=1))
-            .next_update(next_update or now + dt.timedelta(days=1))
-        )
-        for cert, reason in revoked:
-            entry = (
-                x509.RevokedCertificateBuilder()
-                .serial_number(cert.serial_number)
-                .revocation_date(revoked_at or now - dt.timedelta(hours=2))
-            )
-            if reason is not None:
-                entry = entry.add_extension(x509.CRLReason(reason), critical=False)
-            builder = builder.add_revoked_certificate(entry.build())
-        for ext, critical in extensions:
-            builder = builder.add_extension(ext, critical=critical)
-        crl = builder.sign(sign_with or issuer.key, hashes.SHA256())
-        return crl.public_bytes(serialization.Encoding.DER)
+    def crl(self, issuer: Issued, revoked: Sequence[tuple[x509.Certificate, x509.ReasonFlags | None]] = (),
+            **kwargs: Any) -> bytes:
+        return make_crl(issuer, revoked, **kwargs)
 
     def ocsp_response(
         self,

@@ -1,0 +1,105 @@
+"""Revocation checks in the pinned transport: the glue between a pin :class:`~pinclient.policy.Verdict`
+and :class:`~pinclient._revocation_check.RevocationChecker`.
+
+:class:`RevocationHook` is one of :class:`~pinclient.transport.PinGuard`'s ``after_check`` hooks, so
+it runs right after a connection's pins were accepted and before its request is written: a revoked
+certificate (or, in hard-fail, an unknown status) refuses the connection with not one request byte
+sent. The mode comes from the verdict's pinset, else from ``[defaults]``.
+
+OCSP and CRL requests go through a plain urllib3 pool owned by the hook, never through the pinning
+pool: responders are other hosts, normally plain ``http://``, and what they send is signed and
+verified by :mod:`pinclient.revocation` before it is believed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+
+import urllib3
+
+from ._revocation_check import RevocationChecker
+from .config import CRLUse, PinConfig, Pinset, RevocationMode
+from .policy import Verdict
+from .revocation import RevocationPolicy
+
+__all__ = ["DEFAULT_TIMEOUT", "RevocationHook", "override_revocation", "revocation_settings"]
+
+log = logging.getLogger("pinclient")
+
+#: Seconds allowed for one OCSP or CRL fetch (connect, each read, and the whole answer). Responders
+#: answer in milliseconds; a responder that does not answer within this is treated as down, which
+#: hard-fail refuses and soft-fail warns about, instead of holding the update up for the
+#: connection's own, much longer timeout.
+DEFAULT_TIMEOUT = 5.0
+
+
+def revocation_settings(config: PinConfig, pinset: Pinset | None) -> tuple[RevocationMode, CRLUse]:
+    """The ``revocation`` mode and ``crl`` use for a host: its pinset's, else ``[defaults]``."""
+    defaults = config.defaults
+    if pinset is None:
+        return defaults.revocation, defaults.crl
+    mode = pinset.revocation if pinset.revocation is not None else defaults.revocation
+    crl = pinset.crl if pinset.crl is not None else defaults.crl
+    return mode, crl
+
+
+def override_revocation(config: PinConfig, mode: RevocationMode) -> PinConfig:
+    """``config`` with ``mode`` for every host (``fetch-update --revocation MODE``): it becomes the
+    ``[defaults]`` mode and the pinsets' own ``revocation`` keys are dropped. ``crl`` is kept."""
+    pinsets = tuple(dataclasses.replace(p, revocation=None) for p in config.pinsets)
+    defaults = dataclasses.replace(config.defaults, revocation=mode)
+    return dataclasses.replace(config, defaults=defaults, pinsets=pinsets)
+
+
+class RevocationHook:
+    """Checks the verified chain of each accepted connection for revocation, per the config.
+
+    One instance per :class:`~pinclient.transport.PinningPoolManager`. Checkers are made on first
+    use, one per (mode, crl) pair, and share one disk cache (``[defaults] cache_dir``, else the user
+    cache folder) and one HTTP pool. Thread-safe. Soft-fail warnings are logged at WARNING on the
+    ``pinclient`` logger.
+    """
+
+    def __init__(self, config: PinConfig, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.config = config
+        self.timeout = timeout
+        self._cache_dir = Path(config.defaults.cache_dir) if config.defaults.cache_dir else None
+        self._lock = threading.Lock()
+        self._checkers: dict[tuple[RevocationMode, CRLUse], RevocationChecker] = {}
+        self._http: urllib3.PoolManager | None = None
+
+    def __call__(self, verdict: Verdict, port: int) -> None:
+        """Check ``verdict.chain`` (an accepted connection to ``verdict.host``).
+
+        Raises:
+            CertificateRevoked: a certificate of the chain is revoked (every mode but off).
+            RevocationCheckFailed: hard-fail, and a status could not be established, or the leaf
+                names no OCSP responder and no CRL distribution point.
+        """
+        mode, crl = revocation_settings(self.config, verdict.pinset)
+        if mode == "off" or not verdict.chain:
+            return
+        checker = self._checker(mode, crl)
+        for warning in checker.check([c.cert for c in verdict.chain], host=verdict.host):
+            log.warning("revocation: %s", warning)
+
+    def close(self) -> None:
+        """Close the responders' connections. The hook stays usable (pools reopen on demand)."""
+        with self._lock:
+            if self._http is not None:
+                self._http.clear()
+
+    def _checker(self, mode: RevocationMode, crl: CRLUse) -> RevocationChecker:
+        with self._lock:
+            checker = self._checkers.get((mode, crl))
+            if checker is None:
+                if self._http is None:
+                    # Not the pinning pool: responders are other hosts (see the module docstring).
+                    self._http = urllib3.PoolManager(num_pools=8, maxsize=2)
+                policy = RevocationPolicy(mode=mode, crl=crl, timeout=self.timeout)
+                checker = RevocationChecker(policy, cache_dir=self._cache_dir, http=self._http)
+                self._checkers[(mode, crl)] = checker
+            return checker
