@@ -33,6 +33,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from ._check import CheckResult, check
     from .config import PinConfig, Pinset, load_pins, parse_pins
     from .download import FetchResult, fetch_update
     from .policy import Verdict, evaluate
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CertificateRevoked",
+    "CheckResult",
     "FetchResult",
     "HTTPStatusError",
     "HashMismatch",
@@ -60,6 +62,7 @@ __all__ = [
     "UsageError",
     "Verdict",
     "__version__",
+    "check",
     "evaluate",
     "fetch_update",
     "load_pins",
@@ -76,6 +79,8 @@ _LAZY = {
     "Verdict": "policy",
     "evaluate": "policy",
     "PinningPoolManager": "transport",
+    "CheckResult": "_check",
+    "check": "_check",
 }
 
 

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["TLSInfo", "shared_context", "tls_info"]
+__all__ = ["TLSInfo", "served_chain", "shared_context", "tls_info"]
 
 
 class TLSInfo:
@@ -51,6 +51,27 @@ def _verified_chain(obj: Any) -> list[bytes]:
     if raw is None or not hasattr(raw, "get_verified_chain"):
         return []
     chain = raw.get_verified_chain()
+    return [c.public_bytes(_ssl.ENCODING_DER) for c in chain] if chain else []
+
+
+def served_chain(sock: Any) -> list[bytes]:
+    """The chain the server *sent* (DER, as sent), for violation reports only; never for decisions.
+
+    Python 3.13+ has the public ``get_unverified_chain()``; 3.10-3.12 have it on the private
+    ``_sslobj``. Anything else gives an empty list.
+    """
+    obj = _tls_object(sock)
+    if not isinstance(obj, (ssl.SSLSocket, ssl.SSLObject)):
+        return []
+    if sys.version_info >= (3, 13):
+        chain = obj.get_unverified_chain()
+        return [bytes(c) for c in chain] if chain else []
+    import _ssl
+
+    raw = getattr(obj, "_sslobj", None)
+    if raw is None or not hasattr(raw, "get_unverified_chain"):
+        return []
+    chain = raw.get_unverified_chain()
     return [c.public_bytes(_ssl.ENCODING_DER) for c in chain] if chain else []
 
 

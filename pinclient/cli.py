@@ -158,6 +158,17 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
                   configure_fetch, run_fetch),
         "demo": ("replay the 2011 Comodo attack against a throwaway local server: one update "
                  "accepted, one refused (no network)", configure_demo, run_demo),
+        **_lifecycle_commands(),
+    }
+
+
+def _lifecycle_commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]:
+    from . import _cmd_lifecycle as lc  # light: argparse glue only; the work is imported on run
+
+    return {
+        "lint": (lc.LINT_HELP, lc.configure_lint, lc.run_lint),
+        "pin": (lc.PIN_HELP, lc.configure_pin, lc.run_pin),
+        "check": (lc.CHECK_HELP, lc.configure_check, lc.run_check),
     }
 
 

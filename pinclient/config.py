@@ -388,6 +388,8 @@ class _Loader:
             out["report_uri"] = self.report_uri(table["report_uri"], pinset=pinset)
         if "report_file" in table:
             rel = self.string(table["report_file"], key="report_file", pinset=pinset)
+            if "\0" in rel:  # Path.resolve() raises ValueError on it (found by test_properties.py)
+                raise self.error("must not contain a NUL character", pinset=pinset, key="report_file")
             out["report_file"] = str((self.base_dir / rel).resolve())
         if "expires" in table:
             value = table["expires"]

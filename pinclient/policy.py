@@ -1,12 +1,19 @@
 """The pin policy, pure: a verified chain, a host and a config in; a verdict out.
 
-No sockets, no files. The same function decides for the transport, ``pinclient check`` and the TUF
-fetcher, which is what lets the tests run it over thousands of generated chains.
+No sockets, no files, no clock: the caller passes ``now``. The same function decides for the
+transport, ``pinclient check`` and the TUF fetcher, which is what lets the tests run it over
+thousands of generated chains.
+
+Report-only (a pinset's ``mode``, or an expired pinset with ``on_expiry = "report-only"``) never
+hides a violation: the verdict is *accepted* but keeps its violation reason and every detail, so the
+transport can print and report it exactly like a refusal. The blocklist and a missing verified
+chain are always enforced.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,10 +24,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ._hosts import normalize_host
-from .config import BlockedCert, NameKey, Pin, PinConfig, Pinset, canonical_name, format_serial
+from .config import BlockedCert, Mode, NameKey, Pin, PinConfig, Pinset, canonical_name, format_serial
 from .errors import ChainEntry, PinViolation
 
-__all__ = ["ChainCert", "Verdict", "evaluate", "parse_chain", "spki_sha256"]
+__all__ = ["ChainCert", "Verdict", "effective_mode", "evaluate", "expiry_warning", "format_refusal",
+           "format_report_only", "parse_chain", "spki_sha256"]
 
 Reason = Literal["pinned", "unpinned-allowed", "unexpected-issuer", "blocked", "unpinned",
                  "no-verified-chain"]
@@ -83,7 +91,12 @@ def parse_chain(chain: Sequence[bytes]) -> tuple[ChainCert, ...]:
 @dataclass(frozen=True)
 class Verdict:
     """The decision for one connection. ``accepted`` is the only field the transport obeys; the rest
-    explains it."""
+    explains it.
+
+    ``violated`` is True whenever the chain broke the pins, including in report-only mode, where the
+    verdict is accepted (``report_only``) but carries the same detail as a refusal. ``mode`` is the
+    mode that applied (after expiry); ``expired`` says the pinset is past its ``expires`` date.
+    """
 
     host: str
     accepted: bool
@@ -93,10 +106,22 @@ class Verdict:
     matched: Pin | None = None
     blocked: BlockedCert | None = None
     blocked_cert: ChainCert | None = None
+    mode: Mode = "enforce"
+    expired: bool = False
+
+    @property
+    def violated(self) -> bool:
+        """The chain broke the pins (refused, or let through in report-only mode)."""
+        return self.reason not in ("pinned", "unpinned-allowed")
+
+    @property
+    def report_only(self) -> bool:
+        """A violation that was let through because report-only mode applied."""
+        return self.violated and self.accepted
 
     def violation(self, port: int | None = None) -> PinViolation:
-        """The :class:`PinViolation` that refuses this connection (only for a refused verdict)."""
-        assert not self.accepted
+        """The :class:`PinViolation` describing this violation (refused or report-only)."""
+        assert self.violated
         expected = tuple(p.describe() for p in self.pinset.issuers) if self.pinset else ()
         return PinViolation(
             format_refusal(self, port),
@@ -132,32 +157,89 @@ def _matching_pin(pinset: Pinset, chain: Sequence[ChainCert]) -> Pin | None:
     return None
 
 
-def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None) -> Verdict:
-    """Decide whether a **verified** chain (DER, leaf first) is acceptable for ``host``.
+def _utc_date(now: dt.datetime) -> dt.date:
+    return (now if now.tzinfo is None else now.astimezone(dt.timezone.utc)).date()
+
+
+def effective_mode(config: PinConfig, pinset: Pinset | None, now: dt.datetime) -> tuple[Mode, bool]:
+    """The mode that applies to ``pinset`` at ``now`` (naive means UTC), and whether it has expired.
+
+    A pinset's own ``mode`` wins over ``defaults.mode``; hosts no pinset covers use
+    ``defaults.mode``. From its ``expires`` date on (UTC, Android's ``pin-set expiration``
+    semantics), a pinset keeps enforcing unless ``on_expiry = "report-only"`` downgrades it. Either
+    way ``expired`` is True, so the caller warns: pinning never silently stops.
+    """
+    if pinset is None:
+        return config.defaults.mode, False
+    mode: Mode = pinset.mode or config.defaults.mode
+    expired = pinset.expires is not None and _utc_date(now) >= pinset.expires
+    if expired and pinset.on_expiry == "report-only":
+        mode = "report-only"
+    return mode, expired
+
+
+def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
+             now: dt.datetime | None = None) -> Verdict:
+    """Decide whether a **verified** chain (DER, leaf first) is acceptable for ``host`` at ``now``.
 
     Order: an empty chain fails closed; a blocked certificate anywhere refuses, pinned host or
-    not; an uncovered host follows ``defaults.unpinned``; a covered host needs one of its pinset's
-    issuers above the leaf.
+    not, in every mode; an uncovered host follows ``defaults.unpinned``; a covered host needs one
+    of its pinset's issuers above the leaf. An unexpected issuer (or a refused unpinned host) under
+    report-only mode gives an accepted verdict that still carries the violation. ``now`` only
+    matters for ``expires``; None reads the clock (callers that want purity pass it).
 
     Raises:
         ValueError: ``host`` is not a valid host name, or a certificate cannot be parsed.
     """
     name = normalize_host(host)
     pinset = config.pinset_for(name)
+    mode, expired = effective_mode(config, pinset, now or dt.datetime.now(dt.timezone.utc))
     if not chain:
-        return Verdict(name, False, "no-verified-chain", (), pinset)
+        return Verdict(name, False, "no-verified-chain", (), pinset, expired=expired)
     certs = parse_chain(chain)
     hit = _blocked_entry(config, certs)
     if hit is not None:
-        return Verdict(name, False, "blocked", certs, pinset, blocked=hit[0], blocked_cert=hit[1])
+        return Verdict(name, False, "blocked", certs, pinset, blocked=hit[0], blocked_cert=hit[1],
+                       expired=expired)
     if pinset is None:
         if config.defaults.unpinned == "allow":
-            return Verdict(name, True, "unpinned-allowed", certs)
-        return Verdict(name, False, "unpinned", certs)
+            return Verdict(name, True, "unpinned-allowed", certs, mode=mode)
+        return Verdict(name, mode == "report-only", "unpinned", certs, mode=mode)
     pin = _matching_pin(pinset, certs)
     if pin is None:
-        return Verdict(name, False, "unexpected-issuer", certs, pinset)
-    return Verdict(name, True, "pinned", certs, pinset, matched=pin)
+        return Verdict(name, mode == "report-only", "unexpected-issuer", certs, pinset, mode=mode,
+                       expired=expired)
+    return Verdict(name, True, "pinned", certs, pinset, matched=pin, mode=mode, expired=expired)
+
+
+def expiry_warning(verdict: Verdict) -> str | None:
+    """The warning to print on every use of an expired pinset, or None."""
+    if not verdict.expired or verdict.pinset is None or verdict.pinset.expires is None:
+        return None
+    name, day = verdict.pinset.name, verdict.pinset.expires.isoformat()
+    if verdict.pinset.on_expiry == "report-only":
+        return (f'pinset "{name}" expired on {day} and is downgraded to report-only '
+                '(on_expiry = "report-only"): violations are reported, not refused. Check its pins '
+                "and move expires forward in the pins file.")
+    return (f'pinset "{name}" expired on {day} and is still enforced (on_expiry = "enforce"). '
+            "Check its pins are current, then move expires forward in the pins file.")
+
+
+def format_report_only(verdict: Verdict, port: int | None = None) -> str:
+    """The REPORT-ONLY warning for a violation let through: the refusal text, clearly marked, and
+    why it was not enforced."""
+    assert verdict.report_only
+    if verdict.pinset is None:
+        why = 'defaults.mode is "report-only"'
+    elif verdict.expired and verdict.pinset.on_expiry == "report-only":
+        assert verdict.pinset.expires is not None
+        why = (f'pinset "{verdict.pinset.name}" expired on {verdict.pinset.expires.isoformat()} '
+               'with on_expiry = "report-only"')
+    else:
+        why = f'pinset "{verdict.pinset.name}" is in mode "report-only"'
+    return (f"REPORT-ONLY (not enforced): {format_refusal(verdict, port)}\n"
+            f"  REPORT-ONLY: the connection was allowed because {why}; in enforce mode it would be "
+            "refused.")
 
 
 def format_refusal(verdict: Verdict, port: int | None = None) -> str:

@@ -4,22 +4,26 @@ handshake and before a single request byte is written.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from urllib3 import PoolManager
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ._revocation_hook import RevocationHook
-from ._tls import shared_context, tls_info
+from ._tls import served_chain, shared_context, tls_info
 from .config import PinConfig
 from .errors import PinViolation, UsageError
-from .policy import Verdict, evaluate
+from .policy import Verdict, evaluate, expiry_warning, format_report_only
+
+if TYPE_CHECKING:
+    from .reporting import Reporter
 
 __all__ = ["PinGuard", "PinnedHTTPSConnection", "PinningPoolManager"]
 
@@ -31,10 +35,16 @@ AfterCheck = Callable[[Verdict, int], None]
 
 
 class PinGuard:
-    """Applies a :class:`PinConfig` to established TLS connections. Thread-safe; counts its checks."""
+    """Applies a :class:`PinConfig` to established TLS connections. Thread-safe; counts its checks.
 
-    def __init__(self, config: PinConfig) -> None:
+    Every violation, enforced or report-only, goes to ``reporter`` (if any) before the connection
+    is refused or let through. A report-only violation is logged at WARNING on the ``pinclient``
+    logger with the full refusal text marked REPORT-ONLY; an expired pinset warns on every use.
+    """
+
+    def __init__(self, config: PinConfig, *, reporter: Reporter | None = None) -> None:
         self.config = config
+        self.reporter = reporter
         self.after_check: list[AfterCheck] = []
         self._lock = threading.Lock()
         self.checks = 0
@@ -61,18 +71,34 @@ class PinGuard:
                 port=port,
                 reason="no-verified-chain",
             )
-        verdict = evaluate(self.config, host, info.chain)
+        now = dt.datetime.now(dt.timezone.utc)
+        verdict = evaluate(self.config, host, info.chain, now=now)
         if log.isEnabledFor(logging.DEBUG):
             for cert in verdict.chain:
                 log.debug("  %s sha256/%s", cert.subject_text, cert.spki_b64)
+        expired = expiry_warning(verdict)
+        if expired:
+            log.warning("%s", expired)
+        if verdict.report_only:
+            log.warning("%s", format_report_only(verdict, port))
+        if verdict.violated and self.reporter is not None:
+            self._report(verdict, port, sock, now)
         if not verdict.accepted:
             log.info("refused %s:%s (%s)", verdict.host, port, verdict.reason)
             raise verdict.violation(port)
-        log.info("accepted %s:%s (%s%s)", verdict.host, port, verdict.reason,
+        log.info("%s %s:%s (%s%s)", "let through (report-only)" if verdict.report_only else "accepted",
+                 verdict.host, port, verdict.reason,
                  f", pinset {verdict.pinset.name}" if verdict.pinset else "")
         for hook in self.after_check:
             hook(verdict, port)
         return verdict
+
+    def _report(self, verdict: Verdict, port: int, sock: Any, now: dt.datetime) -> None:
+        assert self.reporter is not None
+        try:
+            self.reporter.submit(verdict, port, served_chain=served_chain(sock), now=now)
+        except Exception as e:  # belt and braces: Reporter.submit already swallows; never fail here
+            log.warning("pin violation report for %s failed: %s", verdict.host, e)
 
 
 class PinnedHTTPSConnection(HTTPSConnection):
@@ -128,6 +154,15 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
         )
 
 
+def _reporter(config: PinConfig, bundle: str, send: bool, timeout: float | None) -> Reporter | None:
+    from .reporting import DEFAULT_REPORT_TIMEOUT, Reporter, has_report_destination
+
+    if not send or not has_report_destination(config):
+        return None
+    return Reporter(config, ca_bundle=bundle,
+                    timeout=DEFAULT_REPORT_TIMEOUT if timeout is None else timeout)
+
+
 class PinningPoolManager(PoolManager):
     """A :class:`urllib3.PoolManager` that enforces ``config`` on every HTTPS connection.
 
@@ -143,13 +178,18 @@ class PinningPoolManager(PoolManager):
     raises :class:`CertificateRevoked`, an unestablished status in hard-fail
     :class:`RevocationCheckFailed` (see :mod:`pinclient._revocation_hook`).
 
+    When the config names a ``report_uri`` or ``report_file``, violations are reported (see
+    :mod:`pinclient.reporting`) with a total timeout of ``report_timeout`` seconds;
+    ``send_reports=False`` turns reporting off (the reporter's own transport does that).
+
     Raises:
         UsageError: an unsafe keyword argument.
         OSError / ssl.SSLError: the trust bundle cannot be read.
     """
 
     def __init__(self, config: PinConfig, num_pools: int = 10,
-                 headers: dict[str, str] | None = None, **connection_pool_kw: Any) -> None:
+                 headers: dict[str, str] | None = None, *, send_reports: bool = True,
+                 report_timeout: float | None = None, **connection_pool_kw: Any) -> None:
         _check_kwargs(connection_pool_kw)
         bundle = connection_pool_kw.pop("ca_certs", None) or config.trust_bundle()
         connection_pool_kw.pop("cert_reqs", None)
@@ -157,7 +197,7 @@ class PinningPoolManager(PoolManager):
         super().__init__(num_pools=num_pools, headers=headers, **connection_pool_kw)
         self.config = config
         self.trust_bundle = bundle
-        self.guard = PinGuard(config)
+        self.guard = PinGuard(config, reporter=_reporter(config, bundle, send_reports, report_timeout))
         pool: Any = functools.partial(PinnedHTTPSConnectionPool, pin_guard=self.guard)
         self.pool_classes_by_scheme = {"https": pool}
         # Revocation (pins.toml `revocation`) runs after the pin check, before the request.

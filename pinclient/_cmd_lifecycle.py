@@ -1,0 +1,322 @@
+"""``pinclient lint``, ``pinclient pin`` and ``pinclient check``: the CLI glue of the pin lifecycle.
+
+The main CLI registers these (``configure_*`` fills a subparser, ``run_*`` runs it and returns the
+exit code). The work lives in :mod:`pinclient.lint` (pure findings), :mod:`pinclient._check`
+(handshake and verdict) and :func:`render_pinset` here (pure text); everything heavy is imported
+inside ``run_*`` so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .errors import NetworkError, UsageError
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ._check import CheckResult
+    from .config import PinConfig
+    from .lint import Finding
+
+__all__ = [
+    "configure_check",
+    "configure_lint",
+    "configure_pin",
+    "render_pinset",
+    "run_check",
+    "run_lint",
+    "run_pin",
+]
+
+LINT_HELP = "check a pins file for the mistakes that brick updaters (missing backup pin, …)"
+PIN_HELP = "print a ready-to-paste [[pinset]] for a live server or a PEM chain"
+CHECK_HELP = "handshake with each URL's host (download nothing) and report its pin verdict"
+
+LINT_EPILOG = """\
+exit codes:
+  0  no errors (warnings allowed without --strict)
+  1  warnings, with --strict
+  2  errors, or the pins file cannot be loaded
+  6  --against: the server could not be reached or failed TLS validation
+"""
+
+CHECK_EPILOG = """\
+exit codes:
+  0  every host ok (report-only violations included)
+  2  usage or pins-file error
+  3  at least one host violates its pins
+  6  no violation, but at least one host failed TLS validation or the network
+"""
+
+PIN_EPILOG = """\
+exit codes:
+  0  ok
+  2  usage error (bad target, unreadable file)
+  6  the server could not be reached or failed TLS validation
+"""
+
+
+def _timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
+                        help="connect and handshake timeout per host (default: %(default)s)")
+
+
+def _pins_args(pins: str | None, ca_bundle: str | None = None) -> argparse.Namespace:
+    return argparse.Namespace(pins=pins, ca_bundle=ca_bundle)
+
+
+def _load(pins: str | None, ca_bundle: str | None = None) -> PinConfig:
+    from .cli import load_config
+
+    return load_config(_pins_args(pins, ca_bundle))
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def configure_lint(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = LINT_EPILOG
+    parser.add_argument("pins", metavar="PINS", nargs="?",
+                        help="pins file (default: $PINCLIENT_PINS, then ./pins.toml)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    parser.add_argument("--against", metavar="URL", action="append", default=[],
+                        help="also handshake with URL's host and say which pins of its pinset the "
+                        "live verified chain satisfies (repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the findings")
+    _timeout(parser)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    from ._check import handshake, parse_target
+    from .lint import against, exit_status, lint
+
+    config = _load(args.pins)
+    where = str(config.path) if config.path else "pins"
+    now = dt.datetime.now(dt.timezone.utc)
+    targets = [parse_target(url) for url in args.against]
+    findings = lint(config, today=now.date())
+    failure: NetworkError | None = None
+    for host, port in targets:
+        try:
+            chain = handshake(host, port, config.trust_bundle(), timeout=args.timeout)
+        except NetworkError as e:
+            failure = e
+            break
+        findings += against(config, host, chain, now=now)
+    code = exit_status(findings, strict=args.strict)
+    if failure is not None:
+        code = failure.exit_code
+    if args.json:
+        print(json.dumps({"ok": code == 0, "exit_code": code, "file": where,
+                          "findings": [f.to_json() for f in findings],
+                          **({"error": failure.message} if failure else {})}, indent=2))
+        return code
+    for finding in findings:
+        print(f"{where}: {finding.format()}")
+    print(f"{where}: {_summary(findings)}")
+    if failure is not None:
+        raise failure
+    return code
+
+
+def _summary(findings: Sequence[Finding]) -> str:
+    errors = sum(1 for f in findings if f.severity == "error")
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    if not errors and not warnings:
+        return "no problems found"
+    return f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+
+
+# --------------------------------------------------------------------------- pin
+
+
+def configure_pin(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = PIN_EPILOG
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("target", metavar="HOST[:PORT] | URL", nargs="?",
+                        help="connect with ordinary TLS validation and pin the verified chain")
+    target.add_argument("--pem", metavar="FILE",
+                        help="read a PEM chain (leaf first) or CA certificates instead of connecting")
+    parser.add_argument("--ca-bundle", metavar="FILE",
+                        help="PEM trust bundle to validate against (default: the --pins file's "
+                        "ca_bundle, else certifi's)")
+    parser.add_argument("--pins", metavar="FILE", help="take the trust bundle from this pins file")
+    _timeout(parser)
+
+
+def run_pin(args: argparse.Namespace) -> int:
+    from cryptography import x509
+
+    from ._check import handshake, parse_target
+
+    if args.pem:
+        certs = _read_pem(args.pem)
+        first_is_ca = _is_ca(certs[0])
+        print(render_pinset(certs, host=None, source=f"read from {args.pem} (not verified)",
+                            pin_all=first_is_ca))
+        return 0
+    host, port = parse_target(args.target, bare_ok=True)
+    bundle = _pin_bundle(args)
+    ders = handshake(host, port, bundle, timeout=args.timeout)
+    certs = [x509.load_der_x509_certificate(d) for d in ders]
+    where = host if port == 443 else f"{host}:{port}"
+    print(render_pinset(certs, host=host, source=f"verified for {where} against {bundle}"))
+    return 0
+
+
+def _pin_bundle(args: argparse.Namespace) -> str:
+    from pathlib import Path
+
+    if args.ca_bundle:
+        if not Path(args.ca_bundle).is_file():
+            raise UsageError(f"--ca-bundle {args.ca_bundle!r} is not a readable file.")
+        return str(Path(args.ca_bundle).resolve())
+    if args.pins:
+        return _load(args.pins).trust_bundle()
+    import certifi
+
+    return str(certifi.where())
+
+
+def _read_pem(path: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path!r}: {e.strerror or e}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise UsageError(f"{path!r} holds no PEM certificate: {e}") from None
+    return certs
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _label(cert: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if cns else cert.subject.rfc4514_string()
+
+
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n) for n in san.get_values_for_type(x509.DNSName)]
+
+
+def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source: str,
+                  pin_all: bool = False) -> str:
+    """The ``pin`` output, all of it valid TOML: the chain as comments, then a ``[[pinset]]`` with an
+    SPKI pin for each CA above the leaf (every certificate with ``pin_all``), labelled with its
+    subject CN and commented with its notAfter, and advice on a backup pin."""
+    from .policy import spki_sha256
+
+    def b64(cert: x509.Certificate) -> str:
+        import base64
+
+        return base64.b64encode(spki_sha256(cert)).decode()
+
+    lines = [f"# Certificate chain, leaf first, {source}:"]
+    for i, cert in enumerate(chain):
+        lines.append(f"#   {i}: {cert.subject.rfc4514_string()}")
+        lines.append(f"#      sha256/{b64(cert)}  notAfter {cert.not_valid_after_utc.date()}")
+    cas = list(chain) if pin_all else list(chain[1:])
+    if not cas:
+        raise UsageError("the chain has no CA certificate above the leaf to pin; give the full "
+                         "chain, or the CA's certificate with --pem")
+    names = [host] if host else (_dns_names(chain[0]) if not pin_all else [])
+    name = names[0] if names else "CHANGE-ME"
+    hosts = ", ".join(json.dumps(h) for h in names) if names else '"CHANGE-ME.example.com"'
+    lines += [
+        "#",
+        "# Paste the block below into pins.toml. A root pin survives intermediate changes; an",
+        "# intermediate pin is tighter. Keep a BACKUP: a pin for a key you could move to (another",
+        "# CA's root, or your next intermediate, e.g. `pinclient pin --pem backup-ca.pem`), so that",
+        "# losing this CA does not brick your updater. Roll out with mode = \"report-only\" first,",
+        "# and check the file with `pinclient lint --against URL`.",
+        "[[pinset]]",
+        f"name = {json.dumps(name)}",
+        f"hosts = [{hosts}]" + ("" if names else "  # your update hosts"),
+        "issuers = [",
+    ]
+    for cert in cas:
+        lines.append(f"  {{ spki_sha256 = \"{b64(cert)}\", label = {json.dumps(_label(cert))} }},"
+                     f"  # notAfter {cert.not_valid_after_utc.date()}")
+    lines += ["  # { spki_sha256 = \"<backup CA key>\", label = \"backup\" },", "]"]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def configure_check(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = CHECK_EPILOG
+    parser.add_argument("urls", metavar="URL", nargs="+", help="https:// URLs whose hosts to check")
+    parser.add_argument("--pins", metavar="FILE",
+                        help="pins file (default: $PINCLIENT_PINS, then ./pins.toml)")
+    parser.add_argument("--ca-bundle", metavar="FILE",
+                        help="PEM trust bundle, overriding defaults.ca_bundle in the pins file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (for CI)")
+    parser.add_argument("--jobs", "-j", metavar="N", type=int, default=4,
+                        help="hosts checked at a time (default: %(default)s)")
+    _timeout(parser)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ._check import check, parse_target
+
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    config = _load(args.pins, args.ca_bundle)
+    for url in args.urls:
+        parse_target(url)  # every URL is valid before any host is contacted
+    with ThreadPoolExecutor(max_workers=min(args.jobs, len(args.urls))) as pool:
+        results = list(pool.map(lambda url: check(url, config, timeout=args.timeout), args.urls))
+    verdicts = [r.verdict for r in results]
+    code = 3 if "violation" in verdicts else 6 if "tls-error" in verdicts else 0
+    counts = {v: verdicts.count(v) for v in ("ok", "violation", "report-only", "tls-error")}
+    if args.json:
+        print(json.dumps({"ok": code == 0, "exit_code": code, "counts": counts,
+                          "results": [r.to_json() for r in results]}, indent=2))
+        return code
+    for result in results:
+        print(_describe(result))
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    print(f"checked {len(results)} host{'s' if len(results) != 1 else ''}: {summary}")
+    return code
+
+
+def _describe(result: CheckResult) -> str:
+    pinset = f'pinset "{result.pinset}"' if result.pinset else "no pinset"
+    lines = [f"{result.verdict:<11} {result.url}  ({pinset})"]
+    if result.warning:
+        lines.append(f"    warning: {result.warning}")
+    if result.verdict == "ok":
+        lines.append("    verified chain (leaf first):")
+        lines += [f"      {c.describe()}" for c in result.chain]
+    else:
+        lines += [f"    {line.strip()}" if i == 0 else f"    {line}"
+                  for i, line in enumerate(result.message.splitlines())]
+    return "\n".join(lines)

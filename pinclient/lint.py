@@ -1,0 +1,236 @@
+"""``pinclient lint``, pure: a loaded pins file (and optionally a live verified chain) in, findings out.
+
+The checks are the ones that separate pinning that survives from "pinning suicide": a missing backup
+key (Android lint's ``MissingBackupPin``, TrustKit's two-pin rule), names instead of keys, pinsets
+past or near their expiry, hosts claimed twice, wildcards over a public suffix, and (with a live
+chain from ``--against``) pins that match nothing.
+
+Public suffixes: pinclient carries no copy of the Public Suffix List (no new dependency, and a stale
+copy is worse than a short honest one). Every single-label suffix (``*.com``, ``*.test``) is flagged,
+plus the common multi-label suffixes in :data:`PUBLIC_SUFFIXES`; a wildcard over a rarer one is not
+caught.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ._hosts import host_matches
+from .config import Pin, PinConfig, Pinset
+
+__all__ = ["EXPIRY_NOTICE_DAYS", "PUBLIC_SUFFIXES", "Finding", "Severity", "against", "exit_status",
+           "is_public_suffix", "lint"]
+
+Severity = Literal["error", "warning", "info"]
+
+#: Days before ``expires`` from which a pinset is reported as expiring soon.
+EXPIRY_NOTICE_DAYS = 30
+
+#: Multi-label public suffixes flagged under a ``*.`` pattern (a hand-picked excerpt of the Public
+#: Suffix List, https://publicsuffix.org: country second levels and shared hosting domains).
+PUBLIC_SUFFIXES = frozenset({
+    "co.uk", "org.uk", "me.uk", "ltd.uk", "plc.uk", "ac.uk", "gov.uk", "net.uk", "sch.uk",
+    "com.au", "net.au", "org.au", "edu.au", "gov.au", "id.au",
+    "co.nz", "net.nz", "org.nz", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp",
+    "co.kr", "or.kr", "com.cn", "net.cn", "org.cn", "com.hk", "com.tw", "com.sg", "com.my",
+    "co.in", "net.in", "org.in", "co.id", "co.th", "com.vn", "com.ph", "com.pk",
+    "co.za", "com.ng", "co.ke", "com.eg", "com.tr", "co.il", "com.sa", "com.ua",
+    "com.br", "net.br", "org.br", "com.ar", "com.mx", "com.co", "com.pe", "com.ve", "co.ve",
+    "github.io", "gitlab.io", "githubusercontent.com", "herokuapp.com", "appspot.com",
+    "blogspot.com", "cloudfront.net", "azurewebsites.net", "azureedge.net", "cloudapp.net",
+    "s3.amazonaws.com", "elasticbeanstalk.com", "firebaseapp.com", "web.app", "netlify.app",
+    "vercel.app", "pages.dev", "workers.dev", "fly.dev", "onrender.com", "readthedocs.io",
+    "ngrok.io", "duckdns.org", "no-ip.org", "dyndns.org",
+})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint result: ``severity``, a stable ``code``, the pinset it concerns, what is wrong and a
+    one-line fix. ``info`` findings (from ``--against``) explain and never change the exit code."""
+
+    severity: Severity
+    code: str
+    pinset: str | None
+    message: str
+    fix: str = ""
+
+    def format(self) -> str:
+        where = f'pinset "{self.pinset}": ' if self.pinset else ""
+        text = f"{self.severity}: [{self.code}] {where}{self.message}"
+        return f"{text}\n    fix: {self.fix}" if self.fix else text
+
+    def to_json(self) -> dict[str, object]:
+        return {"severity": self.severity, "code": self.code, "pinset": self.pinset,
+                "message": self.message, "fix": self.fix}
+
+
+def exit_status(findings: Sequence[Finding], *, strict: bool = False) -> int:
+    """2 with any error; 1 with warnings under ``strict``; else 0."""
+    if any(f.severity == "error" for f in findings):
+        return 2
+    if strict and any(f.severity == "warning" for f in findings):
+        return 1
+    return 0
+
+
+def _pin_text(pin: Pin) -> str:
+    return pin.describe()
+
+
+# --------------------------------------------------------------------------- the file alone
+
+
+def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
+    """Every finding about ``config`` on ``today`` (UTC), pinset by pinset in file order, then the
+    findings across pinsets."""
+    findings: list[Finding] = []
+    for pinset in config.pinsets:
+        findings += _backup(pinset)
+        findings += _subject_pins(pinset)
+        findings += _expiry(pinset, today)
+        findings += _public_suffix(pinset)
+    findings += _host_overlaps(config.pinsets)
+    return findings
+
+
+def _backup(pinset: Pinset) -> list[Finding]:
+    keys = {p.spki_sha256 for p in pinset.issuers if p.kind == "spki"}
+    if len(keys) >= 2:
+        return []
+    have = "no SPKI pin" if not keys else "only one pinned key"
+    return [Finding(
+        "warning", "no-backup-pin", pinset.name,
+        f"{have}: there is no backup key, so losing or changing that CA bricks the updater "
+        "(pinning suicide)",
+        "add a second spki_sha256 pin for a key you could move to, such as another CA's root "
+        "(`pinclient pin --pem CA.pem` prints it)")]
+
+
+def _subject_pins(pinset: Pinset) -> list[Finding]:
+    return [Finding(
+        "warning", "subject-pin", pinset.name,
+        f"{_pin_text(pin)} pins a name, not a key: any trusted CA that can issue a sub-CA can copy it",
+        "replace it with the spki_sha256 of the same CA (`pinclient pin HOST` prints it)")
+        for pin in pinset.issuers if pin.kind == "subject"]
+
+
+def _expiry(pinset: Pinset, today: dt.date) -> list[Finding]:
+    if pinset.expires is None:
+        return []
+    day = pinset.expires.isoformat()
+    if today >= pinset.expires:
+        effect = ("still enforced, with a warning on every use" if pinset.on_expiry == "enforce"
+                  else "downgraded to report-only: violations are no longer refused")
+        return [Finding("error", "expired", pinset.name,
+                        f'expired on {day} (on_expiry = "{pinset.on_expiry}": {effect})',
+                        "check its pins against the live hosts (`pinclient lint --against URL`), "
+                        "then move expires forward")]
+    left = (pinset.expires - today).days
+    if left <= EXPIRY_NOTICE_DAYS:
+        return [Finding("warning", "expiring-soon", pinset.name,
+                        f"expires on {day}, in {left} day{'s' if left != 1 else ''}",
+                        "check its pins against the live hosts (`pinclient lint --against URL`), "
+                        "then move expires forward")]
+    return []
+
+
+def is_public_suffix(name: str) -> bool:
+    """Whether ``name`` (normalised) is a public suffix: any single label, or a listed one."""
+    return "." not in name or name in PUBLIC_SUFFIXES
+
+
+def _public_suffix(pinset: Pinset) -> list[Finding]:
+    return [Finding(
+        "error", "public-suffix-wildcard", pinset.name,
+        f'host pattern "{pattern}" covers every site directly under the public suffix '
+        f'"{pattern[2:]}", not just yours',
+        f'list your own names instead, e.g. "updates.example.{pattern[2:]}" or '
+        f'"*.example.{pattern[2:]}"')
+        for pattern in pinset.hosts if pattern.startswith("*.") and is_public_suffix(pattern[2:])]
+
+
+def _host_overlaps(pinsets: Sequence[Pinset]) -> list[Finding]:
+    findings: list[Finding] = []
+    first_owner: dict[str, Pinset] = {}
+    for pinset in pinsets:
+        for pattern in pinset.hosts:
+            owner = first_owner.setdefault(pattern, pinset)
+            if owner is not pinset:
+                findings.append(Finding(
+                    "error", "duplicate-host", pinset.name,
+                    f'host "{pattern}" is also in pinset "{owner.name}", which comes first and wins; '
+                    "these pins never apply to it",
+                    f'remove "{pattern}" from one of the two pinsets'))
+    for a_index, a in enumerate(pinsets):
+        for b in pinsets[a_index + 1:]:
+            for exact, wild, e_set, w_set in _exact_under_wildcard(a, b):
+                findings.append(Finding(
+                    "warning", "overlapping-hosts", e_set.name,
+                    f'host "{exact}" is also covered by "{wild}" in pinset "{w_set.name}"; the exact '
+                    f'name wins, so "{e_set.name}" applies to it',
+                    "fine if the override is intended; otherwise remove one of the two patterns"))
+    return findings
+
+
+def _exact_under_wildcard(a: Pinset, b: Pinset) -> list[tuple[str, str, Pinset, Pinset]]:
+    out = []
+    for x, y in ((a, b), (b, a)):
+        for exact in x.hosts:
+            if exact.startswith("*."):
+                continue
+            for wild in y.hosts:
+                if wild.startswith("*.") and host_matches(wild, exact):
+                    out.append((exact, wild, x, y))
+    return out
+
+
+# --------------------------------------------------------------------------- against a live chain
+
+
+def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.datetime) -> list[Finding]:
+    """Findings for ``host``'s live **verified** chain (DER, leaf first): which pins of its pinset
+    the chain satisfies (info), which match nothing in it (info: a backup, or a typo or stale pin),
+    and an error when the pins would refuse the host (a warning in report-only mode).
+
+    Raises:
+        ValueError: a certificate cannot be parsed, or ``host`` is not a host name.
+    """
+    from .policy import evaluate
+
+    verdict = evaluate(config, host, chain, now=now)
+    pinset = verdict.pinset
+    name = pinset.name if pinset else None
+    findings: list[Finding] = []
+    if pinset is None:
+        if verdict.reason == "unpinned-allowed":
+            findings.append(Finding("warning", "against-unpinned", None,
+                                    f"no pinset covers {verdict.host}: it gets plain TLS validation only",
+                                    f'add a [[pinset]] for "{verdict.host}" (`pinclient pin` prints one)'))
+    else:
+        above = verdict.chain[1:]
+        for pin in pinset.issuers:
+            hits = [c for c in above if (pin.kind == "spki" and pin.spki_sha256 == c.spki_sha256)
+                    or (pin.kind == "subject" and pin.subject == c.subject)]
+            if hits:
+                findings.append(Finding("info", "against-match", name,
+                                        f"{_pin_text(pin)} matches {hits[0].subject_text} in the live "
+                                        "chain"))
+            else:
+                findings.append(Finding(
+                    "info", "against-no-match", name,
+                    f"{_pin_text(pin)} matches nothing in the live chain: a backup pin, or a typo or "
+                    "stale pin"))
+    if verdict.violated:
+        severity: Severity = "warning" if verdict.report_only else "error"
+        what = "reports (report-only mode)" if verdict.report_only else "refuses"
+        chain_text = "; ".join(f"sha256/{c.spki_b64} {c.subject_text}" for c in verdict.chain[1:])
+        findings.append(Finding(
+            severity, "against-refused", name,
+            f"the pins {what} {verdict.host}'s live chain ({verdict.reason}); above the leaf: "
+            f"{chain_text or 'nothing'}",
+            "pin one of the CAs above the leaf (`pinclient pin HOST` prints them), or fix the server"))
+    return findings

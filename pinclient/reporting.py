@@ -1,0 +1,313 @@
+"""Pin violation reports, modelled on RFC 7469 §3 (HPKP's ``report-uri``) and TrustKit's reporter.
+
+A report is built (purely) from the verdict, then delivered to the pinset's ``report_uri`` (a JSON
+POST through the pinned transport) and/or appended to its ``report_file`` (one JSON object a line).
+Delivery can never block or fail an update: the POST has a short total timeout, no retries and no
+redirects, and every error is logged and swallowed.
+
+Duplicates are rate-limited, as TrustKit does: at most one report per host, port and validated
+chain per 24 hours, across processes. The record of what was sent lives in the user's cache folder
+(``$XDG_CACHE_HOME/pinclient/reports-sent.json``, else ``~/.cache/…``; ``~/Library/Caches/pinclient``
+on macOS; ``%LOCALAPPDATA%\\pinclient\\Cache`` on Windows), so an updater that runs once a minute
+still sends one report a day. A report is recorded *before* it is sent: a collector that hangs costs
+at most one timeout a day, not one per update. If the record cannot be read or written the limit
+holds for the process only, and a warning says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from ._version import __version__
+from .config import PinConfig
+from .policy import Verdict
+
+__all__ = [
+    "DEFAULT_REPORT_TIMEOUT",
+    "RATE_LIMIT_WINDOW",
+    "RateLimiter",
+    "Reporter",
+    "build_report",
+    "default_state_path",
+    "has_report_destination",
+    "report_destinations",
+    "report_key",
+]
+
+log = logging.getLogger("pinclient")
+
+#: Seconds the whole report POST may take (connect, TLS, send, response) before it is abandoned.
+DEFAULT_REPORT_TIMEOUT = 2.0
+#: One report per host, port and chain within this window (TrustKit: one a day).
+RATE_LIMIT_WINDOW = dt.timedelta(days=1)
+_MAX_RESPONSE = 64 * 1024  # the collector's answer is read (and ignored) up to this much
+
+
+def default_state_path() -> Path:
+    """Where the rate limiter remembers the reports it sent (see the module docstring)."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+        return base / "pinclient" / "Cache" / "reports-sent.json"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "pinclient" / "reports-sent.json"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says relative values must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "pinclient" / "reports-sent.json"
+
+
+# --------------------------------------------------------------------------- building (pure)
+
+
+def report_destinations(config: PinConfig, verdict: Verdict) -> tuple[str | None, str | None]:
+    """``(report_uri, report_file)`` for a verdict: the pinset's own, else those in [defaults]."""
+    pinset = verdict.pinset
+    uri = (pinset.report_uri if pinset else None) or config.defaults.report_uri
+    path = (pinset.report_file if pinset else None) or config.defaults.report_file
+    return uri, path
+
+
+def has_report_destination(config: PinConfig) -> bool:
+    """Whether any report_uri or report_file is configured anywhere in ``config``."""
+    d = config.defaults
+    return bool(d.report_uri or d.report_file
+                or any(p.report_uri or p.report_file for p in config.pinsets))
+
+
+def report_key(verdict: Verdict, port: int) -> str:
+    """The rate-limit key: host, port and the validated chain."""
+    h = hashlib.sha256(f"{verdict.host}\0{port}".encode())
+    for cert in verdict.chain:
+        h.update(b"\0" + cert.der)
+    return h.hexdigest()
+
+
+def _pem(der: bytes) -> str:
+    cert = x509.load_der_x509_certificate(der)
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _rfc3339(when: dt.datetime) -> str:
+    utc = when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
+    return utc.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _noted(verdict: Verdict) -> tuple[str, bool]:
+    # RFC 7469's noted-hostname / include-subdomains: the pattern that matched, as a name plus a
+    # flag (pinclient's "*.example.com" covers exactly one label below example.com).
+    if verdict.pinset is None:
+        return verdict.host, False
+    from ._hosts import host_matches, pattern_specificity
+
+    patterns = [p for p in verdict.pinset.hosts if host_matches(p, verdict.host)]
+    if not patterns:
+        return verdict.host, False
+    best = max(patterns, key=pattern_specificity)
+    return (best[2:], True) if best.startswith("*.") else (best, False)
+
+
+def build_report(verdict: Verdict, port: int, *, now: dt.datetime,
+                 served_chain: Sequence[bytes]) -> dict[str, Any]:
+    """The JSON report for a violation (RFC 7469 §3 field names, plus ``pinset``, ``mode``,
+    ``reason`` and ``pinclient-version``). Chains are PEM strings, leaf first.
+
+    Raises:
+        ValueError: a served certificate cannot be parsed.
+    """
+    noted, subdomains = _noted(verdict)
+    pinset = verdict.pinset
+    expires = (_rfc3339(dt.datetime.combine(pinset.expires, dt.time(), dt.timezone.utc))
+               if pinset and pinset.expires else None)
+    known = []
+    for pin in pinset.issuers if pinset else ():
+        if pin.kind == "spki":
+            assert pin.spki_sha256 is not None
+            known.append(f'pin-sha256="{base64.b64encode(pin.spki_sha256).decode()}"')
+        else:
+            known.append(f"subject={json.dumps(pin.subject_text)}")
+    served = []
+    for der in served_chain:
+        try:
+            served.append(_pem(der))
+        except ValueError:
+            served.append("-----BEGIN CERTIFICATE-----\n"
+                          + base64.encodebytes(der).decode("ascii") + "-----END CERTIFICATE-----\n")
+    return {
+        "date-time": _rfc3339(now),
+        "hostname": verdict.host,
+        "port": port,
+        "noted-hostname": noted,
+        "include-subdomains": subdomains,
+        "pinset": pinset.name if pinset else None,
+        "mode": verdict.mode,
+        "reason": verdict.reason,
+        "effective-expiration-date": expires,
+        "served-certificate-chain": served,
+        "validated-certificate-chain": [_pem(c.der) for c in verdict.chain],
+        "known-pins": known,
+        "pinclient-version": __version__,
+    }
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+class RateLimiter:
+    """Remembers which reports were sent, in a small JSON file shared by every process of the user.
+
+    Thread-safe. Processes racing on the file can at worst send one duplicate.
+    """
+
+    def __init__(self, path: Path | None, window: dt.timedelta = RATE_LIMIT_WINDOW) -> None:
+        self.path = path
+        self.window = window
+        self._memory: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def should_send(self, key: str, now: dt.datetime) -> bool:
+        """True (and record ``now``) unless ``key`` was recorded within the window."""
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=dt.timezone.utc)
+        with self._lock:
+            sent = {**self._read(), **self._memory}
+            cutoff = now - self.window
+            sent = {k: v for k, v in sent.items() if _parse_time(v) > cutoff}
+            if key in sent:
+                return False
+            sent[key] = now.isoformat()
+            self._memory = sent
+            self._write(sent)
+            return True
+
+    def _read(self) -> dict[str, str]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            log.warning("cannot read the report rate-limit record %s (%s); starting afresh", self.path, e)
+            return {}
+        sent = data.get("sent") if isinstance(data, dict) else None
+        if not isinstance(sent, dict):
+            return {}
+        return {str(k): str(v) for k, v in sent.items()}
+
+    def _write(self, sent: dict[str, str]) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".reports-sent.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"version": 1, "sent": sent}, fh)
+                os.replace(tmp, self.path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError as e:
+            log.warning("cannot write the report rate-limit record %s (%s); duplicates are limited "
+                        "for this process only", self.path, e)
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+class Reporter:
+    """Builds, rate-limits and delivers violation reports for one configuration.
+
+    ``ca_bundle`` is the trust bundle of the transport whose violations are reported (the POST uses
+    the same pins and the same bundle). ``state_path`` defaults to :func:`default_state_path`.
+    """
+
+    def __init__(self, config: PinConfig, *, timeout: float = DEFAULT_REPORT_TIMEOUT,
+                 ca_bundle: str | None = None, state_path: Path | None = None) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.ca_bundle = ca_bundle
+        self.limiter = RateLimiter(state_path or default_state_path())
+        self.sent = 0  # reports delivered (a POST answered 2xx, or a line appended)
+
+    def submit(self, verdict: Verdict, port: int, *, served_chain: Sequence[bytes],
+               now: dt.datetime) -> None:
+        """Report ``verdict`` (a violation) to its destinations. Never raises; failures are logged."""
+        try:
+            uri, path = report_destinations(self.config, verdict)
+            if not uri and not path:
+                return
+            if not self.limiter.should_send(report_key(verdict, port), now):
+                log.info("violation report for %s:%s not sent: the same chain was reported within "
+                         "the last day", verdict.host, port)
+                return
+            report = build_report(verdict, port, now=now, served_chain=served_chain)
+            if path:
+                self._append(path, report)
+            if uri:
+                self._post(uri, report)
+        except Exception as e:  # a report must never fail the update
+            log.warning("pin violation report for %s failed: %s", verdict.host, e)
+
+    def _append(self, path: str, report: dict[str, Any]) -> None:
+        line = json.dumps(report, separators=(",", ":")) + "\n"
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as e:
+            log.warning("cannot append the pin violation report to %s: %s", path, e.strerror or e)
+            return
+        self.sent += 1
+
+    def _post(self, uri: str, report: dict[str, Any]) -> None:
+        import urllib3
+
+        from .transport import PinningPoolManager
+
+        kwargs: dict[str, Any] = {"ca_certs": self.ca_bundle} if self.ca_bundle else {}
+        # send_reports=False: a violation by the collector itself is refused (or let through in
+        # report-only mode) and logged, but never reported, or reports would recurse.
+        pm = PinningPoolManager(self.config, send_reports=False, **kwargs)
+        try:
+            resp = pm.urlopen(
+                "POST", uri, body=json.dumps(report).encode(), redirect=False, retries=False,
+                preload_content=False, timeout=urllib3.Timeout(total=self.timeout),
+                headers={"Content-Type": "application/json",
+                         "User-Agent": f"pinclient/{__version__} (pin violation report)"})
+            try:
+                resp.read(_MAX_RESPONSE)
+            finally:
+                resp.close()
+        except Exception as e:
+            log.warning("cannot send the pin violation report to %s: %s", uri, e)
+            return
+        finally:
+            pm.clear()
+        if 200 <= resp.status < 300:
+            self.sent += 1
+            log.info("pin violation report sent to %s", uri)
+        else:
+            log.warning("the report collector %s answered HTTP %s", uri, resp.status)
