@@ -226,7 +226,7 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
                     "stale pin"))
     if verdict.violated:
         severity: Severity = "warning" if verdict.report_only else "error"
-        what = "reports (report-only mode)" if verdict.report_only else "refuses"
+        what = "would only report (report-only mode)" if verdict.report_only else "would refuse"
         chain_text = "; ".join(f"sha256/{c.spki_b64} {c.subject_text}" for c in verdict.chain[1:])
         findings.append(Finding(
             severity, "against-refused", name,

@@ -438,7 +438,8 @@ def test_expiry_starts_at_the_expires_date_in_utc(pki: PKI, tmp_path: Path) -> N
     local = evaluate(config, HOST, chain, now=dt.datetime(2027, 6, 30, 1, 30, tzinfo=tz))
     assert (before.accepted, before.expired, before.mode) == (False, False, "enforce")
     assert (on.accepted, on.expired, on.mode, on.report_only) == (True, True, "report-only", True)
-    assert on.violated and on.reason == "unexpected-issuer"
+    assert on.violated
+    assert on.reason == "unexpected-issuer"
     assert on.violation(443).chain, "the accepted verdict still carries the full violation"
     assert (local.accepted, local.expired) == (False, False)
 
