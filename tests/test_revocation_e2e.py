@@ -452,3 +452,9 @@ def test_bad_revocation_keys_name_file_pinset_and_key(tmp_path: Path, defaults: 
 
 def test_revocation_errors_are_the_exit_4_family() -> None:
     assert CertificateRevoked("x").exit_code == RevocationCheckFailed("x").exit_code == 4
+
+
+def test_example_pins_toml_recommends_hard_fail_and_keeps_the_default_off() -> None:
+    example = load_pins(Path(__file__).resolve().parent.parent / "pins.toml")
+    assert example.defaults.revocation == "off"
+    assert revocation_settings(example, example.pinsets[0]) == ("hard-fail", "fallback")
