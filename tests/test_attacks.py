@@ -1,0 +1,155 @@
+"""Attacks from the catalogue (docs/security.md) that no other test file covers, over real TLS on
+127.0.0.1. Each test would fail if the defence it names were removed."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from pathlib import Path
+
+import pytest
+
+from pinclient import PinningPoolManager, PinViolation, fetch_update
+from pinclient._pki import CA, Leaf
+from pinclient._tls import shared_context
+from pinclient.config import PinConfig, load_pins
+from pinclient.transport import PinGuard
+
+from .conftest import HOST, PKI, pinset, write_pins
+from .servers import Response, TLSServer
+
+# --------------------------------------------------------------------------- cross-signed chains
+
+
+@pytest.fixture(scope="module")
+def cross(pki: PKI) -> tuple[CA, CA]:
+    """An intermediate under the rogue root, and the same key and subject cross-signed by the
+    pinned root: a leaf it issues has one valid path through each root."""
+    issuing = pki.rogue_root.child_ca("Cross Issuing CA", org="Elsewhere")
+    cross_signed = CA("", parent=pki.pinned_root, key=issuing.key, subject=issuing.subject)
+    return issuing, cross_signed
+
+
+def _serve_path(leaf: Leaf, path: list[CA], tmp: Path, extra: tuple[CA, ...] = ()) -> TLSServer:
+    served = Leaf(cert=leaf.cert, key=leaf.key, parents=[ca.cert for ca in path])
+    return TLSServer(served, tmp, routes={"/u": Response(200, b"update")},
+                     extra=[ca.cert for ca in extra])
+
+
+def test_cross_signed_path_through_the_pinned_root_is_accepted(pki: PKI, cross: tuple[CA, CA],
+                                                               root_pinned_config: PinConfig,
+                                                               tmp_path: Path) -> None:
+    issuing, cross_signed = cross
+    leaf = issuing.issue_leaf(HOST)
+    with _serve_path(leaf, [cross_signed, pki.pinned_root], tmp_path) as server:
+        result = fetch_update(server.url("/u"), tmp_path / "u", config=root_pinned_config)
+    assert result.chain[-1].spki_sha256 == pki.pin_of(pki.pinned_root)
+
+
+def test_cross_signed_chain_verified_through_the_other_root_is_refused(pki: PKI, cross: tuple[CA, CA],
+                                                                      root_pinned_config: PinConfig,
+                                                                      tmp_path: Path) -> None:
+    # The same leaf has a valid path through the pinned root, but the server sends the other one:
+    # only the path OpenSSL verified counts, never a path that could have been built.
+    issuing, _ = cross
+    leaf = issuing.issue_leaf(HOST)
+    with _serve_path(leaf, [issuing, pki.rogue_root], tmp_path) as server:
+        with pytest.raises(PinViolation) as info:
+            fetch_update(server.url("/u"), tmp_path / "u", config=root_pinned_config)
+        server.wait_idle()
+    assert info.value.reason == "unexpected-issuer"
+    assert all(c.received == b"" for c in server.conns)
+    assert pki.pin_of(pki.pinned_root) not in [c.spki_sha256 for c in info.value.chain]
+
+
+@pytest.mark.parametrize("first", ["cross-signed", "rogue-signed"])
+def test_both_paths_served_the_verdict_follows_the_verified_one(pki: PKI, cross: tuple[CA, CA],
+                                                                root_pinned_config: PinConfig,
+                                                                tmp_path: Path, first: str) -> None:
+    # Which path OpenSSL builds when both intermediates are sent is its business; pinclient's
+    # verdict must agree with the chain it reports as verified, whichever that is.
+    issuing, cross_signed = cross
+    leaf = issuing.issue_leaf(HOST)
+    if first == "cross-signed":
+        path, extra = [cross_signed, pki.pinned_root], (issuing,)
+    else:
+        path, extra = [issuing, pki.rogue_root], (cross_signed,)
+    pm = PinningPoolManager(root_pinned_config, retries=False)
+    seen: list[list[str]] = []
+    pm.guard.after_check.append(lambda verdict, port: seen.append([c.spki_b64 for c in verdict.chain]))
+    try:
+        with _serve_path(leaf, path, tmp_path, extra) as server:
+            try:
+                pm.request("GET", server.url("/u"))
+                accepted, chain = True, seen[0]
+            except PinViolation as e:
+                accepted, chain = False, [c.spki_sha256 for c in e.chain]
+    finally:
+        pm.clear()
+    assert chain[-1] in (pki.pin_of(pki.pinned_root), pki.pin_of(pki.rogue_root))
+    assert accepted == (pki.pin_of(pki.pinned_root) in chain[1:])
+
+
+# --------------------------------------------------------------------------- IDNA
+
+
+def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: PKI, tmp_path: Path) -> None:
+    # Python's "idna" codec is IDNA 2003: it wrote the pinset for "straße.test" as strasse.test,
+    # while urllib3 connects to xn--strae-oqa.test (IDNA 2008). With unpinned = "allow" a rogue
+    # certificate for the real host then passed with plain TLS validation: a pin bypass.
+    body = pinset("idn", ["straße.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle, unpinned="allow"))
+    rogue = pki.rogue_root.issue_leaf("xn--strae-oqa.test")
+    with TLSServer(rogue, tmp_path, routes={"/u": Response(200, b"evil")}) as server:
+        url = f"https://straße.test:{server.port}/u"
+        pm = PinningPoolManager(config, retries=False)
+        try:
+            with pytest.raises(PinViolation) as info:
+                pm.request("GET", url)
+        finally:
+            pm.clear()
+        with pytest.raises(PinViolation):
+            fetch_update(url, tmp_path / "u", config=config)
+        server.wait_idle()
+    assert info.value.pinset == "idn"
+    assert info.value.host == "xn--strae-oqa.test"
+    assert all(c.received == b"" for c in server.conns)
+    # The genuine server for that name passes.
+    good = pki.pinned_int.issue_leaf("xn--strae-oqa.test")
+    with TLSServer(good, tmp_path, routes={"/u": Response(200, b"good")}) as server:
+        assert fetch_update(f"https://Straße.test:{server.port}/u", tmp_path / "u",
+                            config=config).pinset == "idn"
+
+
+# --------------------------------------------------------------------------- verification off
+
+
+@pytest.mark.parametrize("weakening", ["CERT_NONE", "no-hostname-check"])
+def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, root_pinned_config: PinConfig,
+                                                                    tmp_path: Path, weakening: str) -> None:
+    # Even when the chain would satisfy the pins: with verification (or the host-name check) off,
+    # get_verified_chain() reports what OpenSSL *tried*, which an attacker controls. The kwargs
+    # that turn it off are refused up front (test_pinning.py::test_options_that_weaken_the_pin_are_
+    # refused); this is the guard's own check, for a socket that got past them anyway.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(pki.bundle))
+    ctx.check_hostname = False
+    if weakening == "CERT_NONE":
+        ctx.verify_mode = ssl.CERT_NONE
+    good = pki.pinned_int.issue_leaf(HOST)
+    with TLSServer(good, tmp_path, routes={"/u": Response(200, b"x")}) as server:
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST)
+        try:
+            with pytest.raises(PinViolation) as info:
+                PinGuard(root_pinned_config).check(sock, server.port)
+            # The same chain over a verifying context is accepted: the refusal is the verification.
+            ok = shared_context(str(pki.bundle)).wrap_socket(
+                socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST)
+            try:
+                assert PinGuard(root_pinned_config).check(ok, server.port).accepted
+            finally:
+                ok.close()
+        finally:
+            sock.close()
+    assert info.value.reason == "no-verified-chain"
+    assert info.value.exit_code == 3
