@@ -100,6 +100,7 @@ class Pinset:
     report_file: str | None = None  # absolute path; None: defaults.report_file
     revocation: RevocationMode | None = None  # None: defaults.revocation
     crl: CRLUse | None = None  # None: defaults.crl
+    max_size: int | None = None  # bytes a body from these hosts may have; None: defaults.max_size
 
     def match_specificity(self, host: str) -> int | None:
         """The specificity of the best pattern matching ``host`` (normalised), or None."""
@@ -141,6 +142,7 @@ class Defaults:
     revocation: RevocationMode = "off"  # for pinsets that set none, and for unpinned hosts
     crl: CRLUse = "fallback"
     cache_dir: str | None = None  # absolute path of the revocation cache; None: the user cache folder
+    max_size: int | None = None  # bytes any body may have; None: download.DEFAULT_MAX_SIZE (4 GiB)
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,7 @@ class _Loader:
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
         self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS
-                        | _REVOCATION_KEYS | {"cache_dir"}, set(), section="[defaults]")
+                        | _REVOCATION_KEYS | {"cache_dir", "max_size"}, set(), section="[defaults]")
         ca_bundle = "certifi"
         if "ca_bundle" in table:
             value = self.string(table["ca_bundle"], key="ca_bundle")
@@ -305,11 +307,13 @@ class _Loader:
                 ca_bundle = str(bundle.resolve())
         unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
         return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse",
-                        **self.lifecycle(table, pinset=None), **self.revocation(table, pinset=None))
+                        **self.lifecycle(table, pinset=None), **self.revocation(table, pinset=None),
+                        **self.max_size(table, pinset=None))
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
-        self.check_keys(table, {"name", "hosts", "issuers"} | _PINSET_LIFECYCLE_KEYS | _REVOCATION_KEYS,
+        self.check_keys(table, {"name", "hosts", "issuers", "max_size"} | _PINSET_LIFECYCLE_KEYS
+                        | _REVOCATION_KEYS,
                         {"name", "hosts", "issuers"}, section="[[pinset]]", pinset=label)
         name = self.string(table["name"], key="name", pinset=label)
         hosts_value = table["hosts"]
@@ -329,7 +333,8 @@ class _Loader:
                              pinset=name, key="issuers")
         issuers = tuple(self.pin(item, pinset=name) for item in issuers_value)
         return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index,
-                      **self.lifecycle(table, pinset=name), **self.revocation(table, pinset=name))
+                      **self.lifecycle(table, pinset=name), **self.revocation(table, pinset=name),
+                      **self.max_size(table, pinset=name))
 
     def pin(self, item: object, *, pinset: str) -> Pin:
         if not isinstance(item, dict):
@@ -404,6 +409,24 @@ class _Loader:
             out["on_expiry"] = self.choice(table["on_expiry"], ("enforce", "report-only"),
                                            key="on_expiry", pinset=pinset)
         return out
+
+    def max_size(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
+        """``max_size``: a positive byte count, as an integer or a string with a unit ("512 MiB")."""
+        if "max_size" not in table:
+            return {}
+        from ._sizes import parse_size
+
+        value = table["max_size"]
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            raise self.error(f"must be a number of bytes or a string such as \"512 MiB\", not "
+                             f"{_type_name(value)}", pinset=pinset, key="max_size")
+        try:
+            size = parse_size(value)
+        except ValueError as e:
+            raise self.error(str(e), pinset=pinset, key="max_size") from None
+        if size <= 0:
+            raise self.error("must be more than 0 bytes", pinset=pinset, key="max_size")
+        return {"max_size": size}
 
     def revocation(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
         """``revocation`` and ``crl`` (defaults and pinsets) and ``cache_dir`` (defaults only; the

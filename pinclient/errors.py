@@ -198,25 +198,38 @@ class SignatureError(IntegrityError):
 
 
 class NetworkError(PinclientError):
-    """The update could not be fetched: connection, timeout, TLS validation or HTTP status."""
+    """The update could not be fetched: connection, timeout, TLS validation or HTTP status.
+
+    ``transient`` says whether trying again may help (a dropped connection, a timeout, a 503); it is
+    False for failures that would repeat (a redirect loop, an unexpected status, TLS validation).
+    """
 
     exit_code = 6
 
-    def __init__(self, message: str, *, url: str | None = None) -> None:
+    def __init__(self, message: str, *, url: str | None = None, transient: bool = True) -> None:
         super().__init__(message)
         self.url = url
+        self.transient = transient
 
 
 class TLSError(NetworkError):
-    """Ordinary TLS validation failed (untrusted, expired or wrong-host certificate)."""
+    """Ordinary TLS validation failed (untrusted, expired or wrong-host certificate). Never transient."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message, url=url, transient=False)
 
 
 class HTTPStatusError(NetworkError):
-    """The server answered with an HTTP error status."""
+    """The server answered with an HTTP error status.
 
-    def __init__(self, message: str, *, url: str | None = None, status: int) -> None:
-        super().__init__(message, url=url)
+    Transient for 429 and 5xx only. ``retry_after`` is the server's Retry-After in seconds, if any.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, status: int,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, url=url, transient=status == 429 or 500 <= status <= 599)
         self.status = status
+        self.retry_after = retry_after
 
 
 class StorageError(PinclientError):

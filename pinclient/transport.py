@@ -9,7 +9,7 @@ import functools
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from urllib3 import PoolManager
@@ -25,7 +25,13 @@ from .policy import Verdict, evaluate, expiry_warning, format_report_only
 if TYPE_CHECKING:
     from .reporting import Reporter
 
-__all__ = ["PinGuard", "PinnedHTTPSConnection", "PinningPoolManager"]
+__all__ = [
+    "PinGuard",
+    "PinnedHTTPSConnection",
+    "PinningPoolManager",
+    "PinningProxyManager",
+    "pinning_manager",
+]
 
 log = logging.getLogger("pinclient")
 
@@ -112,7 +118,8 @@ class PinnedHTTPSConnection(HTTPSConnection):
     def connect(self) -> None:
         super().connect()
         try:
-            self.verdict = self.pin_guard.check(self.sock, self.port)
+            # Through a proxy, self.port is the proxy's; the origin's is the tunnel's.
+            self.verdict = self.pin_guard.check(self.sock, self._tunnel_port or self.port)
         except BaseException:
             # Close the socket itself, not self.close(): urllib3 reports a closed connection that
             # had a proxy as a proxy error, which would hide the pin violation.
@@ -223,3 +230,83 @@ class PinningPoolManager(PoolManager):
         if pool_kwargs:
             _check_kwargs(pool_kwargs)
         return super().connection_from_host(host, port, scheme, pool_kwargs)
+
+
+class PinningProxyManager(PinningPoolManager):
+    """A :class:`PinningPoolManager` that tunnels its HTTPS connections through a proxy with
+    ``CONNECT``: ``http://`` proxies in plain TCP, ``https://`` proxies over TLS (TLS in TLS).
+
+    The proxy only carries the tunnel. The origin's TLS handshake runs end to end inside it, and the
+    pin check reads the name and chain that *that* handshake verified (``_tls.py`` finds the inner
+    TLS object), never the proxy's certificate. An ``https://`` proxy's certificate is validated
+    against the same trust bundle (or ``proxy_ssl_context``) but is not pinned. Hosts matching
+    ``no_proxy`` (curl's ``NO_PROXY`` rules) connect directly. ``proxy_headers`` go on the CONNECT
+    request only (for example ``Proxy-Authorization``).
+
+    Raises:
+        UsageError: the proxy URL is not http:// or https://, or as :class:`PinningPoolManager`.
+    """
+
+    def __init__(self, config: PinConfig, proxy_url: str, *, no_proxy: tuple[str, ...] = (),
+                 proxy_headers: dict[str, str] | None = None,
+                 proxy_ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        from urllib3.connection import ProxyConfig
+        from urllib3.util import parse_url
+
+        try:
+            proxy = parse_url(proxy_url)
+        except ValueError as e:
+            raise UsageError(f"bad proxy URL: {e}") from None
+        if proxy.scheme not in ("http", "https") or not proxy.host:
+            raise UsageError("the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].")
+        if proxy.port is None:
+            proxy = proxy._replace(port=443 if proxy.scheme == "https" else 80)
+        super().__init__(config, **kwargs)
+        self.proxy = proxy
+        self.no_proxy = tuple(no_proxy)
+        self.proxy_headers = dict(proxy_headers or {})
+        context = proxy_ssl_context or self.connection_pool_kw["ssl_context"]
+        self.connection_pool_kw.update(
+            _proxy=proxy, _proxy_headers=self.proxy_headers,
+            # Never forward: with use_forwarding_for_https the proxy would see the request in clear.
+            _proxy_config=ProxyConfig(context, False, None, None))
+
+    def connection_from_host(self, host: str | None, port: int | None = None,
+                             scheme: str | None = "http",
+                             pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
+        from ._proxy import no_proxy_matches
+
+        if host and self.no_proxy and no_proxy_matches(self.no_proxy, host, port):
+            # None removes the key from the pool context: a direct pool, keyed apart from the proxied one.
+            pool_kwargs = {**(pool_kwargs or {}), "_proxy": None, "_proxy_headers": None,
+                           "_proxy_config": None}
+        return super().connection_from_host(host, port, scheme, pool_kwargs)
+
+
+def pinning_manager(config: PinConfig, *, proxy: str | bool | None = None, no_proxy: str | None = None,
+                    env: Mapping[str, str] | None = None, **kwargs: Any) -> PinningPoolManager:
+    """The pinned transport with the proxy the caller or the environment asks for.
+
+    ``proxy=None`` reads ``https_proxy``/``HTTPS_PROXY`` and ``no_proxy``/``NO_PROXY`` from ``env``
+    (default ``os.environ``); a URL string uses that proxy; ``False`` connects directly. Credentials
+    in the proxy URL become a ``Proxy-Authorization: Basic`` header on CONNECT. Other keyword
+    arguments go to :class:`PinningPoolManager`.
+
+    Raises:
+        UsageError: a bad proxy URL, or as :class:`PinningPoolManager`.
+    """
+    import os
+
+    from ._proxy import proxy_route
+
+    route = proxy_route(proxy, no_proxy=no_proxy, env=os.environ if env is None else env)
+    if route is None:
+        return PinningPoolManager(config, **kwargs)
+    headers = {}
+    if route.auth is not None:
+        from urllib3.util import make_headers
+
+        headers = make_headers(proxy_basic_auth=route.auth)
+    log.debug("proxy %s (no_proxy: %s)", route.url, ", ".join(route.no_proxy) or "none")
+    return PinningProxyManager(config, route.url, no_proxy=route.no_proxy, proxy_headers=headers,
+                               **kwargs)

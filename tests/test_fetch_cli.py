@@ -76,7 +76,8 @@ def test_truncated_body_is_a_network_error_and_saves_nothing(pki: PKI, root_pinn
     routes = {"/u": Response(200, payload[:1000], content_length=len(payload))}
     with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
         with pytest.raises(NetworkError):
-            fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config)
+            # retries=0: each attempt waits for the server's 10 s idle close (retries: test_download_*).
+            fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config, retries=0)
     assert not (tmp_path / "a").exists()
 
 

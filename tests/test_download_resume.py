@@ -1,0 +1,237 @@
+"""Resuming interrupted downloads: Range + If-Range, clean restarts, and the .part that is never
+mistaken for a verified file. Hostile servers on real loopback TLS."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pinclient import HashMismatch, NetworkError, StorageError, fetch_update
+from pinclient._retry import RetryPolicy
+from pinclient.config import PinConfig
+
+from .conftest import HOST, PKI
+from .hostile import Seen, ranged
+from .servers import TLSServer
+
+FAST = RetryPolicy(retries=3, backoff=0.01)
+
+
+@pytest.fixture
+def big() -> bytes:
+    return os.urandom(300_000)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def serve(pki: PKI, tmp: Path, route: object) -> TLSServer:
+    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp, routes={"/u.bin": route})  # type: ignore[dict-item]
+
+
+def leftovers(folder: Path, name: str = "u.bin") -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(name + "."))
+
+
+# --------------------------------------------------------------------------- within one call
+
+
+def test_dropped_connection_mid_body_resumes_with_a_correct_hash(pki: PKI, root_pinned_config: PinConfig,
+                                                                 tmp_path: Path, big: bytes) -> None:
+    seen = Seen()
+    dest = tmp_path / "u.bin"
+    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000})) as s:
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big),
+                              size=len(big), retries=FAST)
+    assert dest.read_bytes() == big
+    assert result.sha256 == sha(big)
+    assert result.attempts == 2
+    assert 0 < result.resumed_from <= 100_000
+    assert seen.ranges == [None, f"bytes={result.resumed_from}-"]
+    assert seen.requests[1]["if-range"] == '"v1"'
+    assert leftovers(tmp_path) == [], "no .part, .part.json or .lock left after success"
+
+
+def test_server_ignoring_range_restarts_cleanly(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                               big: bytes) -> None:
+    seen = Seen()
+    dest = tmp_path / "u.bin"
+    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000}, ignore_range=True)) as s:
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big),
+                              retries=FAST)
+    assert seen.ranges[1] is not None, "the client asked for the rest"
+    assert result.resumed_from == 0, "the 200 with the whole file replaced the part"
+    assert dest.read_bytes() == big
+    assert leftovers(tmp_path) == []
+
+
+def test_changed_file_is_not_spliced_onto_the_old_part(pki: PKI, root_pinned_config: PinConfig,
+                                                       tmp_path: Path, big: bytes) -> None:
+    # The file changes between the two requests: If-Range makes the server send the new one whole.
+    new = os.urandom(len(big))
+    dest = tmp_path / "u.bin"
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 100_000})) as s:
+        with pytest.raises(NetworkError):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, retries=0)
+        assert (tmp_path / "u.bin.part").stat().st_size > 0
+        s.routes["/u.bin"] = ranged(new, seen, etag='"v2"')
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
+    assert seen.requests[0]["if-range"] == '"v1"'
+    assert result.resumed_from == 0
+    assert dest.read_bytes() == new
+
+
+def test_no_validator_means_no_resume(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                      big: bytes) -> None:
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen, etag=None, drop_after={0: 100_000})) as s:
+        result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
+                              sha256=sha(big), retries=FAST)
+    assert seen.ranges == [None, None], "without ETag or Last-Modified a range could splice two files"
+    assert result.resumed_from == 0
+
+
+def test_weak_etag_is_not_used_but_last_modified_is(pki: PKI, root_pinned_config: PinConfig,
+                                                    tmp_path: Path, big: bytes) -> None:
+    seen = Seen()
+    stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
+    route = ranged(big, seen, etag='W/"weak"', last_modified=stamp, drop_after={0: 100_000})
+    with serve(pki, tmp_path, route) as s:
+        fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, retries=FAST)
+    assert seen.requests[1]["if-range"] == stamp
+
+
+def test_no_resume_starts_every_retry_from_zero(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                                big: bytes) -> None:
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000})) as s:
+        result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
+                              sha256=sha(big), retries=FAST, resume=False)
+    assert seen.ranges == [None, None]
+    assert result.resumed_from == 0
+
+
+# --------------------------------------------------------------------------- across runs
+
+
+def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes) -> None:
+    dest = tmp_path / "u.bin"
+    dest.write_bytes(b"version 1")
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 120_000})) as s:
+        with pytest.raises(NetworkError):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
+        assert dest.read_bytes() == b"version 1", "DEST keeps its old bytes"
+        assert leftovers(tmp_path) == ["u.bin.part", "u.bin.part.json"]
+        info = json.loads((tmp_path / "u.bin.part.json").read_text())
+        assert info["url"] == s.url("/u.bin")
+        assert info["validator"] == '"v1"'
+        assert info["total"] == len(big)
+        assert 0 < info["received"] <= (tmp_path / "u.bin.part").stat().st_size
+        assert info["sha256"] == sha(big)
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big))
+    assert result.resumed_from == info["received"]
+    assert seen.ranges[-1] == f"bytes={info['received']}-"
+    assert dest.read_bytes() == big
+    assert leftovers(tmp_path) == []
+
+
+def test_final_hash_covers_the_kept_prefix(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                           big: bytes) -> None:
+    # Corrupt the kept bytes between runs: the resumed download must fail its hash, because the
+    # prefix is hashed again from disk, and the bad part must go.
+    dest = tmp_path / "u.bin"
+    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+        with pytest.raises(NetworkError):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
+        part = tmp_path / "u.bin.part"
+        data = bytearray(part.read_bytes())
+        data[10] ^= 0xFF
+        part.write_bytes(bytes(data))
+        with pytest.raises(HashMismatch):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big))
+    assert not dest.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_part_for_another_hash_or_url_is_not_resumed(pki: PKI, root_pinned_config: PinConfig,
+                                                     tmp_path: Path, big: bytes) -> None:
+    dest = tmp_path / "u.bin"
+    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+        with pytest.raises(NetworkError):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256="00" * 32, retries=0)
+        seen = Seen()
+        s.routes["/u.bin"] = ranged(big, seen)
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big))
+    assert seen.ranges == [None], "a part kept for another expected hash is another file"
+    assert result.resumed_from == 0
+
+
+def test_part_longer_than_the_declared_size_restarts(pki: PKI, root_pinned_config: PinConfig,
+                                                     tmp_path: Path, big: bytes) -> None:
+    dest = tmp_path / "u.bin"
+    part, sidecar = tmp_path / "u.bin.part", tmp_path / "u.bin.part.json"
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen)) as s:
+        part.write_bytes(big + b"extra")
+        sidecar.write_text(json.dumps({"version": 1, "url": s.url("/u.bin"), "validator": '"v1"',
+                                       "total": len(big) + 5, "received": len(big) + 5,
+                                       "sha256": None, "size": len(big)}))
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, size=len(big))
+    assert seen.ranges == [None]
+    assert result.resumed_from == 0
+    assert dest.read_bytes() == big
+
+
+@pytest.mark.parametrize("sidecar_text", ["not json", '{"version": 99}', '{"version": 1, "url": 5}', ""])
+def test_garbled_sidecar_restarts(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+                                  sidecar_text: str) -> None:
+    (tmp_path / "u.bin.part").write_bytes(big[:1000])
+    (tmp_path / "u.bin.part.json").write_text(sidecar_text)
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen)) as s:
+        fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(big))
+    assert seen.ranges == [None]
+    assert leftovers(tmp_path) == []
+
+
+def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes) -> None:
+    seen = Seen()
+    with serve(pki, tmp_path, ranged(big, seen)) as s:
+        (tmp_path / "u.bin.part").write_bytes(big)
+        (tmp_path / "u.bin.part.json").write_text(json.dumps({
+            "version": 1, "url": s.url("/u.bin"), "validator": '"v1"', "total": len(big),
+            "received": len(big), "sha256": sha(big), "size": None}))
+        result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
+                              sha256=sha(big))
+    assert seen.ranges == [f"bytes={len(big) - 1}-"]
+    assert result.resumed_from == len(big) - 1
+    assert (tmp_path / "u.bin").read_bytes() == big
+
+
+# --------------------------------------------------------------------------- symlinks
+
+
+@pytest.mark.parametrize("name", ["u.bin.part", "u.bin.part.json", "u.bin.lock", "u.bin.part.json.tmp"])
+def test_symlink_next_to_dest_is_never_written_through(pki: PKI, root_pinned_config: PinConfig,
+                                                       tmp_path: Path, big: bytes, name: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"do not touch")
+    dest = tmp_path / "u.bin"
+    dest.write_bytes(b"old")
+    (tmp_path / name).symlink_to(victim)
+    with serve(pki, tmp_path, ranged(big, Seen())) as s:
+        with pytest.raises(StorageError, match="symbolic link") as info:
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
+    assert info.value.exit_code == 7
+    assert victim.read_bytes() == b"do not touch"
+    assert dest.read_bytes() == b"old"
+    assert (tmp_path / name).is_symlink(), "pinclient does not delete what it did not create"
