@@ -61,15 +61,20 @@ class RevocationHook:
     use, one per (mode, crl) pair, and share one disk cache (``[defaults] cache_dir``, else the user
     cache folder) and one HTTP pool. Thread-safe. Soft-fail warnings are logged at WARNING on the
     ``pinclient`` logger.
+
+    ``http`` is the pool for OCSP and CRL requests (for example a ``urllib3.ProxyManager`` where only
+    a proxy reaches the outside); by default the hook makes a direct one on first use. It must not
+    be a pinning pool. :meth:`close` clears it either way.
     """
 
-    def __init__(self, config: PinConfig, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, config: PinConfig, *, timeout: float = DEFAULT_TIMEOUT,
+                 http: urllib3.PoolManager | None = None) -> None:
         self.config = config
         self.timeout = timeout
         self._cache_dir = Path(config.defaults.cache_dir) if config.defaults.cache_dir else None
         self._lock = threading.Lock()
         self._checkers: dict[tuple[RevocationMode, CRLUse], RevocationChecker] = {}
-        self._http: urllib3.PoolManager | None = None
+        self._http = http
 
     def __call__(self, verdict: Verdict, port: int) -> None:
         """Check ``verdict.chain`` (an accepted connection to ``verdict.host``).

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import urllib3
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from pinclient import (
     CertificateRevoked,
@@ -32,10 +33,10 @@ from pinclient import (
     fetch_update,
 )
 from pinclient._pki import CA, Leaf
-from pinclient._revocation_hook import override_revocation, revocation_settings
+from pinclient._revocation_hook import RevocationHook, override_revocation, revocation_settings
 from pinclient.cli import fetch_main
 from pinclient.config import load_pins, parse_pins
-from pinclient.policy import spki_sha256
+from pinclient.policy import evaluate, spki_sha256
 
 from .conftest import HOST, b64
 from .revocation_pki import (
@@ -386,6 +387,35 @@ def test_concurrent_connections_share_one_check(responder: World, tmp_path: Path
             t.join()
     assert errors == []
     assert responder.http.hits == {"/ocsp": 1, "/root.crl": 1}
+
+
+def test_responders_are_asked_through_a_plain_pool_or_the_one_given(responder: World,
+                                                                     tmp_path: Path) -> None:
+    leaf = responder.leaf()
+    start_ocsp(responder, tmp_path, index_line(leaf.cert))
+    config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="hard-fail"))
+    with serve(leaf, tmp_path) as server, PinningPoolManager(config) as pm:
+        pm.request("GET", server.url("/update.bin"))
+        pools = {type(c._http) for c in pm.revocation._checkers.values()}
+    assert pools == {urllib3.PoolManager}, "never the pinning pool: responders are other hosts"
+
+    seen: list[str] = []
+
+    class Recording(urllib3.PoolManager):
+        def urlopen(self, method: str, url: str, *args: object, **kwargs: object) -> object:
+            seen.append(f"{method} {url}")
+            return super().urlopen(method, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    chain = [c.public_bytes(Encoding.DER) for c in (leaf.cert, *leaf.parents)]
+    verdict = evaluate(config, HOST, chain)
+    hook = RevocationHook(load_pins(write_pins(tmp_path / "cfg2", responder, revocation="hard-fail")),
+                          http=Recording())
+    try:
+        hook(verdict, 443)
+    finally:
+        hook.close()
+    base = responder.http.base_url
+    assert seen == [f"POST {base}/ocsp", f"GET {base}/root.crl"]
 
 
 # --------------------------------------------------------------------------- as a new user
