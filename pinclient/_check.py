@@ -75,9 +75,12 @@ def parse_target(text: str, *, bare_ok: bool = False) -> tuple[str, int]:
     value = text.strip()
     if "://" not in value and bare_ok:
         value = "https://" + value
-    parts = urlsplit(value)
+    what = "an https:// URL or HOST[:PORT]" if bare_ok else "an https:// URL"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "https://[::1/" (fuzz/fuzz_cli.py)
+        raise UsageError(f"{text!r} is not {what}.") from None
     if parts.scheme.lower() != "https" or not parts.hostname:
-        what = "an https:// URL or HOST[:PORT]" if bare_ok else "an https:// URL"
         raise UsageError(f"{text!r} is not {what}.")
     try:
         return normalize_host(parts.hostname), parts.port or 443

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pinclient import PinningPoolManager, PinViolation, fetch_update
+from pinclient import NetworkError, PinningPoolManager, PinViolation, fetch_update
 from pinclient._pki import CA, Leaf
 from pinclient._tls import shared_context
+from pinclient.cli import main
 from pinclient.config import PinConfig, load_pins
 from pinclient.transport import PinGuard
 
@@ -153,3 +154,41 @@ def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, roo
             sock.close()
     assert info.value.reason == "no-verified-chain"
     assert info.value.exit_code == 3
+
+
+# --------------------------------------------------------------------------- hostile URLs and paths
+
+
+def test_redirect_to_an_unparsable_location_is_a_network_error(pki: PKI, root_pinned_config: PinConfig,
+                                                              tmp_path: Path) -> None:
+    # A hostile server's Location used to escape as a bare ValueError (a traceback in the CLI).
+    routes = {"/u": Response(302, headers={"Location": "https://[::1/evil"})}
+    dest = tmp_path / "u"
+    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+        with pytest.raises(NetworkError) as info:
+            fetch_update(origin.url("/u"), dest, config=root_pinned_config)
+    assert info.value.exit_code == 6
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".u")] == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["fetch", "https://[::1/u.bin"],
+    ["fetch", "https://[::1/u.bin", "-o", "out"],
+    ["fetch", "https://updates.test/u.bin", "-o", "a\x00b"],
+    ["check", "https://[::1/"],
+    ["lint", "--against", "https://[::1/"],
+    ["pin", "[::1"],
+])
+def test_cli_malformed_urls_and_paths_are_usage_errors(pki: PKI, tmp_path: Path, argv: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # Found with fuzz/fuzz_cli.py's inputs: each raised ValueError out of main().
+    pins = write_pins(tmp_path / "c", pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}'),
+                      bundle=pki.bundle)
+    monkeypatch.setenv("PINCLIENT_PINS", str(pins))
+    monkeypatch.chdir(tmp_path)
+    if argv[0] == "lint":
+        argv = [*argv, str(pins)]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
