@@ -10,6 +10,9 @@ unexpected CA, or a host no pinset covers, shows as REFUSED with the reason; TLS
 show as ERROR. ``--format markdown`` prints a table for a CI job summary
 (``>> $GITHUB_STEP_SUMMARY``).
 
+This is the library way, to build on; ``pinclient check URL ...`` does a similar check from the
+command line.
+
 Exit status: 0 when every URL passed, else the lowest pinclient exit code among the failures
 (3 pin violation, 6 network or HTTP error), so a pin problem outranks a flaky mirror.
 """

@@ -337,3 +337,13 @@ def test_socks_proxies_are_refused(pki: PKI, session: requests.Session, tmp_path
         with pytest.raises(UsageError, match="SOCKS"):
             session.get(server.url("/update.bin"), proxies={"https": "socks5://127.0.0.1:9"}, timeout=10)
     assert server.conns == []
+
+
+def test_without_requests_the_import_error_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['requests'] = None\n"
+            "try:\n    import pinclient.requests\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "pip install 'pinclient[requests]'" in out
