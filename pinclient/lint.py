@@ -226,11 +226,12 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
                     "stale pin"))
     if verdict.violated:
         severity: Severity = "warning" if verdict.report_only else "error"
-        what = "would only report (report-only mode)" if verdict.report_only else "would refuse"
+        what = ("report-only mode lets it through with a report" if verdict.report_only
+                else "it would be refused")
         chain_text = "; ".join(f"sha256/{c.spki_b64} {c.subject_text}" for c in verdict.chain[1:])
         findings.append(Finding(
             severity, "against-refused", name,
-            f"the pins {what} {verdict.host}'s live chain ({verdict.reason}); above the leaf: "
-            f"{chain_text or 'nothing'}",
+            f"the live chain of {verdict.host} breaks the pins ({verdict.reason}): {what}; above the "
+            f"leaf: {chain_text or 'nothing'}",
             "pin one of the CAs above the leaf (`pinclient pin HOST` prints them), or fix the server"))
     return findings

@@ -221,8 +221,9 @@ def test_against_a_rogue_chain_is_an_error(pki: PKI, tmp_path: Path,
     out = capsys.readouterr().out
     assert code == 2
     assert "info: [against-no-match]" in out
-    assert ('error: [against-refused] pinset "example-updates": the pins would refuse updates.test\'s '
-            "live chain (unexpected-issuer)") in out
+    assert ('error: [against-refused] pinset "example-updates": the live chain of updates.test breaks '
+            "the pins (unexpected-issuer): it would be refused; above the leaf: "
+            f"sha256/{pki.pin_of(pki.rogue_root)} CN=UTN-USERFirst-Hardware") in out
     assert pki.pin_of(pki.rogue_root) in out
 
 
@@ -235,3 +236,14 @@ def test_against_an_unreachable_host_exits_6_after_the_file_findings(
     assert code == 6
     assert "no problems found" in captured.out
     assert "TLS validation failed" in captured.err
+
+
+def test_against_a_rogue_chain_under_report_only_is_a_warning(pki: PKI, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    issuers = [f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}', f'{{ spki_sha256 = "{B}" }}']
+    body = pinset("example-updates", [HOST], *issuers) + 'mode = "report-only"\n'
+    path = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
+    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path) as server:
+        assert main(["lint", str(path), "--against", server.url("/")]) == 0
+        assert main(["lint", str(path), "--against", server.url("/"), "--strict"]) == 1
+    assert "report-only mode lets it through with a report" in capsys.readouterr().out
