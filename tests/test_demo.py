@@ -69,7 +69,8 @@ def test_demo_as_a_new_user_runs_it_leaves_no_files(tmp_path: Path) -> None:
     tmp.mkdir()
     script = Path(sys.executable).with_name("pinclient")
     command = [str(script), "demo"] if script.exists() else [sys.executable, "-m", "pinclient", "demo"]
-    env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "XDG_CACHE_HOME"}
+    env.update(TMPDIR=str(tmp), HOME=str(tmp_path))  # so that a write to ~/.cache would show
     proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "ACCEPTED" in proc.stdout
@@ -77,6 +78,7 @@ def test_demo_as_a_new_user_runs_it_leaves_no_files(tmp_path: Path) -> None:
     assert proc.stderr == ""
     assert list(work.iterdir()) == []
     assert list(tmp.iterdir()) == [], "the temporary folder must be removed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp", "work"], "nothing written to HOME"
 
 
 def test_demo_server_listens_on_loopback_only() -> None:
