@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import socket
@@ -368,10 +369,10 @@ def test_resumed_session_with_empty_verified_chain_fails_closed(pki: PKI, root_p
         ctx = shared_context(str(pki.bundle))
         first = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST)
         session = first.session
-        try:
-            first.unwrap()  # a clean close_notify keeps the session resumable
-        except (ssl.SSLError, OSError):
-            pass  # the server hung up without answering it; the session is kept all the same
+        # A clean close_notify keeps the session resumable; the server may hang up without
+        # answering it, and the session is kept all the same.
+        with contextlib.suppress(ssl.SSLError, OSError):
+            first.unwrap()
         first.close()
         second = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)),
                                  server_hostname=HOST, session=session)
