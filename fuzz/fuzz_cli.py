@@ -19,6 +19,7 @@ import io
 import os
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -86,7 +87,9 @@ def test_one_input(data: bytes) -> None:
         if e.code not in (0, 2):
             raise AssertionError(f"SystemExit({e.code!r}) for {argv!r}") from e
     except BaseException as e:
-        raise AssertionError(f"{type(e).__name__} for argv {argv!r}:\n{out.getvalue()[-2000:]}") from e
+        trace = traceback.format_exc()
+        output = out.getvalue()[-2000:]
+        raise AssertionError(f"{type(e).__name__} for argv {argv!r}:\n{trace}\n{output}") from e
     finally:
         os.chdir(old)
 

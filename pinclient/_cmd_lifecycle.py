@@ -154,7 +154,7 @@ def run_pin(args: argparse.Namespace) -> int:
 
     from ._check import handshake, parse_target
 
-    if args.pem:
+    if args.pem is not None:  # `--pem ""` is a bad file, not "no --pem" (found by fuzz/fuzz_cli.py)
         certs = _read_pem(args.pem)
         first_is_ca = _is_ca(certs[0])
         print(render_pinset(certs, host=None, source=f"read from {args.pem} (not verified)",
@@ -189,8 +189,8 @@ def _read_pem(path: str) -> list[x509.Certificate]:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-    except OSError as e:
-        raise UsageError(f"cannot read {path!r}: {e.strerror or e}") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
+        raise UsageError(f"cannot read {path!r}: {getattr(e, 'strerror', None) or e}") from None
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:

@@ -179,6 +179,8 @@ def test_redirect_to_an_unparsable_location_is_a_network_error(pki: PKI, root_pi
     ["check", "https://[::1/"],
     ["lint", "--against", "https://[::1/"],
     ["pin", "[::1"],
+    ["pin", "--pem", ""],
+    ["pin", "--pem", "a\x00b"],
 ])
 def test_cli_malformed_urls_and_paths_are_usage_errors(pki: PKI, tmp_path: Path, argv: list[str],
                                                        monkeypatch: pytest.MonkeyPatch,
