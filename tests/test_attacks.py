@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import ssl
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pinclient import NetworkError, PinningPoolManager, PinViolation, fetch_update
+from pinclient import NetworkError, PinningPoolManager, PinViolation, StorageError, fetch_update
 from pinclient._pki import CA, Leaf
 from pinclient._tls import shared_context
 from pinclient.cli import main
@@ -194,3 +197,53 @@ def test_cli_malformed_urls_and_paths_are_usage_errors(pki: PKI, tmp_path: Path,
         argv = [*argv, str(pins)]
     assert main(argv) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- concurrent writers
+
+
+def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, root_pinned_config: PinConfig,
+                                                                  tmp_path: Path, payload: bytes) -> None:
+    # Two updaters fetching to the same DEST would share DEST.part. The second one waits for the
+    # first's lock (or, with lock_timeout=0, fails at once with exit 7) and DEST is never mixed.
+    holding, release = threading.Event(), threading.Event()
+
+    def slow() -> Iterator[bytes]:
+        yield payload[:1000]
+        holding.set()
+        release.wait(10)
+        yield payload[1000:]
+
+    digest = hashlib.sha256(payload).hexdigest()
+    dest = tmp_path / "app.bin"
+    dest.write_bytes(b"old version")
+    results: dict[str, object] = {}
+
+    def fetch(name: str, **kw: object) -> None:
+        try:
+            results[name] = fetch_update(server.url("/u"), dest, config=root_pinned_config, sha256=digest,
+                                         size=len(payload), **kw)  # type: ignore[arg-type]
+        except Exception as e:
+            results[name] = e
+
+    routes = {"/u": Response(200, slow, content_length=len(payload))}
+    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path / "srv", routes=routes) as server:
+        first = threading.Thread(target=fetch, args=("first",))
+        first.start()
+        assert holding.wait(10)
+        fetch("impatient", lock_timeout=0)
+        waiter = threading.Thread(target=fetch, args=("patient",), kwargs={"lock_timeout": 30})
+        waiter.start()
+        assert dest.read_bytes() == b"old version", "nothing reaches DEST while the first is running"
+        release.set()
+        first.join(20)
+        waiter.join(20)
+    impatient = results["impatient"]
+    assert isinstance(impatient, StorageError)
+    assert impatient.exit_code == 7
+    assert "being fetched by another process" in str(impatient)
+    assert not isinstance(results["first"], Exception)
+    assert not isinstance(results["patient"], Exception)
+    assert dest.read_bytes() == payload
+    assert sorted(p.name for p in tmp_path.iterdir() if "app.bin" in p.name) == ["app.bin"], \
+        "no .part, .lock or temporary file left"
