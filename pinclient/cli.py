@@ -33,8 +33,10 @@ exit codes:
      be established
   5  integrity: size, hash or signature mismatch
   6  network or TLS failure: untrusted/expired/wrong-host certificate, refused
-     connection, timeout, HTTP error status
-  7  the destination could not be written (disk full, permissions)
+     connection, timeout, deadline or minimum rate missed, HTTP error status
+     (after --retries)
+  7  the destination could not be written (disk full, permissions), or another
+     process kept it locked past --lock-timeout
 """
 
 Runner = Callable[[argparse.Namespace], int]
@@ -48,7 +50,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (result or error)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log decisions (-v) and verified chains (-vv) to stderr")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (and no progress bar)")
 
 
 def load_config(args: argparse.Namespace) -> PinConfig:
@@ -90,13 +93,104 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
                         help="revocation checking (OCSP/CRL) for every host: off, soft-fail or "
                         "hard-fail, overriding `revocation` in the pins file")
+    _add_download_options(parser)
     _add_common(parser)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def _bytes(text: str) -> int:
+    from ._sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _wait(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _add_download_options(parser: argparse.ArgumentParser) -> None:
+    """The download options of README's "Downloads" section; defaults live in pinclient.download."""
+    g = parser.add_argument_group("download options")
+    g.add_argument("--max-size", metavar="SIZE", type=_bytes,
+                   help="refuse a body larger than this (e.g. 500MiB; default: the pinset's or "
+                   "[defaults] max_size, else 4GiB)")
+    proxies = g.add_mutually_exclusive_group()
+    proxies.add_argument("--proxy", metavar="URL",
+                         help="tunnel through this http:// or https:// proxy (default: $HTTPS_PROXY "
+                         "/ $https_proxy, minus $NO_PROXY hosts); the pins still apply to the origin")
+    proxies.add_argument("--no-proxy", action="store_true",
+                         help="connect directly, ignoring the environment")
+    g.add_argument("--no-resume", action="store_true",
+                   help="do not continue an interrupted download (DEST.part); start from byte 0")
+    g.add_argument("--retries", metavar="N", type=_count, default=3,
+                   help="retries after connection errors, broken bodies, 429 and 5xx (default 3); "
+                   "pin, TLS, 4xx and integrity failures are never retried")
+    g.add_argument("--connect-timeout", metavar="SECONDS", type=_seconds, default=15.0,
+                   help="give up connecting after this long (default 15)")
+    g.add_argument("--read-timeout", metavar="SECONDS", type=_seconds, default=30.0,
+                   help="give up when no byte arrives for this long (default 30)")
+    g.add_argument("--deadline", metavar="SECONDS", type=_seconds,
+                   help="give up when the whole fetch, retries included, takes longer (default: none)")
+    g.add_argument("--min-rate", metavar="BYTES", type=_bytes, default=1024,
+                   help="abort when the rate averaged over 30 s falls below this many bytes/s "
+                   "(default 1KiB; 0 turns it off)")
+    g.add_argument("--max-redirects", metavar="N", type=_count, default=5,
+                   help="follow at most N https redirects (default 5)")
+    g.add_argument("--header", metavar="'NAME: VALUE'", type=_header, action="append", default=[],
+                   help="add a request header (repeatable); User-Agent is pinclient/VERSION unless set")
+    g.add_argument("--lock-timeout", metavar="SECONDS", type=_wait, default=60.0,
+                   help="wait this long for another process fetching to the same DEST (default 60; "
+                   "0 fails at once)")
+
+
+def _download_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_size": args.max_size,
+        "proxy": False if args.no_proxy else args.proxy,
+        "resume": not args.no_resume,
+        "retries": args.retries,
+        "connect_timeout": args.connect_timeout,
+        "read_timeout": args.read_timeout,
+        "deadline": args.deadline,
+        "min_rate": args.min_rate,
+        "max_redirects": args.max_redirects,
+        "headers": dict(args.header),
+        "lock_timeout": args.lock_timeout,
+    }
 
 
 def _default_dest(url: str) -> str:
     from urllib.parse import unquote, urlsplit
 
-    name = Path(unquote(urlsplit(url).path)).name
+    try:
+        name = Path(unquote(urlsplit(url).path)).name
+    except ValueError:  # "https://[::1/" (fuzz/fuzz_cli.py)
+        raise UsageError(f"{url!r} is not a URL.") from None
     if not name or name in (".", ".."):
         raise UsageError(f"cannot derive a file name from {url!r}; pass -o DEST.")
     return name
@@ -111,7 +205,15 @@ def run_fetch(args: argparse.Namespace) -> int:
 
         config = override_revocation(config, args.revocation)
     dest = args.output or _default_dest(args.url)
-    result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size)
+    from ._progress import progress_bar
+
+    bar = progress_bar(quiet=args.quiet)
+    try:
+        result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size,
+                              progress=bar, **_download_kwargs(args))
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     elif not args.quiet:

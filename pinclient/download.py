@@ -410,8 +410,8 @@ def _run(job: _Job, part: PartFile) -> FetchResult:
                 _start_over(job, part)
             else:
                 job.offset = part.written  # the digest has seen exactly these bytes
-            log.warning("%s Retrying in %.1f s (retry %d of %d%s).", err.message, delay, failures,
-                        job.retry.retries, f", from byte {job.offset}" if job.offset else "")
+            log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
+                        failures, job.retry.retries, f", from byte {job.offset}" if job.offset else "")
             time.sleep(delay)
 
 
@@ -435,8 +435,13 @@ def _attempt(job: _Job, part: PartFile) -> FetchResult:
         resumed_from = job.offset
         received = _stream(resp, part, job, url=url, received=job.offset, total=total,
                            limit=job.limit_for(urlsplit(url).hostname or ""))
-    except u3.HTTPError as e:
-        raise _network_error(e, url, during_body=True) from e
+    except BaseException as e:
+        # A connection with unread body bytes must never go back to the pool: the next request
+        # on it would read them as its status line.
+        resp.close()
+        if isinstance(e, u3.HTTPError):
+            raise _network_error(e, url, during_body=True) from e
+        raise
     finally:
         resp.release_conn()
     digest = job.digest.hexdigest()
@@ -672,12 +677,12 @@ def _network_error(e: Exception, url: str, *, during_body: bool = False) -> Netw
             return TLSError(f"TLS validation failed for {url}: {reason}", url=url)
         return NetworkError(f"the TLS connection to {url} broke {where}: {reason}".replace("  ", " "),
                             url=url)
+    if isinstance(reason, u3.NewConnectionError):  # a subclass of ConnectTimeoutError: test it first
+        return NetworkError(f"cannot connect to {url}: {reason}", url=url)
     if isinstance(reason, u3.ConnectTimeoutError):
         return NetworkError(f"connecting to {url} timed out", url=url)
     if isinstance(reason, u3.ReadTimeoutError):
         return NetworkError(f"reading from {url} timed out (no data for the read timeout)", url=url)
-    if isinstance(reason, u3.NewConnectionError):
-        return NetworkError(f"cannot connect to {url}: {reason}", url=url)
     if isinstance(reason, u3.ProtocolError):
         return NetworkError(f"the connection to {url} broke {where}: {reason}".replace("  ", " "),
                             url=url)

@@ -235,3 +235,73 @@ def test_symlink_next_to_dest_is_never_written_through(pki: PKI, root_pinned_con
     assert victim.read_bytes() == b"do not touch"
     assert dest.read_bytes() == b"old"
     assert (tmp_path / name).is_symlink(), "pinclient does not delete what it did not create"
+
+
+# --------------------------------------------------------------------------- the decisions, pure
+
+
+def test_resume_verdicts() -> None:
+    from pinclient._resume import parse_content_range, resume_verdict
+
+    def verdict(status: int, **headers: str) -> object:
+        return resume_verdict(status, {k.replace("_", "-"): v for k, v in headers.items()},
+                              offset=100, validator='"v1"')
+
+    assert verdict(206, Content_Range="bytes 100-999/1000") == ("append", 1000)
+    assert verdict(206, Content_Range="bytes 100-999/1000", ETag='"v1"') == ("append", 1000)
+    assert verdict(206, Content_Range="bytes 100-999/1000", ETag='"v2"') == ("reset", None)
+    assert verdict(206, Content_Range="bytes 0-999/1000") == ("reset", None), "wrong start"
+    assert verdict(206, Content_Range="bytes 100-499/1000") == ("reset", None), "not the whole rest"
+    assert verdict(206, Content_Range="bytes 100-999/*") == ("reset", None), "unknown total"
+    assert verdict(206) == ("reset", None)
+    assert verdict(200) == ("replace", None)
+    assert verdict(416) == ("reset", None)
+    assert verdict(503) is None
+    assert parse_content_range("bytes 5-4/10") is None
+    assert parse_content_range("bytes 0-10/10") is None
+    assert parse_content_range("Bytes 0-9/10") == (0, 9, 10)
+
+
+def test_resume_offset_keeps_only_what_the_sidecar_vouches_for() -> None:
+    from pinclient._resume import PartInfo, resume_offset
+
+    info = PartInfo(url="https://h/u", validator='"v"', total=1000, received=400, sha256=None, size=None)
+    kw = {"url": "https://h/u", "sha256": None, "size": None, "limit": 10_000}
+    assert resume_offset(info, 700, **kw) == 400, "bytes after the last fsync are not trusted"  # type: ignore[arg-type]
+    assert resume_offset(info, 300, **kw) == 300  # type: ignore[arg-type]
+    assert resume_offset(None, 700, **kw) == 0  # type: ignore[arg-type]
+    assert resume_offset(info, 700, **{**kw, "url": "https://h/other"}) == 0  # type: ignore[arg-type]
+    assert resume_offset(info, 700, **{**kw, "limit": 300}) == 0  # type: ignore[arg-type]
+    full = PartInfo(url="https://h/u", validator='"v"', total=1000, received=1000)
+    assert resume_offset(full, 1000, **kw) == 999, "the last byte is fetched again"  # type: ignore[arg-type]
+    assert PartInfo.from_json(info.to_json()) == info
+
+
+def test_transfer_budget() -> None:
+    from pinclient._rate import TransferBudget
+
+    budget = TransferBudget(now=100.0, deadline=10.0, min_rate=100, window=2.0)
+    budget.start_body(101.0, 0)
+    assert budget.too_slow(102.0, 50) is None, "the window has not ended"
+    assert budget.too_slow(103.0, 400) is None, "200 B/s: fine, next window starts"
+    assert budget.too_slow(105.0, 500) == 50.0
+    assert budget.remaining(105.0) == 5.0
+    assert not budget.expired(109.9)
+    assert budget.expired(110.0)
+    assert TransferBudget(now=0, deadline=None, min_rate=0, window=1).too_slow(100, 0) is None
+
+
+def test_sizes() -> None:
+    from pinclient._sizes import format_size, parse_size
+
+    assert parse_size("4GiB") == 4 * 1024**3
+    assert parse_size("1.5 MB") == 1_500_000
+    assert parse_size("100k") == 102_400
+    assert parse_size(" 7 ") == 7
+    assert parse_size(12) == 12
+    for bad in ("", "MB", "-1", "1 parsec", "1e9"):
+        with pytest.raises(ValueError, match="not a size"):
+            parse_size(bad)
+    assert format_size(1536) == "1.5 KiB"
+    assert format_size(1000 * 1024) == "1000 KiB"
+    assert format_size(12) == "12 B"
