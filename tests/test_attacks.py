@@ -247,3 +247,27 @@ def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, roo
     assert dest.read_bytes() == payload
     assert sorted(p.name for p in tmp_path.iterdir() if "app.bin" in p.name) == ["app.bin"], \
         "no .part, .lock or temporary file left"
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def test_replayed_older_manifest_is_not_installed_by_the_example_updater(pki: PKI, tmp_path: Path) -> None:
+    # Rollback (TUF): a server, or anyone replaying its old answers, offers an older genuine release.
+    # pinclient has no notion of versions; the updater compares them, as the example does.
+    from .test_examples import LOCAL, run, tarball, update_routes
+
+    pins = write_pins(tmp_path / "cfg", pinset("u", [LOCAL], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}'),
+                      bundle=pki.bundle)
+    app = tmp_path / "app"
+    (app / "versions" / "2.1.0").mkdir(parents=True)
+    (app / "CURRENT").write_text("2.1.0\n")
+    old = tarball({"app.py": b"print('1.0.0, with a known hole')\n"})
+    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "srv", routes=update_routes("1.0.0", old)) as server:
+        done = run("embedded_updater.py", "--app-dir", str(app), "--manifest",
+                   server.url("/latest.json", host=LOCAL), "--pins", str(pins), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "up to date: 2.1.0 (the server offers 1.0.0)" in done.stdout
+    assert (app / "CURRENT").read_text() == "2.1.0\n"
+    assert sorted(p.name for p in (app / "versions").iterdir()) == ["2.1.0"]
+    assert server.requests == ["/latest.json"], "the old archive is not even downloaded"
