@@ -98,7 +98,8 @@ _contexts: dict[str, ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
 
 
-def shared_context(bundle: str) -> ssl.SSLContext:
+def shared_context(bundle: str, cert_file: str | None = None, key_file: str | None = None,
+                   key_password: str | None = None) -> ssl.SSLContext:
     """One verifying SSLContext per trust bundle, built once per process.
 
     urllib3's ``ca_certs=`` reloads the bundle for every new connection (tens of ms with certifi's;
@@ -112,8 +113,9 @@ def shared_context(bundle: str) -> ssl.SSLContext:
     Raises:
         OSError / ssl.SSLError: the bundle cannot be read.
     """
+    key = "\0".join((bundle, cert_file or "", key_file or "", key_password or ""))
     with _contexts_lock:
-        ctx = _contexts.get(bundle)
+        ctx = _contexts.get(key)
         if ctx is None:
             from urllib3.util.ssl_ import create_urllib3_context
 
@@ -122,5 +124,7 @@ def shared_context(bundle: str) -> ssl.SSLContext:
             partial = getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
             ctx.verify_flags &= ~partial
             ctx.load_verify_locations(cafile=bundle)
-            _contexts[bundle] = ctx
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file, key_password)
+            _contexts[key] = ctx
         return ctx

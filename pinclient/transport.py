@@ -149,6 +149,11 @@ _REFUSED = {
 }
 
 
+# Options urllib3 would apply to the SSLContext itself on every connection: the manager takes them
+# once, into a context of their own (see _tls.shared_context).
+_CONTEXT_KEYS = ("ca_certs", "cert_file", "key_file", "key_password")
+
+
 def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for key, why in _REFUSED.items():
         if kwargs.get(key) not in (None,):
@@ -178,7 +183,10 @@ class PinningPoolManager(PoolManager):
     would weaken the pin: ``cert_reqs`` other than required, ``assert_fingerprint``,
     ``assert_hostname``, ``server_hostname``, ``ssl_context``, ``ca_cert_dir``, ``ca_cert_data``
     (each raises :class:`UsageError`). ``ca_certs=`` picks the trust bundle instead of the
-    config's ``ca_bundle``; either way one SSLContext per bundle is shared by all connections.
+    config's ``ca_bundle``, and ``cert_file``/``key_file``/``key_password`` a client certificate;
+    either way one SSLContext per (bundle, client certificate) is built once and shared by all
+    connections. Per-request ``pool_kwargs`` may not change them (they would be loaded into the
+    shared context).
 
     When the host's pinset (or ``[defaults]``) sets ``revocation``, each new connection's verified
     chain is also checked by OCSP/CRL after the pins, before the request: a revoked certificate
@@ -200,7 +208,8 @@ class PinningPoolManager(PoolManager):
         _check_kwargs(connection_pool_kw)
         bundle = connection_pool_kw.pop("ca_certs", None) or config.trust_bundle()
         connection_pool_kw.pop("cert_reqs", None)
-        connection_pool_kw["ssl_context"] = shared_context(bundle)
+        client_cert = tuple(connection_pool_kw.pop(k, None) for k in _CONTEXT_KEYS[1:])
+        connection_pool_kw["ssl_context"] = shared_context(bundle, *client_cert)
         super().__init__(num_pools=num_pools, headers=headers, **connection_pool_kw)
         self.config = config
         self.trust_bundle = bundle
@@ -229,6 +238,13 @@ class PinningPoolManager(PoolManager):
             )
         if pool_kwargs:
             _check_kwargs(pool_kwargs)
+            for key in _CONTEXT_KEYS:
+                if pool_kwargs.get(key) is not None:
+                    # urllib3 would load these into the shared SSLContext on every connection,
+                    # changing the trust (or client identity) of every pinned connection in the
+                    # process. They belong to the manager, where each set gets its own context.
+                    raise UsageError(f"PinningPoolManager refuses per-request {key}=: pass it to "
+                                     "the PinningPoolManager constructor instead.")
         return super().connection_from_host(host, port, scheme, pool_kwargs)
 
 

@@ -410,3 +410,27 @@ def test_pin_violation_is_not_an_oserror_and_is_not_retried(pki: PKI, root_pinne
         with pytest.raises(PinViolation):
             pm.request("GET", server.url("/update.bin"))
     assert server.handshakes == 1, "urllib3 must not retry a pin violation"
+
+
+@pytest.mark.parametrize("key", ["ca_certs", "cert_file", "key_file"])
+def test_per_request_context_options_are_refused(root_pinned_config: PinConfig, pki: PKI, key: str) -> None:
+    # urllib3 would load these into the one shared SSLContext on every connection: trusting an extra
+    # CA (or presenting a client certificate) for every pinned connection in the process.
+    pm = PinningPoolManager(root_pinned_config)
+    context = pm.connection_pool_kw["ssl_context"]
+    before = len(context.get_ca_certs())
+    with pytest.raises(UsageError):
+        pm.connection_from_host(HOST, 443, "https", pool_kwargs={key: str(pki.bundle)})
+    assert len(context.get_ca_certs()) == before
+
+
+def test_client_certificate_gets_a_context_of_its_own(root_pinned_config: PinConfig, pki: PKI,
+                                                      tmp_path: Path) -> None:
+    leaf = pki.pinned_int.issue_leaf("client.test")
+    (tmp_path / "c.pem").write_bytes(leaf.chain_pem())
+    (tmp_path / "k.pem").write_bytes(leaf.key_pem())
+    plain = PinningPoolManager(root_pinned_config)
+    mtls = PinningPoolManager(root_pinned_config, cert_file=str(tmp_path / "c.pem"),
+                              key_file=str(tmp_path / "k.pem"))
+    assert plain.connection_pool_kw["ssl_context"] is not mtls.connection_pool_kw["ssl_context"]
+    assert "cert_file" not in mtls.connection_pool_kw, "urllib3 must not reload it per connection"
