@@ -477,6 +477,9 @@ def _accept(job: _Job, part: PartFile, resp: Any, url: str) -> int | None:
             _start_over(job, part)
         elif verdict is not None:
             total = verdict[1]
+            if part.info is not None and part.info.total not in (None, total):
+                log.info("%s now has %s bytes, not %s; starting over", url, total, part.info.total)
+                raise _Restart
     if status >= 400:
         retry_after = parse_retry_after(resp.headers.get("Retry-After"), dt.datetime.now(dt.timezone.utc))
         raise HTTPStatusError(f"{url} answered HTTP {status} {resp.reason or ''}".rstrip(),

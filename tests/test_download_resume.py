@@ -305,3 +305,20 @@ def test_sizes() -> None:
     assert format_size(1536) == "1.5 KiB"
     assert format_size(1000 * 1024) == "1000 KiB"
     assert format_size(12) == "12 B"
+
+
+def test_a_206_for_a_file_of_another_length_restarts(pki: PKI, root_pinned_config: PinConfig,
+                                                     tmp_path: Path, big: bytes) -> None:
+    # Same validator, different total: not the file the part came from.
+    dest = tmp_path / "u.bin"
+    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+        with pytest.raises(NetworkError):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, retries=0)
+        longer = big + b"appended"
+        seen = Seen()
+        s.routes["/u.bin"] = ranged(longer, seen)
+        result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
+    assert seen.ranges[0] is not None
+    assert seen.ranges[1] is None, "asked again from byte 0"
+    assert result.resumed_from == 0
+    assert dest.read_bytes() == longer
