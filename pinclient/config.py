@@ -498,7 +498,13 @@ class _Loader:
     def read_cert(self, rel: str, *, pinset: str) -> x509.Certificate:
         cert_path = self.base_dir / rel
         try:
-            data = cert_path.read_bytes()
+            # A regular file of sane size only: a FIFO or /dev/zero must not hang the loader.
+            if not cert_path.is_file():
+                raise OSError(f"not a regular file: {str(cert_path)!r}")
+            with cert_path.open("rb") as fh:
+                data = fh.read(_MAX_CERT_FILE + 1)
+            if len(data) > _MAX_CERT_FILE:
+                raise OSError(f"larger than {_MAX_CERT_FILE // 1024} KiB; not a certificate")
         except (OSError, ValueError) as e:  # ValueError: a NUL in the path
             raise self.error(f"cannot read {str(cert_path)!r}: {getattr(e, 'strerror', None) or e}",
                              pinset=pinset, key="cert") from None
@@ -516,6 +522,9 @@ _DEFAULTS_LIFECYCLE_KEYS = {"mode", "report_uri", "report_file"}
 _PINSET_LIFECYCLE_KEYS = _DEFAULTS_LIFECYCLE_KEYS | {"expires", "on_expiry"}
 # Revocation checking, in [defaults] and per pinset ([defaults] also takes cache_dir).
 _REVOCATION_KEYS = {"revocation", "crl"}
+
+
+_MAX_CERT_FILE = 1024 * 1024
 
 
 def _tidy_dn(text: str) -> str:

@@ -170,3 +170,12 @@ def test_idna_pattern_matches_a_label_host() -> None:
     assert host_matches(pattern, normalize_host("www.xn--bcher-kva.example"))
     assert host_matches(pattern, normalize_host("WWW.bücher.example."))
     assert not host_matches(pattern, normalize_host("bücher.example"))
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "folder"])
+def test_cert_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path: Path, target: str) -> None:
+    (tmp_path / "folder").mkdir()
+    path = tmp_path / "pins.toml"
+    path.write_text(doc(ps(issuers=f'[{{ cert = "{target}" }}]')))
+    with pytest.raises(PinsFileError, match="not a regular file"):
+        load_pins(path)
