@@ -192,13 +192,24 @@ class _Job:
     max_redirects: int
     retry: RetryPolicy
     resume: bool
-    budget: TransferBudget
+    deadline: float | None
+    min_rate: float | None
+    rate_window: float
     progress: Progress | None
     # Mutable state across attempts:
+    budget: TransferBudget = field(init=False)
     offset: int = 0  # bytes of the part to keep and ask the rest of
     digest: Any = None  # SHA-256 of those bytes
     validator: str | None = None  # If-Range value for them
     attempts: int = 0
+
+    def __post_init__(self) -> None:
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        """Start the deadline now (called once the lock is held: waiting for it does not count)."""
+        self.budget = TransferBudget(now=time.monotonic(), deadline=self.deadline,
+                                     min_rate=self.min_rate, window=self.rate_window)
 
     def limit_for(self, host: str) -> tuple[int, str]:
         """The size limit for a body served by ``host``, and where it comes from."""
@@ -230,12 +241,9 @@ class _Job:
 
 
 def _deadline_error(job: _Job) -> NetworkError:
-    assert job.budget.deadline_at is not None
-    return NetworkError(f"fetching {job.url} did not finish within the deadline; gave up after "
-                        f"{job.attempts} attempt(s). The partial download is kept for next time."
-                        if job.resume else
-                        f"fetching {job.url} did not finish within the deadline.",
-                        url=job.url, transient=False)
+    assert job.deadline is not None
+    return NetworkError(f"fetching {job.url} did not finish within the deadline of {job.deadline:g} s "
+                        f"({job.attempts} attempt(s)).", url=job.url, transient=False)
 
 
 class _Restart(Exception):
@@ -301,6 +309,8 @@ def fetch_update(
         NetworkError / TLSError / HTTPStatusError: the body could not be fetched (after retries).
         StorageError: the file could not be written, or another process holds DEST's lock.
     """
+    if not lock_timeout >= 0:
+        raise UsageError("lock_timeout cannot be negative")
     job = _make_job(url, dest, config=config, sha256=sha256, size=size, max_size=max_size,
                     manager=manager, headers=headers, timeout=timeout, connect_timeout=connect_timeout,
                     read_timeout=read_timeout, deadline=deadline, min_rate=min_rate,
@@ -308,8 +318,7 @@ def fetch_update(
                     max_redirects=max_redirects, progress=progress, proxy=proxy)
     try:
         with dest_lock(job.target, lock_timeout):
-            job.budget = TransferBudget(now=time.monotonic(), deadline=deadline,
-                                        min_rate=job.budget.min_rate, window=rate_window)
+            job.start_clock()
             part = PartFile(job.target)
             try:
                 result = _run(job, part)
@@ -367,8 +376,7 @@ def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha2
         max_size=max_size, headers=request_headers,
         connect_timeout=connect_timeout or timeout or DEFAULT_CONNECT_TIMEOUT,
         read_timeout=read_timeout or timeout or DEFAULT_READ_TIMEOUT, max_redirects=max_redirects,
-        retry=policy, resume=resume,
-        budget=TransferBudget(now=0.0, deadline=None, min_rate=min_rate, window=rate_window),
+        retry=policy, resume=resume, deadline=deadline, min_rate=min_rate, rate_window=rate_window,
         progress=progress)
 
 
