@@ -261,6 +261,18 @@ def _commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None
         "demo": ("replay the 2011 Comodo attack against a throwaway local server: one update "
                  "accepted, one refused (no network)", configure_demo, run_demo),
         **_lifecycle_commands(),
+        **_signing_commands(),
+    }
+
+
+def _signing_commands() -> dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Runner]]:
+    from . import _cmd_sign as sg  # light: argparse glue only; minisign is imported on run
+
+    return {
+        "keygen": ("make a minisign key pair for signing updates (compatible with minisign -G)",
+                   sg.configure_keygen, sg.run_keygen),
+        "sign": ("sign files with a minisign secret key: writes FILE.minisig (compatible with "
+                 "minisign -S)", sg.configure_sign, sg.run_sign),
     }
 
 
