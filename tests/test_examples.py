@@ -29,6 +29,7 @@ def run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_example_is_run_by_a_test() -> None:
+    # "tuf_updater.py" is run by tests/test_tuf.py, beside the TUF repository it needs.
     source = Path(__file__).read_text()
     for script in EXAMPLES.glob("*.py"):
         assert f'"{script.name}"' in source, f"{script.name} has no test"
