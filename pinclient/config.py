@@ -21,7 +21,8 @@ from typing import Any, Literal
 from cryptography import x509
 
 from ._hosts import host_matches, normalize_pattern, pattern_specificity
-from .errors import PinsFileError
+from .errors import PinsFileError, SignatureError
+from .minisign import PublicKey
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -101,6 +102,9 @@ class Pinset:
     revocation: RevocationMode | None = None  # None: defaults.revocation
     crl: CRLUse | None = None  # None: defaults.crl
     max_size: int | None = None  # bytes a body from these hosts may have; None: defaults.max_size
+    # minisign public keys, any one of which must have signed a payload from these hosts; empty:
+    # payloads need no signature (see pinclient._signed).
+    signing_keys: tuple[PublicKey, ...] = ()
 
     def match_specificity(self, host: str) -> int | None:
         """The specificity of the best pattern matching ``host`` (normalised), or None."""
@@ -312,8 +316,8 @@ class _Loader:
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
-        self.check_keys(table, {"name", "hosts", "issuers", "max_size"} | _PINSET_LIFECYCLE_KEYS
-                        | _REVOCATION_KEYS,
+        self.check_keys(table, {"name", "hosts", "issuers", "max_size", "signing_keys"}
+                        | _PINSET_LIFECYCLE_KEYS | _REVOCATION_KEYS,
                         {"name", "hosts", "issuers"}, section="[[pinset]]", pinset=label)
         name = self.string(table["name"], key="name", pinset=label)
         hosts_value = table["hosts"]
@@ -334,7 +338,7 @@ class _Loader:
         issuers = tuple(self.pin(item, pinset=name) for item in issuers_value)
         return Pinset(name=name, hosts=tuple(dict.fromkeys(hosts)), issuers=issuers, index=index,
                       **self.lifecycle(table, pinset=name), **self.revocation(table, pinset=name),
-                      **self.max_size(table, pinset=name))
+                      **self.max_size(table, pinset=name), **self.signing_keys(table, pinset=name))
 
     def pin(self, item: object, *, pinset: str) -> Pin:
         if not isinstance(item, dict):
@@ -427,6 +431,26 @@ class _Loader:
         if size <= 0:
             raise self.error("must be more than 0 bytes", pinset=pinset, key="max_size")
         return {"max_size": size}
+
+    def signing_keys(self, table: Mapping[str, Any], *, pinset: str) -> dict[str, Any]:
+        """``signing_keys``: a non-empty array of minisign public keys (``"RW…"``). An empty array
+        is refused rather than read as "no signature needed": it is more likely a key left out."""
+        if "signing_keys" not in table:
+            return {}
+        value = table["signing_keys"]
+        if not isinstance(value, list) or not value:
+            raise self.error('must be a non-empty array of minisign public keys ("RW…"); leave the '
+                             "key out for unsigned updates", pinset=pinset, key="signing_keys")
+        keys: dict[bytes, PublicKey] = {}
+        for i, item in enumerate(value):
+            text = self.string(item, key="signing_keys", pinset=pinset)
+            try:
+                key = PublicKey.from_string(text)
+            except SignatureError as e:
+                raise self.error(f"entry {i + 1} ({text.strip()[:60]!r}) is not a minisign public key: "
+                                 f"{e.message}", pinset=pinset, key="signing_keys") from None
+            keys.setdefault(key.key_id + key.key, key)
+        return {"signing_keys": tuple(keys.values())}
 
     def revocation(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
         """``revocation`` and ``crl`` (defaults and pinsets) and ``cache_dir`` (defaults only; the

@@ -13,7 +13,8 @@ wrong*, and each carries the CLI exit code for that kind of failure::
     ├── IntegrityError          5  size, hash or signature of the payload is wrong
     │   ├── SizeError
     │   ├── HashMismatch
-    │   └── SignatureError
+    │   ├── SignatureError
+    │   └── RollbackError       a signed manifest older than installed, or expired
     ├── NetworkError            6  connection, TLS validation, timeout, HTTP status
     │   ├── TLSError
     │   └── HTTPStatusError
@@ -40,6 +41,7 @@ __all__ = [
     "PinsFileError",
     "RevocationCheckFailed",
     "RevocationError",
+    "RollbackError",
     "SignatureError",
     "SizeError",
     "StorageError",
@@ -195,6 +197,30 @@ class HashMismatch(IntegrityError):
 
 class SignatureError(IntegrityError):
     """A signature is missing, malformed, or not by a trusted key."""
+
+
+class RollbackError(IntegrityError):
+    """A genuinely signed manifest that must not be acted on: its version is older than the one
+    installed (``reason="rollback"``), or it is past its ``expires`` (``reason="expired"``: a freeze
+    attack replays an old manifest so that no update is ever seen).
+
+    Attributes: ``reason``, ``version`` (the manifest's), ``installed`` (or None) and ``expires``
+    (ISO 8601, or None).
+    """
+
+    def __init__(self, message: str, *, reason: str, version: str, installed: str | None = None,
+                 expires: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.version = version
+        self.installed = installed
+        self.expires = expires
+
+    def to_json(self) -> dict[str, object]:
+        data = super().to_json()
+        data.update(reason=self.reason, version=self.version, installed=self.installed,
+                    expires=self.expires)
+        return data
 
 
 class NetworkError(PinclientError):
