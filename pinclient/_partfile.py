@@ -118,7 +118,7 @@ class PartFile:
         self._next_checkpoint = offset + CHECKPOINT
         return digest
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | memoryview) -> None:
         """Append body bytes; every :data:`CHECKPOINT` bytes, make them durable and say so."""
         try:
             self.file.write(chunk)

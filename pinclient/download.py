@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from ._body import body_reader
 from ._hosts import normalize_host
 from ._lock import dest_lock
 from ._partfile import PartFile
+from ._pipeline import Pipeline
 from ._rate import TransferBudget
 from ._resume import PartInfo, range_headers, resume_offset, resume_verdict, validator_of
 from ._retry import RetryPolicy, parse_retry_after, retry_delay
@@ -64,9 +66,8 @@ DEFAULT_RATE_WINDOW = 30.0  # seconds
 DEFAULT_CONNECT_TIMEOUT = 15.0  # seconds
 DEFAULT_READ_TIMEOUT = 30.0  # seconds without a byte
 DEFAULT_LOCK_TIMEOUT = 60.0  # seconds
-#: Largest read. TLS hands over at most 16 KiB a record anyway; staying under glibc's 128 KiB mmap
-#: threshold avoids a fresh mapping per read (read1(1 MiB) measured 30 % slower).
-CHUNK = 64 * 1024
+#: Longest a partly filled buffer waits before it goes to be hashed and written (slow bodies).
+HANDOFF_INTERVAL = 0.25  # seconds
 PROGRESS_INTERVAL = 0.1  # seconds between progress callbacks
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REDIRECT_BODY_DRAIN = 64 * 1024  # a larger (or endless) redirect body closes the connection instead
@@ -517,40 +518,64 @@ def _accept(job: _Job, part: PartFile, resp: Any, url: str) -> int | None:
 
 def _stream(resp: Any, part: PartFile, job: _Job, *, url: str, received: int, total: int | None,
             limit: tuple[int, str]) -> int:
-    """The hot loop: read at most CHUNK bytes at a time (read1, so that a trickle cannot hide in one
-    long read), count, hash, write. Bounded memory: one chunk plus the file buffer."""
+    """The hot loop. This thread reads straight into large reused buffers, at most one TLS record
+    per call (so that a trickle cannot hide in one long read), and checks size, deadline, rate and
+    progress after every record; a second thread hashes and writes each filled buffer
+    (:mod:`._pipeline`), so decryption and SHA-256 overlap on two cores. Whatever was read before a
+    failure is still hashed and written (a resume relies on the digest and the part agreeing).
+    Bounded memory: the buffer pool plus the part file's buffer."""
     cap, why = limit
-    read1, write, update = resp.read1, part.write, job.digest.update
-    budget, progress, clock = job.budget, job.progress, time.monotonic
+    readinto1 = body_reader(resp)
+    progress, clock = job.progress, time.monotonic
     gap = job.read_timeout
     now = clock()
-    budget.start_body(now, received)
+    job.budget.start_body(now, received)
     next_report = now
     if progress is not None:
         progress(received, total)
-    while True:
-        chunk = read1(CHUNK, decode_content=False)
-        if not chunk:
-            break
-        received += len(chunk)
-        if received > cap:
-            # Stop at once: an endless body must not be read to its end.
-            raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
-        update(chunk)
-        write(chunk)
-        now = clock()
-        if budget.deadline_at is not None:
-            gap = _near_deadline(resp, job, now, gap)
-        slow = budget.too_slow(now, received)
-        if slow is not None:
-            raise NetworkError(f"{url} sent {slow:.0f} bytes/s over the last {budget.window:g} s, below "
-                               f"the minimum of {budget.min_rate:g} bytes/s (--min-rate).", url=url)
-        if progress is not None and now >= next_report:
-            progress(received, total)
-            next_report = now + PROGRESS_INTERVAL
+    with Pipeline((job.digest.update, part.write)) as pipe:
+        buf, pos, handoff = pipe.take(), 0, now + HANDOFF_INTERVAL
+        view = memoryview(buf)
+        try:
+            while True:
+                # Never ask for more than one byte past the cap: an endless body stops right there.
+                n = readinto1(view[pos:min(len(view), pos + max(1, cap - received + 1))])
+                if not n:
+                    break
+                received += n
+                if received > cap:
+                    raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
+                pos += n
+                now = clock()
+                gap = _pace(resp, job, url, now, received, gap)
+                if progress is not None and now >= next_report:
+                    progress(received, total)
+                    next_report = now + PROGRESS_INTERVAL
+                if pos == len(view) or now >= handoff:
+                    pipe.submit(buf, pos)
+                    pos = 0
+                    buf = pipe.take()
+                    view = memoryview(buf)
+                    handoff = now + HANDOFF_INTERVAL
+        finally:
+            if pos:
+                pipe.submit(buf, pos)
     if progress is not None:
         progress(received, total)
     return received
+
+
+def _pace(resp: Any, job: _Job, url: str, now: float, received: int, gap: float) -> float:
+    """After each record: the deadline (see :func:`_near_deadline`) and the minimum rate. Returns
+    the read timeout now in force."""
+    budget = job.budget
+    if budget.deadline_at is not None:
+        gap = _near_deadline(resp, job, now, gap)
+    slow = budget.too_slow(now, received)
+    if slow is not None:
+        raise NetworkError(f"{url} sent {slow:.0f} bytes/s over the last {budget.window:g} s, below "
+                           f"the minimum of {budget.min_rate:g} bytes/s (--min-rate).", url=url)
+    return gap
 
 
 def _near_deadline(resp: Any, job: _Job, now: float, gap: float) -> float:

@@ -68,7 +68,8 @@ def test_unbounded_body_stops_at_max_size_with_little_memory(pki: PKI, root_pinn
         finally:
             tracemalloc.stop()
         s.wait_idle()
-    # The body streams through a 64 KiB read and a 1 MiB file buffer; nothing holds the whole body.
+    # The body streams through three reused 1 MiB buffers (pinclient._pipeline) and a 1 MiB file
+    # buffer; nothing holds the whole body.
     assert peak < 6 * 1024 * 1024, f"peak Python memory {peak} bytes while reading {limit}"
     assert limit <= counter["sent"] < 4 * limit
 

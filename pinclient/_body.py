@@ -1,0 +1,102 @@
+"""Reading a urllib3 response's raw body into the caller's buffers, below urllib3's read path.
+
+urllib3's ``read1`` allocates a new ``bytes`` per TLS record and walks several Python layers per call;
+at a gigabyte a second that is a tenth of a core. For an identity-encoded body (a static update
+file) pinclient instead calls ``readinto1`` on the connection's buffered socket file, straight into
+its own reused buffers, and keeps http.client's byte count (``length``) itself, so the response ends
+exactly as http.client would end it and the connection can be reused. A chunked body goes through
+http.client's own framing (its ``read1``, one copy); any other response object through urllib3's
+public ``read1``.
+
+Every call returns after at most one TLS record (one ``recv``), so the caller sees a trickling
+server at every record, as with ``read1``.
+
+This is the one module that reaches into urllib3's ``HTTPResponse._fp`` and http.client's
+``HTTPResponse.length``; it converts low-level errors the way urllib3's ``_error_catcher`` does, so
+callers handle one family, ``urllib3.exceptions.HTTPError``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ReadInto", "body_reader"]
+
+#: ``readinto1(view) -> n``: fill the start of ``view`` with at most one record's bytes; 0 at the end.
+ReadInto = Callable[[memoryview], int]
+
+
+def body_reader(resp: Any) -> ReadInto:
+    """A ``readinto1`` for ``resp``'s raw body (no content decoding), nothing of which may have been
+    read yet.
+
+    The returned function raises urllib3's ``ReadTimeoutError`` (no byte within the read timeout),
+    ``SSLError`` or ``ProtocolError`` (the connection broke, or a malformed chunked body). A body that
+    ends before its Content-Length simply ends (returns 0): the caller compares the count. On an
+    error the caller must close ``resp``, as it would after any failed read.
+    """
+    raw = getattr(resp, "_fp", None)
+    untouched = getattr(resp, "_fp_bytes_read", None) == 0  # so urllib3 buffered nothing either
+    if isinstance(raw, http.client.HTTPResponse) and untouched and raw.fp is not None:
+        if raw.chunked:
+            return _guarded(resp, raw.readinto1)
+        if hasattr(raw.fp, "readinto1"):
+            return _guarded(resp, _identity(raw))
+    return _via_urllib3(resp)
+
+
+def _identity(raw: http.client.HTTPResponse) -> ReadInto:
+    """http.client's ``read1`` for a Content-Length or close-delimited body, minus its copy."""
+
+    def readinto1(view: memoryview) -> int:
+        fp = raw.fp
+        left = raw.length
+        if fp is None or left == 0:
+            return 0
+        n = fp.readinto1(view if left is None or len(view) <= left else view[:left])
+        if not n:
+            raw.close()  # the body ended (early, if a length was declared): as http.client does
+            return 0
+        if left is not None:
+            raw.length = left - n
+            if left == n:
+                # The body is complete: close the response (not the socket), so that http.client
+                # lets the connection carry the next request, as its own read() does.
+                raw.close()
+        return n
+
+    return readinto1
+
+
+def _guarded(resp: Any, read: ReadInto) -> ReadInto:
+    def readinto1(view: memoryview) -> int:
+        try:
+            return read(view)
+        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError and timeouts are OSErrors
+            raise _converted(resp, e) from e
+
+    return readinto1
+
+
+def _converted(resp: Any, e: BaseException) -> Exception:
+    """urllib3's exception for a low-level read error (the mapping of its ``_error_catcher``)."""
+    from urllib3 import exceptions as u3
+
+    if isinstance(e, TimeoutError):
+        return u3.ReadTimeoutError(getattr(resp, "_pool", None), None, "Read timed out.")  # type: ignore[arg-type]
+    if isinstance(e, ssl.SSLError):
+        return u3.SSLError(e)
+    return u3.ProtocolError(f"Connection broken: {e!r}", e)
+
+
+def _via_urllib3(resp: Any) -> ReadInto:
+    def readinto1(view: memoryview) -> int:
+        data = resp.read1(len(view), decode_content=False)
+        n = len(data)
+        view[:n] = data
+        return n
+
+    return readinto1
