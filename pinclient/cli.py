@@ -21,6 +21,7 @@ from .errors import PinclientError, UsageError
 
 if TYPE_CHECKING:
     from .config import PinConfig
+    from .download import FetchResult
 
 __all__ = ["fetch_main", "main"]
 
@@ -85,7 +86,8 @@ def load_config(args: argparse.Namespace) -> PinConfig:
 
 
 def configure_fetch(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", help="https:// URL of the update")
+    parser.add_argument("url", metavar="URL", nargs="?",
+                        help="https:// URL of the update (or give --manifest URL instead)")
     parser.add_argument("-o", "--output", metavar="DEST",
                         help="where to save it (default: the URL's file name in this folder)")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
@@ -93,8 +95,46 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
                         help="revocation checking (OCSP/CRL) for every host: off, soft-fail or "
                         "hard-fail, overriding `revocation` in the pins file")
+    _add_signature_options(parser)
     _add_download_options(parser)
     _add_common(parser)
+
+
+def _add_signature_options(parser: argparse.ArgumentParser) -> None:
+    """README's "Signed updates": minisign signatures and signed manifests."""
+    g = parser.add_argument_group("signed updates")
+    g.add_argument("--signature", metavar="URL|FILE",
+                   help="the minisign signature of the payload (of the manifest, with --manifest); "
+                   "default when signing keys apply: URL.minisig, fetched through the pins")
+    g.add_argument("--signing-key", metavar="RW...", action="append", dest="signing_keys",
+                   help="minisign public key that must have signed it (repeatable); replaces the "
+                   "pinset's signing_keys")
+    g.add_argument("--manifest", metavar="URL",
+                   help="fetch the update named by this signed JSON manifest (URL.minisig must "
+                   "verify), checking its size, hash and expiry")
+    g.add_argument("--installed-version", metavar="VERSION",
+                   help="with --manifest: refuse an older version (rollback); fetch nothing when "
+                   "the manifest offers this one")
+    g.add_argument("--manifest-name", metavar="NAME",
+                   help="with --manifest: refuse a manifest whose name is not NAME")
+
+
+def _check_fetch_args(args: argparse.Namespace) -> None:
+    """URL or --manifest, and the options that only make sense with one of them."""
+    if args.manifest:
+        if args.url:
+            raise UsageError("give the update's URL or --manifest URL, not both.")
+        for flag, value in (("--sha256", args.sha256), ("--size", args.size)):
+            if value is not None:
+                raise UsageError(f"{flag} comes from the signed manifest; it cannot be given with "
+                                 "--manifest.")
+        return
+    if not args.url:
+        raise UsageError("give the update's URL, or --manifest URL.")
+    for flag, value in (("--installed-version", args.installed_version),
+                        ("--manifest-name", args.manifest_name)):
+        if value is not None:
+            raise UsageError(f"{flag} needs --manifest.")
 
 
 def _seconds(text: str) -> float:
@@ -199,17 +239,23 @@ def _default_dest(url: str) -> str:
 def run_fetch(args: argparse.Namespace) -> int:
     from .download import fetch_update
 
+    _check_fetch_args(args)
     config = load_config(args)
     if args.revocation:
         from ._revocation_hook import override_revocation
 
         config = override_revocation(config, args.revocation)
+    if args.manifest:
+        from ._cmd_manifest import run_manifest
+
+        return run_manifest(args, config)
     dest = args.output or _default_dest(args.url)
     from ._progress import progress_bar
 
     bar = progress_bar(quiet=args.quiet)
     try:
         result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size,
+                              signature=args.signature, signing_keys=args.signing_keys,
                               progress=bar, **_download_kwargs(args))
     finally:
         if bar is not None:
@@ -217,15 +263,24 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     elif not args.quiet:
-        print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
-        print(f"  from {result.url}")
-        if result.pinset:
-            print(f'  pinset "{result.pinset}" matched; verified chain (leaf first):')
-        else:
-            print("  no pinset (unpinned = \"allow\"); verified chain (leaf first):")
-        for entry in result.chain:
-            print(f"    {entry.describe()}")
+        print_saved(result)
     return 0
+
+
+def print_saved(result: FetchResult) -> None:
+    """What ``fetch-update`` prints after a verified download."""
+    print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
+    print(f"  from {result.url}")
+    if result.pinset:
+        print(f'  pinset "{result.pinset}" matched; verified chain (leaf first):')
+    else:
+        print("  no pinset (unpinned = \"allow\"); verified chain (leaf first):")
+    for entry in result.chain:
+        print(f"    {entry.describe()}")
+    if result.signature is not None:
+        sig = result.signature
+        print(f"  minisign signature by key {sig.key_id_hex} verified"
+              f"{'' if sig.prehashed else ' (legacy)'}; trusted comment: {sig.trusted_comment}")
 
 
 # ------------------------------------------------------------------------- demo

@@ -16,10 +16,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ._body import body_reader
@@ -44,6 +44,10 @@ from .errors import (
     TLSError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from ._signed import SignatureSource
+    from .minisign import PublicKey, VerifiedSignature
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -86,7 +90,8 @@ class FetchResult:
     """A verified download: where it came from (after redirects), where it is, and what it is.
 
     ``attempts`` counts the requests that carried a body or failed (1 without retries);
-    ``resumed_from`` is how many bytes were kept from an earlier attempt or run.
+    ``resumed_from`` is how many bytes were kept from an earlier attempt or run; ``signature`` is
+    the verified minisign signature, when one was required.
     """
 
     url: str
@@ -98,6 +103,7 @@ class FetchResult:
     chain: tuple[ChainEntry, ...] = field(default=())
     attempts: int = 1
     resumed_from: int = 0
+    signature: VerifiedSignature | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -110,6 +116,9 @@ class FetchResult:
             "chain": [{"subject": c.subject, "spki_sha256": c.spki_sha256} for c in self.chain],
             "attempts": self.attempts,
             "resumed_from": self.resumed_from,
+            "signature": None if self.signature is None else {
+                "key_id": self.signature.key_id_hex, "trusted_comment": self.signature.trusted_comment,
+                "prehashed": self.signature.prehashed},
         }
 
 
@@ -203,6 +212,9 @@ class _Job:
     digest: Any = None  # SHA-256 of those bytes
     validator: str | None = None  # If-Range value for them
     attempts: int = 0
+    # Body checks beside the SHA-256 (a signature: pinclient._signed): update(chunk) for every body
+    # chunk, restart(offset) when the part restarts from byte offset, finish(path) before the move.
+    sinks: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.start_clock()
@@ -276,6 +288,8 @@ def fetch_update(
     progress: Progress | None = None,
     proxy: str | bool | None = None,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    signature: SignatureSource | None = None,
+    signing_keys: Sequence[str | PublicKey] | None = None,
 ) -> FetchResult:
     """Fetch ``url`` over the pinned transport into ``dest``, verified and atomically.
 
@@ -283,6 +297,13 @@ def fetch_update(
     body may never exceed ``max_size``, else the host's pinset ``max_size``, else ``[defaults]``
     ``max_size``, else :data:`DEFAULT_MAX_SIZE` (and never ``size``); a larger Content-Length aborts
     before the body, a longer body is cut off at the limit.
+
+    Signature: with ``signing_keys`` (minisign public keys), or else the ``signing_keys`` of the
+    pinset covering the URL's host, the payload must carry a minisign signature by one of them:
+    ``URL.minisig``, fetched through the same pins, or ``signature`` (an https URL, a file path or
+    the ``.minisig`` bytes). It is parsed and its key checked before the payload is requested, and
+    verified before DEST is touched. ``signature=False`` skips this (for a payload authenticated
+    otherwise, such as by the hash of a signed manifest). See :mod:`pinclient._signed`.
 
     Time: ``connect_timeout`` and ``read_timeout`` (the longest gap between bytes; ``timeout`` sets
     both at once), ``deadline`` (seconds for the whole fetch, retries and waits included; default
@@ -307,6 +328,8 @@ def fetch_update(
         PinViolation: the pins refused a connection (any hop), or a redirect to http:// or to an
             unpinned host.
         SizeError / HashMismatch: the body is not the expected one.
+        SignatureError: a required signature is missing (HTTP 4xx), malformed, by another key, or
+            does not match the body or its trusted comment.
         NetworkError / TLSError / HTTPStatusError: the body could not be fetched (after retries).
         StorageError: the file could not be written, or another process holds DEST's lock.
     """
@@ -320,6 +343,7 @@ def fetch_update(
     try:
         with dest_lock(job.target, lock_timeout):
             job.start_clock()
+            _add_signature_check(job, signature, signing_keys)
             part = PartFile(job.target)
             try:
                 result = _run(job, part)
@@ -394,7 +418,7 @@ def _run(job: _Job, part: PartFile) -> FetchResult:
         job.validator = info.validator
         part.info = info
         log.info("resuming %s from byte %d", job.target, job.offset)
-    job.digest = part.start(job.offset)
+    _start(job, part, job.offset)
     rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
     restarted = False
     failures = 0
@@ -426,7 +450,40 @@ def _run(job: _Job, part: PartFile) -> FetchResult:
 
 def _start_over(job: _Job, part: PartFile) -> None:
     job.offset, job.validator = 0, None
-    job.digest = part.start(0)
+    _start(job, part, 0)
+
+
+def _start(job: _Job, part: PartFile, offset: int) -> None:
+    """Keep ``offset`` bytes of the part; the digest and the sinks go on from there."""
+    job.digest = part.start(offset)
+    for sink in job.sinks:
+        sink.restart(offset)
+
+
+def _add_signature_check(job: _Job, signature: SignatureSource | None,
+                         signing_keys: Sequence[str | PublicKey] | None) -> None:
+    """Get and parse the payload's signature, if one is required, before the payload is requested."""
+    from ._signed import prepare_signature_check
+
+    check = prepare_signature_check(job.config, job.url, signature=signature, signing_keys=signing_keys,
+                                    fetch=lambda url, limit: _fetch_small(job, url, limit))
+    if check is not None:
+        job.sinks.append(check)
+
+
+def _finish_sinks(job: _Job, part: PartFile) -> Any:
+    """Run the sinks' final checks on the complete part, before it replaces DEST; returns the
+    last non-None result (the verified signature)."""
+    if not job.sinks:
+        return None
+    try:
+        part.file.flush()  # a legacy signature is verified from the file itself
+    except OSError as e:
+        raise StorageError(f"cannot write {str(part.path)!r}: {e.strerror or e}", path=str(part.path)) from e
+    outcome = None
+    for sink in job.sinks:
+        outcome = sink.finish(part.path) or outcome
+    return outcome
 
 
 def _attempt(job: _Job, part: PartFile) -> FetchResult:
@@ -461,12 +518,13 @@ def _attempt(job: _Job, part: PartFile) -> FetchResult:
     if job.expected is not None and not hmac.compare_digest(digest, job.expected):
         raise HashMismatch(f"SHA-256 mismatch for {url}: expected {job.expected}, got {digest}. "
                            "The file was not saved.", expected=job.expected, actual=digest)
+    signature = _finish_sinks(job, part)
     part.commit()
     return FetchResult(
         url=url, dest=job.target, size=received, sha256=digest, status=resp.status,
         pinset=verdict.pinset.name if verdict and verdict.pinset else None,
         chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
-        attempts=job.attempts, resumed_from=resumed_from)
+        attempts=job.attempts, resumed_from=resumed_from, signature=signature)
 
 
 def _accept(job: _Job, part: PartFile, resp: Any, url: str) -> int | None:
@@ -533,7 +591,7 @@ def _stream(resp: Any, part: PartFile, job: _Job, *, url: str, received: int, to
     next_report = now
     if progress is not None:
         progress(received, total)
-    with Pipeline((job.digest.update, part.write)) as pipe:
+    with Pipeline((job.digest.update, *(sink.update for sink in job.sinks), part.write)) as pipe:
         buf, pos, handoff = pipe.take(), 0, now + HANDOFF_INTERVAL
         view = memoryview(buf)
         try:
@@ -595,9 +653,58 @@ def _near_deadline(resp: Any, job: _Job, now: float, gap: float) -> float:
 # --------------------------------------------------------------------------- requests and redirects
 
 
-def _open(job: _Job, headers: dict[str, str]) -> tuple[Any, str]:
-    """GET ``job.url``, following up to ``max_redirects`` https redirects; returns the final
-    response (body unread) and its URL. Every new host is a new connection, checked by the pins.
+def _fetch_small(job: _Job, url: str, limit: int) -> bytes:
+    """GET a small document (a signature) into memory as the payload is fetched: the same pins,
+    redirects, headers, timeouts and retries; at most ``limit`` bytes.
+
+    Raises:
+        SizeError: the body is over ``limit``.
+        HTTPStatusError / NetworkError / PinViolation: as for the payload (after retries).
+    """
+    from urllib3 import exceptions as u3
+
+    rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
+    failures = 0
+    while True:
+        try:
+            resp, final = _open(job, dict(job.headers), url)
+            try:
+                if resp.status >= 400:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                                    dt.datetime.now(dt.timezone.utc))
+                    raise HTTPStatusError(f"{final} answered HTTP {resp.status} {resp.reason or ''}".rstrip(),
+                                          url=final, status=resp.status, retry_after=retry_after)
+                if resp.status != 200:
+                    raise NetworkError(f"{final} answered HTTP {resp.status}; expected 200.", url=final,
+                                       transient=False)
+                data: bytes = resp.read(limit + 1, decode_content=False)
+                if len(data) > limit:
+                    raise SizeError(f"{final} sent more than {limit} bytes.")
+            except BaseException as e:
+                resp.close()  # never pool a connection with unread body bytes
+                if isinstance(e, u3.HTTPError):
+                    raise _network_error(e, final, during_body=True) from e
+                raise
+            finally:
+                resp.release_conn()
+            return data
+        except PinclientError as err:
+            delay = retry_delay(job.retry, failures, err, rng)
+            left = job.budget.remaining(time.monotonic())
+            if delay is None:
+                raise
+            if left is not None and delay >= left:
+                raise _deadline_error(job) from err
+            failures += 1
+            log.warning("%s. Retrying in %.1f s (retry %d of %d).", err.message.rstrip("."), delay,
+                        failures, job.retry.retries)
+            time.sleep(delay)
+
+
+def _open(job: _Job, headers: dict[str, str], start: str | None = None) -> tuple[Any, str]:
+    """GET ``start`` (default ``job.url``), following up to ``max_redirects`` https redirects;
+    returns the final response (body unread) and its URL. Every new host is a new connection,
+    checked by the pins.
 
     Raises:
         PinViolation: a pin check failed, or a redirect to http:// or to an unpinned host.
@@ -605,7 +712,7 @@ def _open(job: _Job, headers: dict[str, str]) -> tuple[Any, str]:
     """
     from urllib3 import exceptions as u3
 
-    url = job.url
+    url = start or job.url
     seen = {url}
     while True:
         try:

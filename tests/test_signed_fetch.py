@@ -1,0 +1,309 @@
+"""Signed payloads through fetch-update: with signing keys in the host's pinset (or given), a
+payload is saved only with a valid minisign signature by one of them, fetched as ``URL.minisig``
+through the same pins (or given with --signature). Every refusal is exit 5 and leaves DEST with its
+old bytes; a signature that cannot be trusted is refused before the payload is even requested."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pinclient import NetworkError, PinViolation, SignatureError, UsageError, fetch_update
+from pinclient import minisign as ms
+from pinclient.cli import fetch_main
+from pinclient.config import PinConfig, load_pins, parse_pins
+from pinclient.download import RetryPolicy
+from pinclient.errors import PinsFileError
+
+from .conftest import HOST, PKI, pinset, write_pins
+from .hostile import Seen, ranged
+from .servers import Response, TLSServer
+
+# Fixed keys: cheap to build (no scrypt), so parametrized cases can use them at collection time.
+PUBLISHER = ms.SecretKey(key_id=bytes.fromhex("0102030405060708"), seed=b"\x11" * 32)
+STRANGER = ms.SecretKey(key_id=bytes.fromhex("a1a2a3a4a5a6a7a8"), seed=b"\x22" * 32)
+PAYLOAD = bytes(range(256)) * 1200 + b"end"  # 307,203 bytes: several reads, odd length
+OLD = b"the previous, working version"
+FAST = RetryPolicy(retries=2, backoff=0.01)
+
+
+def signed(data: bytes = PAYLOAD, *, key: ms.SecretKey = PUBLISHER, prehash: bool = True,
+           comment: str = "app 2.1") -> bytes:
+    return ms.sign(key, data, trusted_comment=comment, prehash=prehash)
+
+
+def config_with_keys(pki: PKI, folder: Path, *keys: ms.SecretKey) -> PinConfig:
+    body = pinset("example-updates", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    if keys:
+        body += "signing_keys = [" + ", ".join(f'"{k.public_key.to_string()}"' for k in keys) + "]\n"
+    return load_pins(write_pins(folder, body, bundle=pki.bundle))
+
+
+@pytest.fixture
+def signed_config(pki: PKI, tmp_path: Path) -> PinConfig:
+    return config_with_keys(pki, tmp_path / "cfg", PUBLISHER)
+
+
+def serve(pki: PKI, tmp: Path, routes: dict[str, object]) -> TLSServer:
+    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp / "srv", routes=routes)  # type: ignore[arg-type]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("app.bin."))
+
+
+# --------------------------------------------------------------------------- accepted
+
+
+@pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
+def test_signed_payload_is_verified_and_the_signer_reported(pki: PKI, signed_config: PinConfig,
+                                                            tmp_path: Path, prehash: bool) -> None:
+    dest = tmp_path / "app.bin"
+    dest.write_bytes(OLD)
+    routes = {"/app.bin": Response(200, PAYLOAD),
+              "/app.bin.minisig": Response(200, signed(prehash=prehash))}
+    with serve(pki, tmp_path, routes) as server:
+        result = fetch_update(server.url("/app.bin"), dest, config=signed_config)
+    assert dest.read_bytes() == PAYLOAD
+    assert result.signature is not None
+    assert result.signature.key_id_hex == PUBLISHER.key_id_hex
+    assert result.signature.trusted_comment == "app 2.1"
+    assert result.signature.prehashed is prehash
+    # The signature is fetched, through the same pins, before the payload is requested.
+    assert server.requests == ["/app.bin.minisig", "/app.bin"]
+    assert leftovers(tmp_path) == []
+    assert result.to_json()["signature"] == {"key_id": PUBLISHER.key_id_hex,
+                                             "trusted_comment": "app 2.1", "prehashed": prehash}
+
+
+def test_without_signing_keys_no_signature_is_fetched(pki: PKI, root_pinned_config: PinConfig,
+                                                      tmp_path: Path) -> None:
+    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server:
+        result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=root_pinned_config)
+    assert result.signature is None
+    assert server.requests == ["/app.bin"]
+
+
+def test_second_key_of_the_pinset_is_accepted_for_rollover(pki: PKI, tmp_path: Path) -> None:
+    config = config_with_keys(pki, tmp_path / "cfg", STRANGER, PUBLISHER)
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed())}
+    with serve(pki, tmp_path, routes) as server:
+        result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=config)
+    assert result.signature is not None
+    assert result.signature.key_id_hex == PUBLISHER.key_id_hex
+
+
+@pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
+def test_resumed_download_is_verified_over_the_whole_file(pki: PKI, signed_config: PinConfig,
+                                                          tmp_path: Path, prehash: bool) -> None:
+    # The second run keeps the first run's bytes, which its stream never saw: the signature must
+    # still cover them (a tampered kept prefix is refused).
+    dest = tmp_path / "app.bin"
+    sig = Response(200, signed(prehash=prehash))
+    routes = {"/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/app.bin.minisig": sig,
+              "/v2/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/v2/app.bin.minisig": sig}
+    with serve(pki, tmp_path, routes) as server:
+        with pytest.raises(NetworkError):
+            fetch_update(server.url("/app.bin"), dest, config=signed_config, retries=0)
+        assert (tmp_path / "app.bin.part").stat().st_size > 0
+        result = fetch_update(server.url("/app.bin"), dest, config=signed_config)
+        assert result.resumed_from > 0
+        assert dest.read_bytes() == PAYLOAD
+        assert result.signature is not None
+        # Again, with the kept part altered on disk: the signature catches it.
+        other = tmp_path / "app2.bin"
+        other.write_bytes(OLD)
+        with pytest.raises(NetworkError):
+            fetch_update(server.url("/v2/app.bin"), other, config=signed_config, retries=0)
+        part = tmp_path / "app2.bin.part"
+        kept = part.read_bytes()
+        assert kept
+        part.write_bytes(bytes([kept[0] ^ 1]) + kept[1:])
+        with pytest.raises(SignatureError):
+            fetch_update(server.url("/v2/app.bin"), other, config=signed_config)
+    assert other.read_bytes() == OLD
+
+
+# --------------------------------------------------------------------------- refused, exit 5
+
+
+def _tampered_comment() -> bytes:
+    lines = signed().split(b"\n")
+    lines[2] = b"trusted comment: app 9.9"
+    return b"\n".join(lines)
+
+
+REFUSALS: dict[str, tuple[Callable[[], dict[str, Response]], bool, str]] = {
+    # name: (routes, whether the payload may have been requested, what the message says)
+    "wrong key": (lambda: {"/app.bin.minisig": Response(200, signed(key=STRANGER))}, False,
+                  "not trusted"),
+    "tampered payload": (lambda: {"/app.bin": Response(200, PAYLOAD[:-1] + b"!")}, True,
+                         "does not match the data"),
+    "tampered payload, legacy signature": (
+        lambda: {"/app.bin": Response(200, PAYLOAD[:-1] + b"!"),
+                 "/app.bin.minisig": Response(200, signed(prehash=False))}, True, "does not match"),
+    "tampered trusted comment": (lambda: {"/app.bin.minisig": Response(200, _tampered_comment())}, True,
+                                 "trusted comment was altered"),
+    "missing signature file": (lambda: {"/app.bin.minisig": Response(404, b"not found")}, False,
+                               "HTTP 404"),
+    "malformed signature file": (lambda: {"/app.bin.minisig": Response(200, b"<html>oops</html>\n")},
+                                 False, "malformed"),
+    "oversized signature file": (lambda: {"/app.bin.minisig": Response(200, b"x" * 100_000)}, False,
+                                 "larger than any minisign signature"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_bad_signature_is_exit_5_and_dest_keeps_its_old_bytes(
+        pki: PKI, signed_config: PinConfig, tmp_path: Path, case: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    make_routes, payload_may_be_requested, message = REFUSALS[case]
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed()),
+              **make_routes()}
+    dest = tmp_path / "app.bin"
+    dest.write_bytes(OLD)
+    assert signed_config.path is not None
+    with serve(pki, tmp_path, routes) as server:
+        code = fetch_main([server.url("/app.bin"), "-o", str(dest), "--pins", str(signed_config.path),
+                           "--retries", "0", "-q"])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert message in err
+    assert "Traceback" not in err
+    assert dest.read_bytes() == OLD
+    assert leftovers(tmp_path) == [], "no part file, sidecar or lock left behind"
+    if not payload_may_be_requested:
+        assert "/app.bin" not in server.requests, "refused before the payload was requested"
+
+
+def test_signature_errors_are_signature_errors_in_the_library(pki: PKI, signed_config: PinConfig,
+                                                              tmp_path: Path) -> None:
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
+    with serve(pki, tmp_path, routes) as server, pytest.raises(SignatureError) as info:
+        fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=signed_config)
+    assert info.value.exit_code == 5
+    assert PUBLISHER.key_id_hex in info.value.message
+    assert STRANGER.key_id_hex in info.value.message
+
+
+def test_server_error_for_the_signature_is_a_network_error_not_an_unsigned_install(
+        pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(503, b"busy")}
+    with serve(pki, tmp_path, routes) as server, pytest.raises(NetworkError):
+        fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=signed_config, retries=FAST)
+    assert server.requests == ["/app.bin.minisig"] * 3
+    assert not (tmp_path / "app.bin").exists()
+
+
+# --------------------------------------------------------------------------- --signature, --signing-key
+
+
+def test_signature_from_a_file_or_another_url(pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+    sig_file = tmp_path / "release.minisig"
+    sig_file.write_bytes(signed())
+    routes = {"/app.bin": Response(200, PAYLOAD), "/sigs/app.sig": Response(200, signed())}
+    with serve(pki, tmp_path, routes) as server:
+        by_file = fetch_update(server.url("/app.bin"), tmp_path / "a", config=signed_config,
+                               signature=sig_file)
+        by_url = fetch_update(server.url("/app.bin"), tmp_path / "b", config=signed_config,
+                              signature=server.url("/sigs/app.sig"))
+        by_bytes = fetch_update(server.url("/app.bin"), tmp_path / "c", config=signed_config,
+                                signature=signed())
+    assert by_file.signature == by_url.signature == by_bytes.signature
+    assert server.requests == ["/app.bin", "/sigs/app.sig", "/app.bin", "/app.bin"]
+
+
+def test_signature_url_on_a_rogue_server_is_refused_by_the_pins(pki: PKI, signed_config: PinConfig,
+                                                               tmp_path: Path) -> None:
+    rogue = TLSServer(pki.rogue_root.issue_leaf("sigs.updates.test"), tmp_path / "rogue",
+                      routes={"/app.bin.minisig": Response(200, signed())})
+    body = pinset("example-updates", [HOST, "sigs.updates.test"],
+                  f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    body += f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
+    config = load_pins(write_pins(tmp_path / "cfg2", body, bundle=pki.bundle))
+    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server, rogue:
+        with pytest.raises(PinViolation):
+            fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=config,
+                         signature=rogue.url("/app.bin.minisig", host="sigs.updates.test"))
+    assert server.requests == []
+    assert rogue.requests == []
+
+
+def test_cli_signature_and_signing_key_options(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # The pinset has no keys: --signing-key supplies one, --signature a local file.
+    sig_file = tmp_path / "app.bin.minisig"
+    sig_file.write_bytes(signed())
+    assert root_pinned_config.path is not None
+    pins = str(root_pinned_config.path)
+    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server:
+        url = server.url("/app.bin")
+        ok = fetch_main([url, "-o", str(tmp_path / "a"), "--pins", pins, "--signature", str(sig_file),
+                         "--signing-key", PUBLISHER.public_key.to_string()])
+        out = capsys.readouterr().out
+        wrong = fetch_main([url, "-o", str(tmp_path / "b"), "--pins", pins, "--signature", str(sig_file),
+                            "--signing-key", STRANGER.public_key.to_string(), "-q"])
+        no_key = fetch_main([url, "-o", str(tmp_path / "c"), "--pins", pins, "--signature", str(sig_file)])
+        bad_key = fetch_main([url, "-o", str(tmp_path / "d"), "--pins", pins, "--signing-key", "RWnope"])
+        as_json = fetch_main([url, "-o", str(tmp_path / "e"), "--pins", pins, "--signature", str(sig_file),
+                              "--signing-key", PUBLISHER.public_key.to_string(), "--json"])
+    assert ok == 0
+    assert f"minisign signature by key {PUBLISHER.key_id_hex} verified; trusted comment: app 2.1" in out
+    assert wrong == 5
+    assert no_key == 2, "a signature with no key to check it is a usage error, not an unchecked install"
+    assert bad_key == 2
+    assert as_json == 0
+    assert json.loads(capsys.readouterr().out)["signature"]["key_id"] == PUBLISHER.key_id_hex
+    assert not (tmp_path / "b").exists()
+    assert not (tmp_path / "c").exists()
+
+
+def test_library_signing_keys_replace_the_pinsets(pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
+    with serve(pki, tmp_path, routes) as server:
+        result = fetch_update(server.url("/app.bin"), tmp_path / "a", config=signed_config,
+                              signing_keys=[STRANGER.public_key.to_string()])
+        assert result.signature is not None
+        assert result.signature.key_id_hex == STRANGER.key_id_hex
+        with pytest.raises(UsageError):
+            fetch_update(server.url("/app.bin"), tmp_path / "b", config=signed_config, signing_keys=[])
+        with pytest.raises(UsageError):
+            fetch_update(server.url("/app.bin"), tmp_path / "c", config=signed_config,
+                         signature=tmp_path / "missing.minisig")
+
+
+# --------------------------------------------------------------------------- pins.toml
+
+
+BASE = ('version = 1\n[[pinset]]\nname = "updates"\nhosts = ["updates.test"]\n'
+        'issuers = [{ spki_sha256 = "C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M=" }]\n')
+
+
+def test_signing_keys_load_deduplicated() -> None:
+    key = PUBLISHER.public_key.to_string()
+    config = parse_pins(BASE + f'signing_keys = ["{key}", " {key} ", "{STRANGER.public_key.to_string()}"]\n')
+    assert config.pinsets[0].signing_keys == (PUBLISHER.public_key, STRANGER.public_key)
+    assert parse_pins(BASE).pinsets[0].signing_keys == ()
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("[]", "non-empty array"),
+    (f'"{PUBLISHER.public_key.to_string()}"', "non-empty array"),
+    ('["RWnot-a-key"]', "entry 1"),
+    (f'["{PUBLISHER.public_key.to_string()}", 7]', "must be a string"),
+    ('["RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GF"]', "not a minisign public key"),
+])
+def test_bad_signing_keys_name_the_pinset_and_key(value: str, message: str) -> None:
+    with pytest.raises(PinsFileError) as info:
+        parse_pins(BASE + f"signing_keys = {value}\n")
+    assert info.value.pinset == "updates"
+    assert info.value.key == "signing_keys"
+    assert message in str(info.value)
+
+
+def test_signing_keys_only_in_a_pinset() -> None:
+    with pytest.raises(PinsFileError, match="unknown key"):
+        parse_pins(f'version = 1\n[defaults]\nsigning_keys = ["{PUBLISHER.public_key.to_string()}"]\n')
