@@ -29,6 +29,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -369,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     connections = args.connections or (40 if args.quick else 300)
 
+    # A SIGTERM (CI timeout, kill) must still stop nginx and remove the temp folders below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="pinclient-bench-"))
     dest_dir = args.dest_dir or default_dest_dir(work, big)
     started = time.perf_counter()
