@@ -375,8 +375,8 @@ def fetch_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="fetch-update",
         description="Fetch an update over HTTPS, accepting it only when the verified TLS chain "
-        "contains a CA pinned for the host in pins.toml, and only after its size and hash check "
-        "out. DEST is replaced atomically or left untouched.",
+        "contains a CA pinned for the host in pins.toml, and only after its size, hash and (with "
+        "signing keys) minisign signature check out. DEST is replaced atomically or left untouched.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"fetch-update (pinclient) {__version__}")
     configure_fetch(parser)

@@ -6,6 +6,9 @@ old bytes; a signature that cannot be trusted is refused before the payload is e
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,6 +128,31 @@ def test_resumed_download_is_verified_over_the_whole_file(pki: PKI, signed_confi
         with pytest.raises(SignatureError):
             fetch_update(server.url("/v2/app.bin"), other, config=signed_config)
     assert other.read_bytes() == OLD
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["prehashed", "legacy"])
+def test_signature_made_by_the_minisign_tool_verifies_through_fetch(pki: PKI, tmp_path: Path,
+                                                                   legacy: bool) -> None:
+    tool = shutil.which("minisign")
+    if tool is None:
+        pytest.skip("the minisign binary is not installed (Debian package: minisign)")
+    pub, key, payload = tmp_path / "m.pub", tmp_path / "m.key", tmp_path / "app.bin.src"
+    payload.write_bytes(PAYLOAD)
+    env = {**os.environ, "MINISIGN_CONFIG_DIR": str(tmp_path / "minisign-config")}
+    for args in (["-G", "-W", "-p", pub, "-s", key],
+                 ["-S", "-s", key, "-m", payload, "-t", "app 2.1", *(["-l"] if legacy else [])]):
+        proc = subprocess.run([tool, *map(str, args)], capture_output=True, env=env, timeout=120,
+                              stdin=subprocess.DEVNULL, check=False)
+        assert proc.returncode == 0, proc.stderr
+    public = ms.PublicKey.from_file(pub)
+    routes = {"/app.bin": Response(200, PAYLOAD),
+              "/app.bin.minisig": Response(200, (tmp_path / "app.bin.src.minisig").read_bytes())}
+    with serve(pki, tmp_path, routes) as server:
+        result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin",
+                              config=config_with_keys(pki, tmp_path / "cfg"), signing_keys=[public])
+    assert result.signature is not None
+    assert (result.signature.prehashed, result.signature.trusted_comment) == (not legacy, "app 2.1")
+    assert (tmp_path / "app.bin").read_bytes() == PAYLOAD
 
 
 # --------------------------------------------------------------------------- refused, exit 5
