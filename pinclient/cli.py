@@ -32,7 +32,8 @@ exit codes:
   3  pin violation: unexpected issuer, blocked certificate, unpinned host refused
   4  revoked certificate, or (revocation = "hard-fail") its status could not
      be established
-  5  integrity: size, hash or signature mismatch
+  5  integrity: size, hash or signature mismatch, a missing signature, or a
+     signed manifest that expired or is older than --installed-version
   6  network or TLS failure: untrusted/expired/wrong-host certificate, refused
      connection, timeout, deadline or minimum rate missed, HTTP error status
      (after --retries)
