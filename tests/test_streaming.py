@@ -232,3 +232,27 @@ def test_consumer_error_wins_over_the_readers_error_but_not_over_an_interrupt() 
     with pytest.raises(KeyboardInterrupt):
         _fail_while_feeding_a_broken_consumer(KeyboardInterrupt())
     assert not workers()
+
+
+def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without the hint a large download reaches the disk only at the fsyncs, while the transfer waits.
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    ranges: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        if advice == os.POSIX_FADV_DONTNEED:
+            ranges.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    data = os.urandom(partfile.WRITE_BACK * 2 + MiB)
+    with serve(pki, tmp_path, Response(200, data)) as server:
+        fetch_update(server.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(data))
+    assert (tmp_path / "u.bin").read_bytes() == data
+    assert len(ranges) == 2
+    assert ranges[0][0] == 0
+    assert ranges[1][0] == sum(ranges[0])
+    assert sum(ranges[1]) >= 2 * partfile.WRITE_BACK
