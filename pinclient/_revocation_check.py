@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -59,16 +58,9 @@ def default_cache_dir() -> Path:
     """The per-user cache folder: ``$XDG_CACHE_HOME/pinclient/revocation`` (else
     ``~/.cache/…``), ``~/Library/Caches/pinclient/revocation`` on macOS,
     ``%LOCALAPPDATA%\\pinclient\\Cache\\revocation`` on Windows."""
-    if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA")
-        base = Path(local) if local else Path.home() / "AppData" / "Local"
-        return base / "pinclient" / "Cache" / "revocation"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "pinclient" / "revocation"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says relative values must be ignored.
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "pinclient" / "revocation"
+    from ._paths import user_cache_dir
+
+    return user_cache_dir() / "revocation"
 
 
 class _FetchFailed(Exception):

@@ -432,12 +432,7 @@ def _run(job: _Job, part: PartFile) -> FetchResult:
             restarted = True
             _start_over(job, part)
         except PinclientError as err:
-            delay = retry_delay(job.retry, failures, err, rng)
-            left = job.budget.remaining(time.monotonic())
-            if delay is None:
-                raise
-            if left is not None and delay >= left:
-                raise _deadline_error(job) from err
+            delay = _backoff(job, failures, err, rng)
             failures += 1
             if not (job.resume and job.validator):
                 _start_over(job, part)
@@ -446,6 +441,22 @@ def _run(job: _Job, part: PartFile) -> FetchResult:
             log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
                         failures, job.retry.retries, f", from byte {job.offset}" if job.offset else "")
             time.sleep(delay)
+
+
+def _backoff(job: _Job, failures: int, err: PinclientError, rng: random.Random) -> float:
+    """The delay before retrying after ``err`` (the ``failures``-th so far).
+
+    Raises:
+        PinclientError: ``err`` itself when it must not be retried or the retries are used up, or a
+            deadline error when the wait would run past ``--deadline``.
+    """
+    delay = retry_delay(job.retry, failures, err, rng)
+    if delay is None:
+        raise err
+    left = job.budget.remaining(time.monotonic())
+    if left is not None and delay >= left:
+        raise _deadline_error(job) from err
+    return delay
 
 
 def _start_over(job: _Job, part: PartFile) -> None:
@@ -689,12 +700,7 @@ def _fetch_small(job: _Job, url: str, limit: int) -> bytes:
                 resp.release_conn()
             return data
         except PinclientError as err:
-            delay = retry_delay(job.retry, failures, err, rng)
-            left = job.budget.remaining(time.monotonic())
-            if delay is None:
-                raise
-            if left is not None and delay >= left:
-                raise _deadline_error(job) from err
+            delay = _backoff(job, failures, err, rng)
             failures += 1
             log.warning("%s. Retrying in %.1f s (retry %d of %d).", err.message.rstrip("."), delay,
                         failures, job.retry.retries)

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -59,16 +58,9 @@ _MAX_RESPONSE = 64 * 1024  # the collector's answer is read (and ignored) up to 
 
 def default_state_path() -> Path:
     """Where the rate limiter remembers the reports it sent (see the module docstring)."""
-    if sys.platform == "win32":
-        local = os.environ.get("LOCALAPPDATA")
-        base = Path(local) if local else Path.home() / "AppData" / "Local"
-        return base / "pinclient" / "Cache" / "reports-sent.json"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "pinclient" / "reports-sent.json"
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says relative values must be ignored.
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "pinclient" / "reports-sent.json"
+    from ._paths import user_cache_dir
+
+    return user_cache_dir() / "reports-sent.json"
 
 
 # --------------------------------------------------------------------------- building (pure)
