@@ -272,7 +272,10 @@ def print_saved(result: FetchResult) -> None:
     """What ``fetch-update`` prints after a verified download."""
     print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
     print(f"  from {result.url}")
-    if result.pinset:
+    if result.report_only:
+        print(f'  PINS VIOLATED ({result.pin_result}) but not enforced: pinset '
+              f'"{result.pinset or "(none)"}" is in report-only mode; verified chain (leaf first):')
+    elif result.pinset:
         print(f'  pinset "{result.pinset}" matched; verified chain (leaf first):')
     else:
         print("  no pinset (unpinned = \"allow\"); verified chain (leaf first):")

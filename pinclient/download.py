@@ -91,7 +91,8 @@ class FetchResult:
 
     ``attempts`` counts the requests that carried a body or failed (1 without retries);
     ``resumed_from`` is how many bytes were kept from an earlier attempt or run; ``signature`` is
-    the verified minisign signature, when one was required.
+    the verified minisign signature, when one was required. ``report_only`` is True when the pins
+    were *violated* but the pinset is in report-only mode (``pin_result`` says how).
     """
 
     url: str
@@ -104,6 +105,10 @@ class FetchResult:
     attempts: int = 1
     resumed_from: int = 0
     signature: VerifiedSignature | None = None
+    #: How the pins judged the final connection: "pinned", "unpinned-allowed", or — only when
+    #: ``report_only`` is True — the violation that report-only mode let through.
+    pin_result: str = "pinned"
+    report_only: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -114,6 +119,8 @@ class FetchResult:
             "sha256": self.sha256,
             "pinset": self.pinset,
             "chain": [{"subject": c.subject, "spki_sha256": c.spki_sha256} for c in self.chain],
+            "pin_result": self.pin_result,
+            "report_only": self.report_only,
             "attempts": self.attempts,
             "resumed_from": self.resumed_from,
             "signature": None if self.signature is None else {
@@ -535,7 +542,9 @@ def _attempt(job: _Job, part: PartFile) -> FetchResult:
         url=url, dest=job.target, size=received, sha256=digest, status=resp.status,
         pinset=verdict.pinset.name if verdict and verdict.pinset else None,
         chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
-        attempts=job.attempts, resumed_from=resumed_from, signature=signature)
+        attempts=job.attempts, resumed_from=resumed_from, signature=signature,
+        pin_result=verdict.reason if verdict else "pinned",
+        report_only=bool(verdict and verdict.report_only))
 
 
 def _accept(job: _Job, part: PartFile, resp: Any, url: str) -> int | None:

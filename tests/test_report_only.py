@@ -193,6 +193,8 @@ def test_report_only_violation_proceeds_and_the_collector_gets_every_field(
                                   sha256=hashlib.sha256(payload).hexdigest())
     assert dest.read_bytes() == payload, "report-only: the update proceeds"
     assert result.pinset == "example-updates"
+    assert result.report_only, "the result must not claim the pins matched"
+    assert result.pin_result == "unexpected-issuer"
     assert server.requests == ["/update.bin"]
     assert len(collector.reports) == 1
     report = collector.reports[0]
@@ -485,3 +487,15 @@ def test_lifecycle_keys_load(tmp_path: Path) -> None:
         "report-only", "https://r.example.com/pkp", str((tmp_path / "logs" / "pins.jsonl").resolve()))
     assert (p.mode, p.expires, p.on_expiry, p.report_uri, p.report_file) == (
         "enforce", dt.date(2027, 6, 30), "report-only", "https://other.example.com/r", None)
+
+
+def test_cli_summary_of_a_report_only_pass_says_the_pins_were_violated(
+        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+    report_only = pins(pki, tmp_path / "r", update='mode = "report-only"\n', collector=False)
+    assert report_only.path is not None
+    with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        code = fetch_main([server.url("/update.bin"), "--pins", str(report_only.path), "-o", str(tmp_path / "u")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "PINS VIOLATED (unexpected-issuer) but not enforced" in out
+    assert "matched" not in out
