@@ -91,6 +91,13 @@ class RevocationHook:
         for warning in checker.check([c.cert for c in verdict.chain], host=verdict.host):
             log.warning("revocation: %s", warning)
 
+    def route_through(self, http: urllib3.PoolManager) -> None:
+        """Send OCSP and CRL requests through ``http`` from now on (a ``urllib3.ProxyManager`` when
+        the update itself goes through a proxy: on such networks only the proxy reaches out).
+        Call it before the first check: checkers made earlier keep their pool."""
+        with self._lock:
+            self._http = http
+
     def close(self) -> None:
         """Close the responders' connections. The hook stays usable (pools reopen on demand)."""
         with self._lock:

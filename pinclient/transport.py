@@ -282,6 +282,13 @@ class PinningProxyManager(PinningPoolManager):
         self.no_proxy = tuple(no_proxy)
         self.proxy_headers = dict(proxy_headers or {})
         context = proxy_ssl_context or self.connection_pool_kw["ssl_context"]
+        # OCSP and CRL requests take the same way out as the update (plain http:// responders are
+        # forwarded by the proxy); a network that only a proxy leaves would otherwise hard-fail.
+        from urllib3 import ProxyManager
+
+        self.revocation.route_through(ProxyManager(proxy.url, num_pools=8, maxsize=2,
+                                                   proxy_headers=self.proxy_headers,
+                                                   proxy_ssl_context=proxy_ssl_context))
         self.connection_pool_kw.update(
             _proxy=proxy, _proxy_headers=self.proxy_headers,
             # Never forward: with use_forwarding_for_https the proxy would see the request in clear.

@@ -166,3 +166,25 @@ def test_proxy_url_parsing() -> None:
     route = proxy_route(None, env={"https_proxy": "http://a:1", "HTTPS_PROXY": "http://b:2"})
     assert route is not None
     assert route.url == "http://a:1"
+
+
+def test_revocation_requests_take_the_proxy_too(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+    # On a network that only the proxy leaves, OCSP must go through the proxy as well. This proxy
+    # only tunnels (405 for a forwarded request), so hard-fail refuses: what matters is that the
+    # OCSP request reached the proxy rather than going straight to the responder.
+    from pinclient import RevocationCheckFailed
+    from pinclient.config import load_pins
+
+    from .conftest import pinset, write_pins
+
+    leaf = pki.pinned_int.issue_leaf(HOST, ocsp_url="http://ocsp.test:9/")
+    body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    body += 'revocation = "hard-fail"\n'
+    config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
+    assert config.pinsets[0].revocation == "hard-fail"
+    with TLSServer(leaf, tmp_path, routes={"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
+        with pytest.raises(RevocationCheckFailed):
+            fetch_update(s.url("/u"), tmp_path / "u", config=config, proxy=proxy.url, retries=0)
+    heads = [t.request_head for t in proxy.tunnels]
+    assert any(h.startswith(b"POST http://ocsp.test:9/") for h in heads), heads
+    assert s.requests == []
