@@ -90,6 +90,7 @@ def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
     findings: list[Finding] = []
     for pinset in config.pinsets:
         findings += _backup(pinset)
+        findings += _signing_backup(pinset)
         findings += _subject_pins(pinset)
         findings += _expiry(pinset, today)
         findings += _public_suffix(pinset)
@@ -108,6 +109,19 @@ def _backup(pinset: Pinset) -> list[Finding]:
         "(pinning suicide)",
         "add a second spki_sha256 pin for a key you could move to, such as another CA's root "
         "(`pinclient pin --pem CA.pem` prints it)")]
+
+
+def _signing_backup(pinset: Pinset) -> list[Finding]:
+    # The same lesson as a backup pin, for payload signatures (Sparkle rotates one key per release):
+    # with one key, losing it means shipping no update these clients will accept.
+    if len(pinset.signing_keys) != 1:
+        return []
+    return [Finding(
+        "warning", "no-backup-signing-key", pinset.name,
+        "only one signing key: if it is lost or must be revoked, no update these clients accept can "
+        "be signed",
+        "generate a second key now (`pinclient keygen`), keep it offline, and add its RW… public key "
+        "to signing_keys")]
 
 
 def _subject_pins(pinset: Pinset) -> list[Finding]:

@@ -14,6 +14,7 @@ import pytest
 from pinclient.cli import main
 from pinclient.config import parse_pins
 from pinclient.lint import Finding, exit_status, is_public_suffix, lint
+from pinclient.minisign import generate_keypair
 
 from .conftest import HOST, PKI, pinset, write_pins
 from .servers import TLSServer
@@ -39,8 +40,15 @@ def spki(k: str, label: str = "") -> str:
 SUBJ = '{ subject = "CN=Example Issuing CA 2,O=Example Inc" }'
 TWO = (spki(A, "Root A"), spki(B, "Backup B"))
 
+_SIGNERS = [generate_keypair(None)[1].to_string() for _ in range(2)]
+ONE_SIGNER = f'signing_keys = ["{_SIGNERS[0]}"]'
+TWO_SIGNERS = f'signing_keys = ["{_SIGNERS[0]}", "{_SIGNERS[1]}"]'
+
 # (case id, pins.toml body, [(severity, code, pinset)] in order)
 CASES = [
+    ("one-signing-key", ps("p", ["u.example.com"], *TWO, extra=ONE_SIGNER),
+     [("warning", "no-backup-signing-key", "p")]),
+    ("two-signing-keys", ps("p", ["u.example.com"], *TWO, extra=TWO_SIGNERS), []),
     ("good", ps("p", ["u.example.com"], *TWO), []),
     ("good-wildcard-and-exact-in-one-pinset", ps("p", ["example.com", "*.example.com"], *TWO), []),
     ("one-spki-pin", ps("p", ["u.example.com"], spki(A)), [("warning", "no-backup-pin", "p")]),
