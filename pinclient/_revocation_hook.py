@@ -17,13 +17,15 @@ import dataclasses
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import urllib3
 
-from ._revocation_check import RevocationChecker
 from .config import CRLUse, PinConfig, Pinset, RevocationMode
 from .policy import Verdict
-from .revocation import RevocationPolicy
+
+if TYPE_CHECKING:
+    from ._revocation_check import RevocationChecker
 
 __all__ = ["DEFAULT_TIMEOUT", "RevocationHook", "override_revocation", "revocation_settings"]
 
@@ -111,6 +113,11 @@ class RevocationHook:
                 if self._http is None:
                     # Not the pinning pool: responders are other hosts (see the module docstring).
                     self._http = urllib3.PoolManager(num_pools=8, maxsize=2)
+                # Imported on first use: with revocation off (the default) a fetch never pays
+                # for the OCSP/CRL machinery.
+                from ._revocation_check import RevocationChecker
+                from .revocation import RevocationPolicy
+
                 policy = RevocationPolicy(mode=mode, crl=crl, timeout=self.timeout)
                 checker = RevocationChecker(policy, cache_dir=self._cache_dir, http=self._http)
                 self._checkers[(mode, crl)] = checker

@@ -16,13 +16,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 
 from ._hosts import host_matches, normalize_pattern, pattern_specificity
 from .errors import PinsFileError, SignatureError
-from .minisign import PublicKey
+
+if TYPE_CHECKING:
+    from .minisign import PublicKey
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -441,6 +443,8 @@ class _Loader:
         if not isinstance(value, list) or not value:
             raise self.error('must be a non-empty array of minisign public keys ("RW…"); leave the '
                              "key out for unsigned updates", pinset=pinset, key="signing_keys")
+        from .minisign import PublicKey  # only files with signing keys pay for the import
+
         keys: dict[bytes, PublicKey] = {}
         for i, item in enumerate(value):
             text = self.string(item, key="signing_keys", pinset=pinset)
