@@ -156,7 +156,7 @@ _CONTEXT_KEYS = ("ca_certs", "cert_file", "key_file", "key_password")
 
 def _check_kwargs(kwargs: dict[str, Any]) -> None:
     for key, why in _REFUSED.items():
-        if kwargs.get(key) not in (None,):
+        if kwargs.get(key) is not None:
             raise UsageError(f"PinningPoolManager refuses {key}=: {why}.")
     cert_reqs = kwargs.get("cert_reqs")
     if cert_reqs not in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED"):
