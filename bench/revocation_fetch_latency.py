@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pinclient import PinningPoolManager
 from pinclient._pki import CA
+from pinclient._revocation.verify import build_ocsp_request
 from pinclient.config import PinConfig, load_pins
 from pinclient.policy import spki_sha256
-from pinclient.revocation import build_ocsp_request
 from tests.revocation_pki import OPENSSL, Issued, LoopbackHTTP, OpenSSLResponder, index_line, make_crl
 from tests.servers import Conn, Response, TLSServer
 

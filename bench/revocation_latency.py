@@ -27,8 +27,8 @@ from cryptography import x509
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pinclient._revocation_check import RevocationChecker
-from pinclient.revocation import RevocationPolicy, build_ocsp_request
+from pinclient._revocation.checker import RevocationChecker
+from pinclient._revocation.verify import RevocationPolicy, build_ocsp_request
 from tests.revocation_pki import (
     OPENSSL,
     LoopbackHTTP,

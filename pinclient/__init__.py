@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .errors import (
     CertificateRevoked,
+    ChainEntry,
     HashMismatch,
     HTTPStatusError,
     IntegrityError,
@@ -34,26 +35,34 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from ._check import CheckResult, check
+    from ._download.fetch import FetchResult, Progress, fetch_update
+    from ._download.options import FetchOptions
+    from ._download.retry import RetryPolicy
+    from ._probe import CheckResult, check
     from .config import PinConfig, Pinset, load_pins, parse_pins
-    from .download import FetchResult, fetch_update
     from .policy import Verdict, evaluate
-    from .transport import PinningPoolManager
+    from .transport import PinGuard, PinningPoolManager, PinningProxyManager, pinning_manager
 
 __all__ = [
     "CertificateRevoked",
+    "ChainEntry",
     "CheckResult",
+    "FetchOptions",
     "FetchResult",
     "HTTPStatusError",
     "HashMismatch",
     "IntegrityError",
     "NetworkError",
     "PinConfig",
+    "PinGuard",
     "PinViolation",
     "PinclientError",
     "PinningPoolManager",
+    "PinningProxyManager",
     "PinsFileError",
     "Pinset",
+    "Progress",
+    "RetryPolicy",
     "RevocationCheckFailed",
     "RevocationError",
     "RollbackError",
@@ -69,6 +78,7 @@ __all__ = [
     "fetch_update",
     "load_pins",
     "parse_pins",
+    "pinning_manager",
 ]
 
 _LAZY = {
@@ -76,13 +86,19 @@ _LAZY = {
     "Pinset": "config",
     "load_pins": "config",
     "parse_pins": "config",
-    "FetchResult": "download",
-    "fetch_update": "download",
+    "FetchResult": "_download.fetch",
+    "Progress": "_download.fetch",
+    "fetch_update": "_download.fetch",
+    "FetchOptions": "_download.options",
+    "RetryPolicy": "_download.retry",
     "Verdict": "policy",
     "evaluate": "policy",
+    "PinGuard": "transport",
     "PinningPoolManager": "transport",
-    "CheckResult": "_check",
-    "check": "_check",
+    "PinningProxyManager": "transport",
+    "pinning_manager": "transport",
+    "CheckResult": "_probe",
+    "check": "_probe",
 }
 
 

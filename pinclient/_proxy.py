@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ._hosts import normalize_host
+from ._names import normalize_host
 from .errors import UsageError
 
 __all__ = ["ProxyRoute", "no_proxy_matches", "parse_no_proxy", "parse_proxy_url", "proxy_route"]

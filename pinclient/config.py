@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import re
 import sys
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 
-from ._hosts import host_matches, normalize_pattern, pattern_specificity
+from ._names import host_matches, normalize_pattern, pattern_specificity
+from ._x509 import NameKey, canonical_name, format_serial, spki_sha256
 from .errors import PinsFileError, SignatureError
 
 if TYPE_CHECKING:
@@ -38,31 +40,22 @@ __all__ = [
     "PinConfig",
     "Pinset",
     "canonical_name",
+    "format_serial",
     "load_pins",
+    "override_revocation",
     "parse_pins",
+    "revocation_settings",
+    "spki_sha256",
 ]
 
-NameKey = tuple[tuple[tuple[str, str], ...], ...]
 UnpinnedPolicy = Literal["refuse", "allow"]
 #: "enforce" refuses a violating connection; "report-only" lets it through, warns and reports it.
 Mode = Literal["enforce", "report-only"]
-#: Revocation checking (see pinclient.revocation): "off", "soft-fail" (warn when the status cannot be
+#: Revocation checking (see pinclient._revocation): "off", "soft-fail" (warn when the status cannot be
 #: established) or "hard-fail" (refuse then). A revoked certificate is refused in both.
 RevocationMode = Literal["off", "soft-fail", "hard-fail"]
 #: "fallback": OCSP first, the CRL when OCSP gives no answer; "prefer": the CRL first.
 CRLUse = Literal["fallback", "prefer"]
-
-
-def canonical_name(name: x509.Name) -> NameKey:
-    """A comparable form of a DN: RDNs in order, attributes sorted, values case-folded with runs of
-    whitespace collapsed (RFC 5280 §7.1 caseIgnoreMatch, which is what CAs and browsers compare)."""
-    rdns = []
-    for rdn in name.rdns:
-        attrs = sorted(
-            (attr.oid.dotted_string, " ".join(str(attr.value).split()).casefold()) for attr in rdn
-        )
-        rdns.append(tuple(attrs))
-    return tuple(rdns)
 
 
 @dataclass(frozen=True)
@@ -178,12 +171,22 @@ class PinConfig:
         return self.defaults.ca_bundle
 
 
-def format_serial(serial: int) -> str:
-    """Colon-separated lower-case hex, as certificate viewers show serials."""
-    text = f"{serial:x}"
-    if len(text) % 2:
-        text = "0" + text
-    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+def revocation_settings(config: PinConfig, pinset: Pinset | None) -> tuple[RevocationMode, CRLUse]:
+    """The ``revocation`` mode and ``crl`` use for a host: its pinset's, else ``[defaults]``."""
+    defaults = config.defaults
+    if pinset is None:
+        return defaults.revocation, defaults.crl
+    mode = pinset.revocation if pinset.revocation is not None else defaults.revocation
+    crl = pinset.crl if pinset.crl is not None else defaults.crl
+    return mode, crl
+
+
+def override_revocation(config: PinConfig, mode: RevocationMode) -> PinConfig:
+    """``config`` with ``mode`` for every host (``fetch-update --revocation MODE``): it becomes the
+    ``[defaults]`` mode and the pinsets' own ``revocation`` keys are dropped. ``crl`` is kept."""
+    pinsets = tuple(dataclasses.replace(p, revocation=None) for p in config.pinsets)
+    defaults = dataclasses.replace(config.defaults, revocation=mode)
+    return dataclasses.replace(config, defaults=defaults, pinsets=pinsets)
 
 
 # --------------------------------------------------------------------------- loading
@@ -363,8 +366,6 @@ class _Loader:
                        subject_text=text, label=label, source="subject")
         rel = self.string(item[kind], key="cert", pinset=pinset)
         cert = self.read_cert(rel, pinset=pinset)
-        from .policy import spki_sha256
-
         if not label:
             cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
             label = str(cns[0].value) if cns else cert.subject.rfc4514_string()

@@ -41,10 +41,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from ._download.fetch import FetchResult, Progress, fetch_update
+from ._download.options import FetchOptions
+from ._download.signature import resolve_signing_keys
+from ._names import normalize_url
 from .config import PinConfig
-from .download import FetchResult, fetch_update, normalize_url
 from .errors import IntegrityError, RollbackError, UsageError
 from .minisign import PublicKey, VerifiedSignature
+from .transport import pinning_manager
 
 __all__ = [
     "MAX_MANIFEST_SIZE",
@@ -218,15 +222,17 @@ def fetch_manifest(
     installed_version: str | None = None,
     name: str | None = None,
     now: dt.datetime | None = None,
-    **options: Any,
+    options: FetchOptions | None = None,
+    manager: Any = None,
+    **overrides: Any,
 ) -> Manifest:
     """Fetch the manifest at ``url`` through the pins, verify its minisign signature
     (``URL.minisig``, or ``signature``) with ``signing_keys`` or else the signing keys of the
     pinset covering the URL's host, and check it (see :func:`check_manifest`).
 
-    ``options`` are :func:`~pinclient.fetch_update`'s transport options (``manager``, ``proxy``,
-    ``headers``, ``timeout``, ``retries``, ``deadline``, …); the manifest is capped at
-    :data:`MAX_MANIFEST_SIZE` bytes.
+    ``options`` (and ``overrides``, its fields as keyword arguments) are as for
+    :func:`~pinclient.fetch_update`; the manifest itself is never resumed and is capped at
+    :data:`MAX_MANIFEST_SIZE` bytes. ``manager`` is a shared :class:`~pinclient.PinningPoolManager`.
 
     Raises:
         UsageError: no signing key is configured for the manifest's host and none was given; a bad
@@ -236,20 +242,20 @@ def fetch_manifest(
         RollbackError: the manifest expired, or is older than ``installed_version``.
         PinViolation / NetworkError / …: as :func:`~pinclient.fetch_update`.
     """
-    from ._signed import resolve_signing_keys
-
     _check_installed(installed_version)
     keys = resolve_signing_keys(config, normalize_url(url), signing_keys)
     if not keys:
         raise UsageError(f"a manifest must be signed, but no signing key covers {url}: add "
                          "signing_keys to the host's pinset, or pass --signing-key.")
     for key in ("max_size", "size", "sha256", "progress", "resume"):
-        if key in options:
+        if key in overrides:
             raise UsageError(f"fetch_manifest does not take {key}=")
+    own = (options or FetchOptions()).with_overrides(overrides)
+    own = dataclasses.replace(own, max_size=MAX_MANIFEST_SIZE, resume=False)
     with tempfile.TemporaryDirectory(prefix="pinclient-manifest-") as tmp:
         path = Path(tmp) / "manifest.json"
         result = fetch_update(url, path, config=config, signature=signature, signing_keys=keys,
-                              max_size=MAX_MANIFEST_SIZE, resume=False, **options)
+                              options=own, manager=manager)
         data = path.read_bytes()
     manifest = parse_manifest(data, base_url=result.url)
     manifest = dataclasses.replace(manifest, signature=result.signature)
@@ -268,12 +274,14 @@ def fetch_from_manifest(
     installed_version: str | None = None,
     name: str | None = None,
     now: dt.datetime | None = None,
-    progress: Any = None,
-    max_size: int | None = None,
-    **options: Any,
+    progress: Progress | None = None,
+    options: FetchOptions | None = None,
+    manager: Any = None,
+    **overrides: Any,
 ) -> ManifestResult:
     """:func:`fetch_manifest`, then the update it names into ``dest`` with its size and SHA-256
-    checked (as :func:`~pinclient.fetch_update`, which also takes ``options``). When the manifest's
+    checked (as :func:`~pinclient.fetch_update`, with the same ``options`` and ``overrides``;
+    ``max_size``, ``resume`` and ``lock_timeout`` apply to the update only). When the manifest's
     version equals ``installed_version`` nothing is downloaded and ``result.fetch`` is None.
 
     The payload needs no signature of its own: the signed manifest vouches for its hash.
@@ -282,24 +290,19 @@ def fetch_from_manifest(
         as :func:`fetch_manifest` and :func:`~pinclient.fetch_update`.
     """
     _check_installed(installed_version)
-    manager = options.pop("manager", None)
-    proxy = options.pop("proxy", None)
-    # The payload's own: its DEST's lock, and resuming it.
-    payload_only = {k: options.pop(k) for k in ("lock_timeout", "resume") if k in options}
+    opts = (options or FetchOptions()).with_overrides(overrides)
     own = manager is None
     if own:
-        from .transport import pinning_manager
-
-        manager = pinning_manager(config, proxy=proxy)
+        manager = pinning_manager(config, proxy=opts.proxy)
     try:
         manifest = fetch_manifest(url, config=config, signing_keys=signing_keys, signature=signature,
                                   installed_version=installed_version, name=name, now=now,
-                                  manager=manager, **options)
+                                  options=opts, manager=manager)
         if installed_version is not None and compare_versions(manifest.version, installed_version) == 0:
             return ManifestResult(manifest, None)
         fetched = fetch_update(manifest.url, dest, config=config, sha256=manifest.sha256,
-                               size=manifest.size, max_size=max_size, signature=False,
-                               manager=manager, progress=progress, **options, **payload_only)
+                               size=manifest.size, signature=False, manager=manager,
+                               progress=progress, options=opts)
         return ManifestResult(manifest, fetched)
     finally:
         if own:

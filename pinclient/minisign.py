@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from pinclient.errors import SignatureError
+from .errors import SignatureError
 
 __all__ = [
     "KEEP_PASSWORD",

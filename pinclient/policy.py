@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from ._hosts import normalize_host
-from .config import BlockedCert, Mode, NameKey, Pin, PinConfig, Pinset, canonical_name, format_serial
+from ._names import normalize_host
+from ._x509 import NameKey, canonical_name, format_serial, spki_sha256
+from .config import BlockedCert, Mode, Pin, PinConfig, Pinset
 from .errors import ChainEntry, PinViolation
 
 __all__ = ["ChainCert", "Verdict", "effective_mode", "evaluate", "expiry_warning", "format_refusal",
@@ -32,14 +31,6 @@ __all__ = ["ChainCert", "Verdict", "effective_mode", "evaluate", "expiry_warning
 
 Reason = Literal["pinned", "unpinned-allowed", "unexpected-issuer", "blocked", "unpinned",
                  "no-verified-chain"]
-
-
-def spki_sha256(cert: x509.Certificate) -> bytes:
-    """SHA-256 of the certificate's DER SubjectPublicKeyInfo (the HPKP / OkHttp pin)."""
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,8 @@ refused (it is never loaded). Needs the ``pinclient[requests]`` extra.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import ssl
 from typing import Any
 
 try:
@@ -36,12 +34,10 @@ try:
     from requests.adapters import HTTPAdapter
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("pinclient.requests needs requests: pip install 'pinclient[requests]'") from e
-from urllib3 import ProxyManager
-from urllib3.connectionpool import HTTPConnectionPool
 
 from .config import PinConfig
-from .errors import PinViolation, UsageError
-from .transport import PinGuard, PinnedHTTPSConnectionPool, PinningPoolManager, _check_kwargs
+from .errors import UsageError
+from .transport import PinGuard, PinningPoolManager, PinningProxyManager
 
 __all__ = ["PinningAdapter", "pinned_session"]
 
@@ -102,10 +98,9 @@ class PinningAdapter(HTTPAdapter):
         if proxy.lower().startswith("socks"):
             raise UsageError(f"PinningAdapter does not support SOCKS proxies ({proxy}); use an "
                              "HTTP(S) proxy, which pinclient tunnels with CONNECT and checks end to end.")
-        manager = _PinningProxyManager(
-            proxy, guard=self.guard, ssl_context=self.poolmanager.connection_pool_kw["ssl_context"],
-            proxy_headers=self.proxy_headers(proxy), num_pools=self._pool_connections,
-            maxsize=self._pool_maxsize, block=self._pool_block,
+        manager = PinningProxyManager(
+            self.pin_config, proxy, pin_guard=self.guard, proxy_headers=self.proxy_headers(proxy),
+            num_pools=self._pool_connections, maxsize=self._pool_maxsize, block=self._pool_block,
             **{**self._pin_pool_kwargs, **proxy_kwargs})
         self.proxy_manager[proxy] = manager
         return manager
@@ -157,34 +152,6 @@ def _same_file(a: str, b: str) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-class _PinningProxyManager(ProxyManager):
-    """A urllib3 ProxyManager for HTTPS origins only, tunnelled with CONNECT, checked by ``guard``."""
-
-    def __init__(self, proxy_url: str, *, guard: PinGuard, ssl_context: ssl.SSLContext,
-                 **kwargs: Any) -> None:
-        _check_kwargs(kwargs)
-        if kwargs.get("use_forwarding_for_https"):
-            raise UsageError("PinningAdapter refuses use_forwarding_for_https: the proxy, not the "
-                             "origin, would answer the TLS handshake.")
-        kwargs.pop("cert_reqs", None)
-        kwargs.pop("ca_certs", None)  # the shared context already holds the bundle
-        super().__init__(proxy_url, ssl_context=ssl_context, **kwargs)
-        self.guard = guard
-        pool: Any = functools.partial(PinnedHTTPSConnectionPool, pin_guard=guard)
-        self.pool_classes_by_scheme = {"https": pool}
-
-    def connection_from_host(self, host: str | None, port: int | None = None,
-                             scheme: str | None = "http",
-                             pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
-        if (scheme or "http").lower() != "https":
-            raise PinViolation(
-                f"Refusing plain {scheme}:// to {host} through a proxy: pinclient speaks only HTTPS.",
-                host=host or "", port=port, reason="insecure-scheme")
-        if pool_kwargs:
-            _check_kwargs(pool_kwargs)
-        return super().connection_from_host(host, port, scheme, pool_kwargs)
 
 
 def pinned_session(config: PinConfig, **adapter_kwargs: Any) -> requests.Session:

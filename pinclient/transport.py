@@ -10,26 +10,25 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from urllib3 import PoolManager
+from urllib3 import PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._revocation_hook import RevocationHook
+from ._reporting import DEFAULT_REPORT_TIMEOUT, MAX_RESPONSE, Reporter, has_report_destination
+from ._revocation.hook import RevocationHook
 from ._tls import served_chain, shared_context, tls_info
 from .config import PinConfig
 from .errors import PinViolation, UsageError
 from .policy import Verdict, evaluate, expiry_warning, format_report_only
-
-if TYPE_CHECKING:
-    from .reporting import Reporter
 
 __all__ = [
     "PinGuard",
     "PinnedHTTPSConnection",
     "PinningPoolManager",
     "PinningProxyManager",
+    "check_pool_kwargs",
     "pinning_manager",
 ]
 
@@ -154,7 +153,12 @@ _REFUSED = {
 _CONTEXT_KEYS = ("ca_certs", "cert_file", "key_file", "key_password")
 
 
-def _check_kwargs(kwargs: dict[str, Any]) -> None:
+def check_pool_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """Refuse urllib3 pool options that would weaken the pin (see :class:`PinningPoolManager`).
+
+    Raises:
+        UsageError: one of them is set.
+    """
     for key, why in _REFUSED.items():
         if kwargs.get(key) is not None:
             raise UsageError(f"PinningPoolManager refuses {key}=: {why}.")
@@ -167,12 +171,30 @@ def _check_kwargs(kwargs: dict[str, Any]) -> None:
 
 
 def _reporter(config: PinConfig, bundle: str, send: bool, timeout: float | None) -> Reporter | None:
-    from .reporting import DEFAULT_REPORT_TIMEOUT, Reporter, has_report_destination
-
     if not send or not has_report_destination(config):
         return None
-    return Reporter(config, ca_bundle=bundle,
+    return Reporter(config, post=functools.partial(_post_report, config, bundle),
                     timeout=DEFAULT_REPORT_TIMEOUT if timeout is None else timeout)
+
+
+def _post_report(config: PinConfig, bundle: str, uri: str, body: bytes, headers: dict[str, str],
+                 timeout: float) -> int:
+    """POST one violation report through the same pins and bundle; returns the HTTP status.
+
+    ``send_reports=False``: a violation by the collector itself is refused (or let through in
+    report-only mode) and logged, but never reported, or reports would recurse.
+    """
+    pm = PinningPoolManager(config, send_reports=False, ca_certs=bundle)
+    try:
+        resp = pm.urlopen("POST", uri, body=body, redirect=False, retries=False, preload_content=False,
+                          timeout=Timeout(total=timeout), headers=headers)
+        try:
+            resp.read(MAX_RESPONSE)
+        finally:
+            resp.close()
+        return int(resp.status)
+    finally:
+        pm.clear()
 
 
 class PinningPoolManager(PoolManager):
@@ -204,8 +226,9 @@ class PinningPoolManager(PoolManager):
 
     def __init__(self, config: PinConfig, num_pools: int = 10,
                  headers: dict[str, str] | None = None, *, send_reports: bool = True,
-                 report_timeout: float | None = None, **connection_pool_kw: Any) -> None:
-        _check_kwargs(connection_pool_kw)
+                 report_timeout: float | None = None, pin_guard: PinGuard | None = None,
+                 **connection_pool_kw: Any) -> None:
+        check_pool_kwargs(connection_pool_kw)
         bundle = connection_pool_kw.pop("ca_certs", None) or config.trust_bundle()
         connection_pool_kw.pop("cert_reqs", None)
         client_cert = tuple(connection_pool_kw.pop(k, None) for k in _CONTEXT_KEYS[1:])
@@ -213,17 +236,22 @@ class PinningPoolManager(PoolManager):
         super().__init__(num_pools=num_pools, headers=headers, **connection_pool_kw)
         self.config = config
         self.trust_bundle = bundle
-        self.guard = PinGuard(config, reporter=_reporter(config, bundle, send_reports, report_timeout))
+        # Revocation (pins.toml `revocation`) runs after the pin check, before the request; a shared
+        # guard (pin_guard=, as requests' proxy managers use) brings its owner's hook.
+        self.revocation: RevocationHook | None = None
+        if pin_guard is None:
+            pin_guard = PinGuard(config, reporter=_reporter(config, bundle, send_reports, report_timeout))
+            self.revocation = RevocationHook(config)
+            pin_guard.after_check.append(self.revocation)
+        self.guard = pin_guard
         pool: Any = functools.partial(PinnedHTTPSConnectionPool, pin_guard=self.guard)
         self.pool_classes_by_scheme = {"https": pool}
-        # Revocation (pins.toml `revocation`) runs after the pin check, before the request.
-        self.revocation = RevocationHook(config)
-        self.guard.after_check.append(self.revocation)
 
     def clear(self) -> None:
         """Close every pooled connection, the revocation responders' included."""
         super().clear()
-        self.revocation.close()
+        if self.revocation is not None:
+            self.revocation.close()
 
     def connection_from_host(self, host: str | None, port: int | None = None,
                              scheme: str | None = "http",
@@ -237,7 +265,7 @@ class PinningPoolManager(PoolManager):
                 reason="insecure-scheme",
             )
         if pool_kwargs:
-            _check_kwargs(pool_kwargs)
+            check_pool_kwargs(pool_kwargs)
             for key in _CONTEXT_KEYS:
                 if pool_kwargs.get(key) is not None:
                     # urllib3 would load these into the shared SSLContext on every connection,
@@ -277,6 +305,9 @@ class PinningProxyManager(PinningPoolManager):
             raise UsageError("the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].")
         if proxy.port is None:
             proxy = proxy._replace(port=443 if proxy.scheme == "https" else 80)
+        if kwargs.pop("use_forwarding_for_https", False):
+            raise UsageError("PinningProxyManager refuses use_forwarding_for_https: the proxy, not the "
+                             "origin, would answer the TLS handshake.")
         super().__init__(config, **kwargs)
         self.proxy = proxy
         self.no_proxy = tuple(no_proxy)
@@ -284,11 +315,10 @@ class PinningProxyManager(PinningPoolManager):
         context = proxy_ssl_context or self.connection_pool_kw["ssl_context"]
         # OCSP and CRL requests take the same way out as the update (plain http:// responders are
         # forwarded by the proxy); a network that only a proxy leaves would otherwise hard-fail.
-        from urllib3 import ProxyManager
-
-        self.revocation.route_through(ProxyManager(proxy.url, num_pools=8, maxsize=2,
-                                                   proxy_headers=self.proxy_headers,
-                                                   proxy_ssl_context=proxy_ssl_context))
+        if self.revocation is not None:
+            self.revocation.route_through(ProxyManager(proxy.url, num_pools=8, maxsize=2,
+                                                       proxy_headers=self.proxy_headers,
+                                                       proxy_ssl_context=proxy_ssl_context))
         self.connection_pool_kw.update(
             _proxy=proxy, _proxy_headers=self.proxy_headers,
             # Never forward: with use_forwarding_for_https the proxy would see the request in clear.

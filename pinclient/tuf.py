@@ -30,7 +30,7 @@ import urllib3
 from tuf.api import exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
-from ._version import __version__
+from ._version import USER_AGENT
 from .config import PinConfig
 from .errors import PinclientError, UsageError
 from .transport import PinningPoolManager, pinning_manager
@@ -63,7 +63,7 @@ class PinnedFetcher(FetcherInterface):
         self._retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0,
                                       redirect=max_redirects, raise_on_redirect=True)
         # identity: TUF hashes the bytes as served.
-        self.headers = {"User-Agent": f"pinclient/{__version__}", "Accept-Encoding": "identity",
+        self.headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
                         **(headers or {})}
 
     def _fetch(self, url: str) -> Iterator[bytes]:

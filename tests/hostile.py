@@ -241,7 +241,7 @@ def child_main(argv: list[str]) -> int:
         return real(name, *args, **kwargs)
 
     socket.getaddrinfo = loopback  # type: ignore[assignment]
-    from pinclient.cli import main
+    from pinclient._cli.main import main
 
     return main(["fetch", *argv])
 

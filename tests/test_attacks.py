@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pinclient import NetworkError, PinningPoolManager, PinViolation, StorageError, fetch_update
+from pinclient._cli.main import main
 from pinclient._pki import CA, Leaf
 from pinclient._tls import shared_context
-from pinclient.cli import main
 from pinclient.config import PinConfig, load_pins
 from pinclient.transport import PinGuard
 

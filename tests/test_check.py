@@ -13,7 +13,7 @@ import pytest
 
 import pinclient
 from pinclient import CheckResult, UsageError
-from pinclient.cli import main
+from pinclient._cli.main import main
 from pinclient.config import PinConfig, load_pins
 
 from .conftest import PKI, pinset, write_pins
@@ -94,7 +94,7 @@ def test_jobs_bounds_how_many_hosts_are_checked_at_once(
         capsys: pytest.CaptureFixture[str]) -> None:
     # Counts, not time: eight checks must be in flight together (a barrier of 8 is passed), and
     # never more than eight.
-    import pinclient._check as check_module
+    import pinclient._probe as check_module
 
     barrier = threading.Barrier(8, timeout=30)
     lock = threading.Lock()

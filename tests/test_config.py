@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinsFileError, load_pins, parse_pins
-from pinclient._hosts import host_matches, normalize_host, normalize_pattern
+from pinclient._names import host_matches, normalize_host, normalize_pattern
 from pinclient.config import canonical_name
 
 GOOD_PIN = "C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M="

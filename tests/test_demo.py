@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pinclient import demo
-from pinclient.cli import main
+from pinclient import _demo as demo
+from pinclient._cli.main import main
 from pinclient.config import Pinset
 
 

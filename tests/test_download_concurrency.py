@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinningPoolManager, StorageError, fetch_update
-from pinclient._lock import dest_lock
+from pinclient._download.lock import dest_lock
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI

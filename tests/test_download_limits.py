@@ -68,7 +68,7 @@ def test_unbounded_body_stops_at_max_size_with_little_memory(pki: PKI, root_pinn
         finally:
             tracemalloc.stop()
         s.wait_idle()
-    # The body streams through three reused 1 MiB buffers (pinclient._pipeline) and a 1 MiB file
+    # The body streams through three reused 1 MiB buffers (pinclient._download.pipeline) and a 1 MiB file
     # buffer; nothing holds the whole body.
     assert peak < 6 * 1024 * 1024, f"peak Python memory {peak} bytes while reading {limit}"
     assert limit <= counter["sent"] < 4 * limit
@@ -136,7 +136,7 @@ def test_trickle_inside_the_read_gap_is_aborted_by_min_rate(pki: PKI, root_pinne
 
 def test_slow_retrieval_is_retried_then_gives_up(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
                                                 stop: threading.Event) -> None:
-    from pinclient._retry import RetryPolicy
+    from pinclient._download.retry import RetryPolicy
 
     response = Response(200, trickle(b"x" * 10_000, 0.05, stop), content_length=10_000,
                         headers={"ETag": '"t"'})

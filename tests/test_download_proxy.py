@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinViolation, UsageError, fetch_update
+from pinclient._cli.main import fetch_main
 from pinclient._proxy import no_proxy_matches, parse_no_proxy, parse_proxy_url, proxy_route
-from pinclient.cli import fetch_main
 from pinclient.config import PinConfig
 from pinclient.transport import PinningPoolManager, PinningProxyManager, pinning_manager
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import HashMismatch, NetworkError, StorageError, fetch_update
-from pinclient._retry import RetryPolicy
+from pinclient._download.retry import RetryPolicy
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI
@@ -241,7 +241,7 @@ def test_symlink_next_to_dest_is_never_written_through(pki: PKI, root_pinned_con
 
 
 def test_resume_verdicts() -> None:
-    from pinclient._resume import parse_content_range, resume_verdict
+    from pinclient._download.resume import parse_content_range, resume_verdict
 
     def verdict(status: int, **headers: str) -> object:
         return resume_verdict(status, {k.replace("_", "-"): v for k, v in headers.items()},
@@ -263,7 +263,7 @@ def test_resume_verdicts() -> None:
 
 
 def test_resume_offset_keeps_only_what_the_sidecar_vouches_for() -> None:
-    from pinclient._resume import PartInfo, resume_offset
+    from pinclient._download.resume import PartInfo, resume_offset
 
     info = PartInfo(url="https://h/u", validator='"v"', total=1000, received=400, sha256=None, size=None)
     kw = {"url": "https://h/u", "sha256": None, "size": None, "limit": 10_000}
@@ -278,7 +278,7 @@ def test_resume_offset_keeps_only_what_the_sidecar_vouches_for() -> None:
 
 
 def test_transfer_budget() -> None:
-    from pinclient._rate import TransferBudget
+    from pinclient._download.rate import TransferBudget
 
     budget = TransferBudget(now=100.0, deadline=10.0, min_rate=100, window=2.0)
     budget.start_body(101.0, 0)

@@ -21,7 +21,7 @@ from pinclient import (
     TLSError,
     fetch_update,
 )
-from pinclient._retry import RetryPolicy, parse_retry_after, retry_delay
+from pinclient._download.retry import RetryPolicy, parse_retry_after, retry_delay
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-import pinclient._partfile as partfile
+import pinclient._download.partfile as partfile
 from pinclient import StorageError, UsageError, __version__, fetch_update
-from pinclient.cli import fetch_main
+from pinclient._cli.main import fetch_main
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI

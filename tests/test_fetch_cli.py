@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pinclient import HashMismatch, HTTPStatusError, NetworkError, SizeError, StorageError, fetch_update
+from pinclient._cli.main import fetch_main, main
 from pinclient._pki import Leaf
-from pinclient.cli import fetch_main, main
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI, pinset, write_pins
@@ -116,7 +116,7 @@ def test_write_failure_is_a_storage_error_with_dest_intact(pki: PKI, root_pinned
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import pinclient.download as download
+    import pinclient._download.fetch as download
 
     dest = tmp_path / "app.bin"
     dest.write_bytes(b"old")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pinclient.cli import main
+from pinclient._cli.main import main
+from pinclient._lint import Finding, exit_status, is_public_suffix, lint
 from pinclient.config import parse_pins
-from pinclient.lint import Finding, exit_status, is_public_suffix, lint
 from pinclient.minisign import generate_keypair
 
 from .conftest import HOST, PKI, pinset, write_pins

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinViolation, fetch_update
-from pinclient.cli import fetch_main, main
+from pinclient._cli.main import fetch_main, main
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI, pinset, write_pins

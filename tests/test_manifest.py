@@ -14,7 +14,7 @@ import pytest
 
 from pinclient import IntegrityError, RollbackError, SignatureError, UsageError
 from pinclient import minisign as ms
-from pinclient.cli import fetch_main
+from pinclient._cli.main import fetch_main
 from pinclient.config import PinConfig, load_pins
 from pinclient.manifest import (
     Manifest,

@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pinclient import minisign as ms
-from pinclient._cmd_sign import (
+from pinclient._cli.sign import (
     PASSWORD_ENV,
     configure_keygen,
     configure_sign,

@@ -53,16 +53,17 @@ def test_wheel_contents_and_metadata(dist: Path) -> None:
         names = set(whl.namelist())
         meta = whl.read(f"pinclient-{version}.dist-info/METADATA").decode()
         entry_points = whl.read(f"pinclient-{version}.dist-info/entry_points.txt").decode()
-    for name in ("pinclient/py.typed", "pinclient/__init__.py", "pinclient/demo.py",
-                 "pinclient/requests.py", f"pinclient-{version}.dist-info/licenses/LICENSE"):
+    for name in ("pinclient/py.typed", "pinclient/__init__.py", "pinclient/_demo.py",
+                 "pinclient/requests.py", "pinclient/_download/fetch.py", "pinclient/_cli/main.py",
+                 "pinclient/_revocation/verify.py", f"pinclient-{version}.dist-info/licenses/LICENSE"):
         assert name in names
     assert not [n for n in names if n.startswith(("tests/", "examples/", "docs/"))]
     assert f"\nVersion: {version}\n" in meta
     assert "\nLicense-Expression: MIT\n" in meta
     assert "\nProvides-Extra: requests\n" in meta
     assert 'Requires-Dist: requests>=2.32.2; extra == "requests"' in meta
-    assert "fetch-update = pinclient.cli:fetch_main" in entry_points
-    assert "pinclient = pinclient.cli:main" in entry_points
+    assert "fetch-update = pinclient._cli:fetch_main" in entry_points
+    assert "pinclient = pinclient._cli:main" in entry_points
 
 
 def test_sdist_carries_tests_docs_examples_and_licence(dist: Path) -> None:

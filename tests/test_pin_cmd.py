@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinViolation, fetch_update, load_pins
-from pinclient.cli import main
+from pinclient._cli.main import main
 from pinclient.config import tomllib  # tomli on Python 3.10
 
 from .conftest import HOST, PKI

@@ -11,7 +11,7 @@ under test, over inputs hypothesis generates:
   (pinned CAs included) to what it sends; the policy sees exactly the chain OpenSSL verified.
   ``tests/test_pinning.py::test_pinned_ca_appended_to_rogue_chain_is_refused`` is the fixed example
   (CVE-2016-2402); this generalises it to any extras in any order.
-* **Host matching** (:mod:`pinclient._hosts`): case, trailing dot, IDNA and one-label wildcards,
+* **Host matching** (:mod:`pinclient._names`): case, trailing dot, IDNA and one-label wildcards,
   against the name urllib3 actually connects to and sends as SNI.
 * **The loader**: random documents and random bytes either load or raise ``PinsFileError``.
 
@@ -43,7 +43,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util.url import parse_url
 
 from pinclient import PinningPoolManager, PinsFileError, PinViolation, parse_pins
-from pinclient._hosts import host_matches, normalize_host, normalize_pattern
+from pinclient._names import host_matches, normalize_host, normalize_pattern
 from pinclient._pki import CA, Leaf
 from pinclient.config import PinConfig
 from pinclient.policy import evaluate

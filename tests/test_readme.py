@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pinclient.cli import _commands, main
+from pinclient._cli.main import _commands, main
 from pinclient.config import parse_pins
 from pinclient.errors import PinsFileError
 
@@ -33,7 +33,7 @@ def setup_commands() -> list[str]:
 def test_setup_is_exactly_two_commands() -> None:
     assert setup_commands() == ["pip install -e . && pinclient demo", "pip install -e '.[test]' && pytest"]
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert 'pinclient = "pinclient.cli:main"' in pyproject
+    assert 'pinclient = "pinclient._cli:main"' in pyproject
     assert "demo" in _commands()
 
 

@@ -26,11 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from pinclient import PinningPoolManager, PinsFileError, PinViolation, fetch_update
+from pinclient._cli.main import fetch_main
 from pinclient._pki import Leaf
-from pinclient.cli import fetch_main
+from pinclient._reporting import RateLimiter, default_state_path
 from pinclient.config import PinConfig, load_pins, parse_pins
 from pinclient.policy import evaluate
-from pinclient.reporting import RateLimiter, default_state_path
 
 from .conftest import HOST, PKI, pinset, write_pins
 from .servers import Response, TLSServer

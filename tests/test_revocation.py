@@ -21,9 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pinclient._revocation_check import RevocationChecker, default_cache_dir
-from pinclient.errors import CertificateRevoked, RevocationCheckFailed
-from pinclient.revocation import (
+from pinclient._revocation.checker import RevocationChecker, default_cache_dir
+from pinclient._revocation.verify import (
     CertStatus,
     Rejection,
     ResponseRejected,
@@ -33,6 +32,7 @@ from pinclient.revocation import (
     verify_crl,
     verify_ocsp_response,
 )
+from pinclient.errors import CertificateRevoked, RevocationCheckFailed
 from tests.revocation_pki import (
     OPENSSL,
     Issued,

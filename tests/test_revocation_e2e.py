@@ -32,10 +32,10 @@ from pinclient import (
     RevocationCheckFailed,
     fetch_update,
 )
+from pinclient._cli.main import fetch_main
 from pinclient._pki import CA, Leaf
-from pinclient._revocation_hook import RevocationHook, override_revocation, revocation_settings
-from pinclient.cli import fetch_main
-from pinclient.config import load_pins, parse_pins
+from pinclient._revocation.hook import RevocationHook
+from pinclient.config import load_pins, override_revocation, parse_pins, revocation_settings
 from pinclient.policy import evaluate, spki_sha256
 
 from .conftest import HOST, b64

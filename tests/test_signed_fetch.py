@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pinclient import NetworkError, PinViolation, SignatureError, UsageError, fetch_update
+from pinclient import NetworkError, PinViolation, RetryPolicy, SignatureError, UsageError, fetch_update
 from pinclient import minisign as ms
-from pinclient.cli import fetch_main
+from pinclient._cli.main import fetch_main
 from pinclient.config import PinConfig, load_pins, parse_pins
-from pinclient.download import RetryPolicy
 from pinclient.errors import PinsFileError
 
 from .conftest import HOST, PKI, pinset, write_pins

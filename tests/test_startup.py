@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OPTIONAL = ("pinclient.revocation", "pinclient._revocation_check", "pinclient.minisign")
+OPTIONAL = ("pinclient._revocation.verify", "pinclient._revocation.checker", "pinclient.minisign")
 
 
 def _loaded(code: str) -> list[str]:
@@ -17,7 +17,7 @@ def _loaded(code: str) -> list[str]:
 
 
 def test_transport_and_download_do_not_import_revocation_or_minisign() -> None:
-    assert _loaded("import pinclient.transport, pinclient.download, pinclient.cli") == []
+    assert _loaded("import pinclient.transport, pinclient._download.fetch, pinclient._cli.main") == []
 
 
 def test_loading_pins_without_signing_keys_does_not_import_minisign() -> None:

@@ -1,4 +1,4 @@
-"""The streaming path (pinclient._body, pinclient._pipeline): bodies spanning many buffers in every
+"""The streaming path (pinclient._download.body, pinclient._download.pipeline): bodies spanning many buffers in every
 framing, connections reused after a download, and every way the loop stops with its hashing thread
 joined. Counts only, no timings: the speed is bench/run.py's job."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import urllib3
 
-import pinclient._partfile as partfile
+import pinclient._download.partfile as partfile
 from pinclient import NetworkError, PinningPoolManager, StorageError, fetch_update
-from pinclient._body import body_reader
-from pinclient._pipeline import Pipeline
+from pinclient._download.body import body_reader
+from pinclient._download.pipeline import Pipeline
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI

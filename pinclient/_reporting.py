@@ -24,14 +24,14 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ._version import __version__
+from ._version import USER_AGENT, __version__
 from .config import PinConfig
 from .policy import Verdict
 
@@ -53,7 +53,10 @@ log = logging.getLogger("pinclient")
 DEFAULT_REPORT_TIMEOUT = 2.0
 #: One report per host, port and chain within this window (TrustKit: one a day).
 RATE_LIMIT_WINDOW = dt.timedelta(days=1)
-_MAX_RESPONSE = 64 * 1024  # the collector's answer is read (and ignored) up to this much
+#: The collector's answer is read (and ignored) up to this much.
+MAX_RESPONSE = 64 * 1024
+#: ``post(uri, body, headers, timeout) -> HTTP status``: one POST over the pinned transport.
+Post = Callable[[str, bytes, dict[str, str], float], int]
 
 
 def default_state_path() -> Path:
@@ -104,7 +107,7 @@ def _noted(verdict: Verdict) -> tuple[str, bool]:
     # flag (pinclient's "*.example.com" covers exactly one label below example.com).
     if verdict.pinset is None:
         return verdict.host, False
-    from ._hosts import host_matches, pattern_specificity
+    from ._names import host_matches, pattern_specificity
 
     patterns = [p for p in verdict.pinset.hosts if host_matches(p, verdict.host)]
     if not patterns:
@@ -233,15 +236,17 @@ def _parse_time(text: str) -> dt.datetime:
 class Reporter:
     """Builds, rate-limits and delivers violation reports for one configuration.
 
-    ``ca_bundle`` is the trust bundle of the transport whose violations are reported (the POST uses
-    the same pins and the same bundle). ``state_path`` defaults to :func:`default_state_path`.
+    ``post(uri, body, headers, timeout) -> status`` sends one report over HTTPS; the transport whose
+    violations are reported supplies it (a POST through the same pins and trust bundle, with
+    reporting off so that a violation by the collector cannot recurse). Without ``post`` reports
+    only go to ``report_file``. ``state_path`` defaults to :func:`default_state_path`.
     """
 
-    def __init__(self, config: PinConfig, *, timeout: float = DEFAULT_REPORT_TIMEOUT,
-                 ca_bundle: str | None = None, state_path: Path | None = None) -> None:
+    def __init__(self, config: PinConfig, *, post: Post | None = None,
+                 timeout: float = DEFAULT_REPORT_TIMEOUT, state_path: Path | None = None) -> None:
         self.config = config
+        self.post = post
         self.timeout = timeout
-        self.ca_bundle = ca_bundle
         self.limiter = RateLimiter(state_path or default_state_path())
         self.sent = 0  # reports delivered (a POST answered 2xx, or a line appended)
 
@@ -275,31 +280,17 @@ class Reporter:
         self.sent += 1
 
     def _post(self, uri: str, report: dict[str, Any]) -> None:
-        import urllib3
-
-        from .transport import PinningPoolManager
-
-        kwargs: dict[str, Any] = {"ca_certs": self.ca_bundle} if self.ca_bundle else {}
-        # send_reports=False: a violation by the collector itself is refused (or let through in
-        # report-only mode) and logged, but never reported, or reports would recurse.
-        pm = PinningPoolManager(self.config, send_reports=False, **kwargs)
+        if self.post is None:
+            log.warning("pin violation report for %s not sent: no transport to send it with", uri)
+            return
+        headers = {"Content-Type": "application/json", "User-Agent": f"{USER_AGENT} (pin violation report)"}
         try:
-            resp = pm.urlopen(
-                "POST", uri, body=json.dumps(report).encode(), redirect=False, retries=False,
-                preload_content=False, timeout=urllib3.Timeout(total=self.timeout),
-                headers={"Content-Type": "application/json",
-                         "User-Agent": f"pinclient/{__version__} (pin violation report)"})
-            try:
-                resp.read(_MAX_RESPONSE)
-            finally:
-                resp.close()
+            status = self.post(uri, json.dumps(report).encode(), headers, self.timeout)
         except Exception as e:
             log.warning("cannot send the pin violation report to %s: %s", uri, e)
             return
-        finally:
-            pm.clear()
-        if 200 <= resp.status < 300:
+        if 200 <= status < 300:
             self.sent += 1
             log.info("pin violation report sent to %s", uri)
         else:
-            log.warning("the report collector %s answered HTTP %s", uri, resp.status)
+            log.warning("the report collector %s answered HTTP %s", uri, status)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._pki import CA, Leaf
+from ._x509 import spki_sha256
 from .config import PinConfig, load_pins
 from .errors import PinViolation
-from .policy import spki_sha256
 
 __all__ = ["run_demo"]
 
@@ -171,7 +171,7 @@ def run_demo(say: Say = print, warn: Say = print) -> int:
 
 def _narrate(say: Say, warn: Say, folder: Path, server: _UpdateServer, rogue: ssl.SSLContext,
              pins_text: str, config: PinConfig, bundle: Path) -> int:
-    from .download import fetch_update
+    from ._download.fetch import fetch_update
     from .transport import PinningPoolManager
 
     url = f"https://{HOST}:{server.port}{PATH}"

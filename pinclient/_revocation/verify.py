@@ -43,7 +43,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
-from pinclient.errors import RevocationCheckFailed
+from ..errors import RevocationCheckFailed
 
 __all__ = [
     "DEFAULT_SKEW",

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from .config import PinConfig
-from .errors import HTTPStatusError, SignatureError, SizeError, StorageError, UsageError
-from .minisign import MAX_SIGNATURE_FILE_SIZE, PublicKey, Signature, VerifiedSignature, Verifier, verify_file
+from .._names import normalize_url
+from ..config import PinConfig
+from ..errors import HTTPStatusError, SignatureError, SizeError, StorageError, UsageError
+from ..minisign import MAX_SIGNATURE_FILE_SIZE, PublicKey, Signature, VerifiedSignature, Verifier, verify_file
 
 __all__ = ["SignatureCheck", "SignatureSource", "prepare_signature_check", "resolve_signing_keys"]
 
@@ -154,8 +155,6 @@ def _signature_bytes(url: str, signature: str | os.PathLike[str] | bytes | None,
     if isinstance(signature, bytes):
         return signature, "given as bytes"
     if signature is None or (isinstance(signature, str) and _SCHEME.match(signature)):
-        from .download import normalize_url
-
         sig_url = normalize_url(signature) if signature is not None else _minisig_url(url)
         try:
             data = fetch(sig_url, MAX_SIGNATURE_FILE_SIZE)

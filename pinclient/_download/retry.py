@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from .errors import NetworkError, PinclientError
+from ..errors import NetworkError, PinclientError
 
 __all__ = ["RetryPolicy", "parse_retry_after", "retry_delay"]
 

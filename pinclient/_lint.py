@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ._hosts import host_matches
+from ._names import host_matches
 from .config import Pin, PinConfig, Pinset
 
 __all__ = ["EXPIRY_NOTICE_DAYS", "PUBLIC_SUFFIXES", "Finding", "Severity", "against", "exit_status",

@@ -22,9 +22,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ._lock import open_nofollow
-from ._resume import PartInfo
-from .errors import StorageError
+from ..errors import StorageError
+from .lock import open_nofollow
+from .resume import PartInfo
 
 __all__ = ["CHECKPOINT", "PartFile", "fsync_dir", "part_paths"]
 

@@ -1,5 +1,5 @@
 """Revocation checks in the pinned transport: the glue between a pin :class:`~pinclient.policy.Verdict`
-and :class:`~pinclient._revocation_check.RevocationChecker`.
+and :class:`~pinclient._revocation.checker.RevocationChecker`.
 
 :class:`RevocationHook` is one of :class:`~pinclient.transport.PinGuard`'s ``after_check`` hooks, so
 it runs right after a connection's pins were accepted and before its request is written: a revoked
@@ -8,12 +8,11 @@ sent. The mode comes from the verdict's pinset, else from ``[defaults]``.
 
 OCSP and CRL requests go through a plain urllib3 pool owned by the hook, never through the pinning
 pool: responders are other hosts, normally plain ``http://``, and what they send is signed and
-verified by :mod:`pinclient.revocation` before it is believed.
+verified by :mod:`pinclient._revocation.verify` before it is believed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from pathlib import Path
@@ -21,13 +20,13 @@ from typing import TYPE_CHECKING
 
 import urllib3
 
-from .config import CRLUse, PinConfig, Pinset, RevocationMode
-from .policy import Verdict
+from ..config import CRLUse, PinConfig, RevocationMode, revocation_settings
+from ..policy import Verdict
 
 if TYPE_CHECKING:
-    from ._revocation_check import RevocationChecker
+    from .checker import RevocationChecker
 
-__all__ = ["DEFAULT_TIMEOUT", "RevocationHook", "override_revocation", "revocation_settings"]
+__all__ = ["DEFAULT_TIMEOUT", "RevocationHook"]
 
 log = logging.getLogger("pinclient")
 
@@ -36,24 +35,6 @@ log = logging.getLogger("pinclient")
 #: hard-fail refuses and soft-fail warns about, instead of holding the update up for the
 #: connection's own, much longer timeout.
 DEFAULT_TIMEOUT = 5.0
-
-
-def revocation_settings(config: PinConfig, pinset: Pinset | None) -> tuple[RevocationMode, CRLUse]:
-    """The ``revocation`` mode and ``crl`` use for a host: its pinset's, else ``[defaults]``."""
-    defaults = config.defaults
-    if pinset is None:
-        return defaults.revocation, defaults.crl
-    mode = pinset.revocation if pinset.revocation is not None else defaults.revocation
-    crl = pinset.crl if pinset.crl is not None else defaults.crl
-    return mode, crl
-
-
-def override_revocation(config: PinConfig, mode: RevocationMode) -> PinConfig:
-    """``config`` with ``mode`` for every host (``fetch-update --revocation MODE``): it becomes the
-    ``[defaults]`` mode and the pinsets' own ``revocation`` keys are dropped. ``crl`` is kept."""
-    pinsets = tuple(dataclasses.replace(p, revocation=None) for p in config.pinsets)
-    defaults = dataclasses.replace(config.defaults, revocation=mode)
-    return dataclasses.replace(config, defaults=defaults, pinsets=pinsets)
 
 
 class RevocationHook:
@@ -115,8 +96,8 @@ class RevocationHook:
                     self._http = urllib3.PoolManager(num_pools=8, maxsize=2)
                 # Imported on first use: with revocation off (the default) a fetch never pays
                 # for the OCSP/CRL machinery.
-                from ._revocation_check import RevocationChecker
-                from .revocation import RevocationPolicy
+                from .checker import RevocationChecker
+                from .verify import RevocationPolicy
 
                 policy = RevocationPolicy(mode=mode, crl=crl, timeout=self.timeout)
                 checker = RevocationChecker(policy, cache_dir=self._cache_dir, http=self._http)

@@ -13,12 +13,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from pinclient.errors import SignatureError, UsageError
+from ..errors import SignatureError, UsageError
 
 if TYPE_CHECKING:
     import argparse
 
-    from pinclient.minisign import SecretKey
+    from ..minisign import SecretKey
 
 PASSWORD_ENV = "PINCLIENT_KEY_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 
@@ -46,7 +46,7 @@ def configure_keygen(parser: argparse.ArgumentParser) -> None:
 
 def run_keygen(args: argparse.Namespace) -> int:
     """Write a new key pair. Raises UsageError (existing files, no password source, I/O)."""
-    from pinclient import minisign
+    from .. import minisign
 
     public_path: str = args.public_key
     secret_path: str = args.secret_key or default_secret_key_path()
@@ -86,7 +86,7 @@ def configure_sign(parser: argparse.ArgumentParser) -> None:
 
 def run_sign(args: argparse.Namespace) -> int:
     """Write FILE.minisig for each FILE. Raises UsageError (key, password, comment, I/O)."""
-    from pinclient import minisign
+    from .. import minisign
 
     files: list[str] = args.files
     if args.sig_file is not None and len(files) != 1:
@@ -111,7 +111,7 @@ def run_sign(args: argparse.Namespace) -> int:
 
 
 def _load_secret_key(path: str) -> SecretKey:
-    from pinclient import minisign
+    from .. import minisign
 
     try:
         return minisign.SecretKey.from_file(path, _existing_password)

@@ -13,9 +13,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
-from ._hosts import normalize_host
+from ._names import parse_target
 from .config import PinConfig
 from .errors import ChainEntry, NetworkError, TLSError, UsageError
 
@@ -64,28 +63,6 @@ class CheckResult:
             "message": self.message,
             "warning": self.warning,
         }
-
-
-def parse_target(text: str, *, bare_ok: bool = False) -> tuple[str, int]:
-    """``(host, port)`` of an ``https://`` URL, or with ``bare_ok`` also of ``HOST[:PORT]``.
-
-    Raises:
-        UsageError: not an https URL (or host), or an invalid host or port.
-    """
-    value = text.strip()
-    if "://" not in value and bare_ok:
-        value = "https://" + value
-    what = "an https:// URL or HOST[:PORT]" if bare_ok else "an https:// URL"
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # "https://[::1/" (fuzz/fuzz_cli.py)
-        raise UsageError(f"{text!r} is not {what}.") from None
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise UsageError(f"{text!r} is not {what}.")
-    try:
-        return normalize_host(parts.hostname), parts.port or 443
-    except ValueError as e:
-        raise UsageError(f"{text!r}: {e}") from None
 
 
 def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[bytes]:

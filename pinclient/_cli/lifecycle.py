@@ -1,7 +1,7 @@
 """``pinclient lint``, ``pinclient pin`` and ``pinclient check``: the CLI glue of the pin lifecycle.
 
 The main CLI registers these (``configure_*`` fills a subparser, ``run_*`` runs it and returns the
-exit code). The work lives in :mod:`pinclient.lint` (pure findings), :mod:`pinclient._check`
+exit code). The work lives in :mod:`pinclient._lint` (pure findings), :mod:`pinclient._probe`
 (handshake and verdict) and :func:`render_pinset` here (pure text); everything heavy is imported
 inside ``run_*`` so that ``--help`` stays fast.
 """
@@ -14,14 +14,15 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .errors import NetworkError, UsageError
+from ..errors import NetworkError, UsageError
+from .common import load_config
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from ._check import CheckResult
-    from .config import PinConfig
-    from .lint import Finding
+    from .._lint import Finding
+    from .._probe import CheckResult
+    from ..config import PinConfig
 
 __all__ = [
     "configure_check",
@@ -71,8 +72,6 @@ def _pins_args(pins: str | None, ca_bundle: str | None = None) -> argparse.Names
 
 
 def _load(pins: str | None, ca_bundle: str | None = None) -> PinConfig:
-    from .cli import load_config
-
     return load_config(_pins_args(pins, ca_bundle))
 
 
@@ -92,8 +91,8 @@ def configure_lint(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from ._check import handshake, parse_target
-    from .lint import against, exit_status, lint
+    from .._lint import against, exit_status, lint
+    from .._probe import handshake, parse_target
 
     config = _load(args.pins)
     where = str(config.path) if config.path else "pins"
@@ -152,7 +151,7 @@ def configure_pin(parser: argparse.ArgumentParser) -> None:
 def run_pin(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from ._check import handshake, parse_target
+    from .._probe import handshake, parse_target
 
     if args.pem is not None:  # `--pem ""` is a bad file, not "no --pem" (found by fuzz/fuzz_cli.py)
         certs = _read_pem(args.pem)
@@ -229,7 +228,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
     """The ``pin`` output, all of it valid TOML: the chain as comments, then a ``[[pinset]]`` with an
     SPKI pin for each CA above the leaf (every certificate with ``pin_all``), labelled with its
     subject CN and commented with its notAfter, and advice on a backup pin."""
-    from .policy import spki_sha256
+    from .._x509 import spki_sha256
 
     def b64(cert: x509.Certificate) -> str:
         import base64
@@ -285,7 +284,7 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from ._check import check, parse_target
+    from .._probe import check, parse_target
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

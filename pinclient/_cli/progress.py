@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from ._sizes import format_size
+from .._sizes import format_size
 
 __all__ = ["ProgressBar", "progress_bar"]
 

@@ -26,9 +26,9 @@ from typing import TypeVar
 import urllib3
 from cryptography import x509
 
-from pinclient._version import __version__
-from pinclient.errors import CertificateRevoked, RevocationCheckFailed
-from pinclient.revocation import (
+from .._version import USER_AGENT
+from ..errors import CertificateRevoked, RevocationCheckFailed
+from .verify import (
     CertStatus,
     CRLVerdict,
     OCSPVerdict,
@@ -47,7 +47,7 @@ __all__ = ["RevocationChecker", "default_cache_dir"]
 _log = logging.getLogger(__name__)
 _V = TypeVar("_V", OCSPVerdict, CRLVerdict)
 
-_USER_AGENT = f"pinclient/{__version__} (revocation check)"
+_USER_AGENT = f"{USER_AGENT} (revocation check)"
 _CHUNK = 64 * 1024
 # CRL distribution points are sometimes moved behind a redirect; the CRL is signed, so following a
 # few is safe. OCSP POSTs are never redirected (a POST body cannot be replayed portably).
@@ -58,7 +58,7 @@ def default_cache_dir() -> Path:
     """The per-user cache folder: ``$XDG_CACHE_HOME/pinclient/revocation`` (else
     ``~/.cache/…``), ``~/Library/Caches/pinclient/revocation`` on macOS,
     ``%LOCALAPPDATA%\\pinclient\\Cache\\revocation`` on Windows."""
-    from ._paths import user_cache_dir
+    from .._paths import user_cache_dir
 
     return user_cache_dir() / "revocation"
 

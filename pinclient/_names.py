@@ -1,4 +1,5 @@
-"""Host-name normalisation and pattern matching, shared by the loader and the policy.
+"""Host names and URLs: normalisation and pattern matching, shared by the loader, the policy, the
+downloads and the tools.
 
 OkHttp once skipped pins for upper-case hosts and for hosts with a trailing dot; Chromium lower-cases
 and strips the dot before matching. Every name pinclient compares goes through :func:`normalize_host`
@@ -9,8 +10,18 @@ compared as its IDNA 2008 A-label, the form urllib3 connects to.
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["host_matches", "normalize_host", "normalize_pattern", "pattern_specificity"]
+from .errors import UsageError
+
+__all__ = [
+    "host_matches",
+    "normalize_host",
+    "normalize_pattern",
+    "normalize_url",
+    "parse_target",
+    "pattern_specificity",
+]
 
 
 def normalize_host(host: str) -> str:
@@ -88,3 +99,50 @@ def pattern_specificity(pattern: str) -> int:
     if pattern.startswith("*."):
         return pattern.count(".")
     return 1_000
+
+
+def normalize_url(url: str) -> str:
+    """Check that ``url`` is https:// with a host, and normalise the host (case, trailing dot, IDNA).
+
+    Raises:
+        UsageError: not an https URL, or no valid host.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as e:  # "https://[::1/" (found by fuzz/fuzz_cli.py)
+        raise UsageError(f"{url!r} is not a URL: {e}") from None
+    if parts.scheme.lower() != "https":
+        raise UsageError(f"{url!r} is not an https:// URL; pinclient fetches over HTTPS only.")
+    if not parts.hostname:
+        raise UsageError(f"{url!r} has no host name.")
+    try:
+        host = normalize_host(parts.hostname)
+        port = parts.port
+    except ValueError as e:
+        raise UsageError(f"{url!r}: {e}") from None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit(("https", netloc, parts.path or "/", parts.query, ""))
+
+
+def parse_target(text: str, *, bare_ok: bool = False) -> tuple[str, int]:
+    """``(host, port)`` of an ``https://`` URL, or with ``bare_ok`` also of ``HOST[:PORT]``.
+
+    Raises:
+        UsageError: not an https URL (or host), or an invalid host or port.
+    """
+    value = text.strip()
+    if "://" not in value and bare_ok:
+        value = "https://" + value
+    what = "an https:// URL or HOST[:PORT]" if bare_ok else "an https:// URL"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "https://[::1/" (fuzz/fuzz_cli.py)
+        raise UsageError(f"{text!r} is not {what}.") from None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise UsageError(f"{text!r} is not {what}.")
+    try:
+        return normalize_host(parts.hostname), parts.port or 443
+    except ValueError as e:
+        raise UsageError(f"{text!r}: {e}") from None

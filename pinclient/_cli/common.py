@@ -1,0 +1,147 @@
+"""What every command shares: the exit-code table, the common flags, argument types, loading the
+pins file, and the :class:`~pinclient.FetchOptions` built from the download flags (in one place).
+
+Light on purpose (argparse and the standard library only): ``--help`` and ``--version`` import this
+and nothing heavy; commands import their machinery when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .._sizes import parse_size
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .._download.options import FetchOptions
+    from ..config import PinConfig
+
+__all__ = [
+    "EXIT_CODES",
+    "Runner",
+    "add_common",
+    "byte_count",
+    "count",
+    "fetch_options",
+    "header",
+    "load_config",
+    "seconds",
+    "wait",
+]
+
+EXIT_CODES = """\
+exit codes:
+  0  ok
+  2  usage or pins-file error
+  3  pin violation: unexpected issuer, blocked certificate, unpinned host refused
+  4  revoked certificate, or (revocation = "hard-fail") its status could not
+     be established
+  5  integrity: size, hash or signature mismatch, a missing signature, or a
+     signed manifest that expired or is older than --installed-version
+  6  network or TLS failure: untrusted/expired/wrong-host certificate, refused
+     connection, timeout, deadline or minimum rate missed, HTTP error status
+     (after --retries)
+  7  the destination could not be written (disk full, permissions), or another
+     process kept it locked past --lock-timeout
+"""
+
+Runner = Callable[[argparse.Namespace], int]
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pins", metavar="FILE",
+                        help="pins file (default: $PINCLIENT_PINS, then ./pins.toml)")
+    parser.add_argument("--ca-bundle", metavar="FILE",
+                        help="PEM trust bundle, overriding defaults.ca_bundle in the pins file")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (result or error)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log decisions (-v) and verified chains (-vv) to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (and no progress bar)")
+
+
+def load_config(args: argparse.Namespace) -> PinConfig:
+    """The pins file named by --pins, $PINCLIENT_PINS or ./pins.toml, with --ca-bundle applied.
+
+    Raises:
+        PinsFileError / UsageError: missing or invalid (a missing file is never an unpinned fetch).
+    """
+    from ..config import load_pins  # deferred: cryptography, only when a command runs
+
+    chosen = args.pins or os.environ.get("PINCLIENT_PINS") or "pins.toml"
+    path = Path(chosen)
+    if not path.is_file():
+        origin = ("--pins" if args.pins else "$PINCLIENT_PINS" if os.environ.get("PINCLIENT_PINS")
+                  else "the default ./pins.toml")
+        raise UsageError(f"pins file {str(path)!r} (from {origin}) does not exist. pinclient never "
+                         "fetches without pins: pass --pins FILE or set PINCLIENT_PINS.")
+    config = load_pins(path)
+    if getattr(args, "ca_bundle", None):
+        bundle = Path(args.ca_bundle)
+        if not bundle.is_file():
+            raise UsageError(f"--ca-bundle {args.ca_bundle!r} is not a readable file.")
+        config = dataclasses.replace(
+            config, defaults=dataclasses.replace(config.defaults, ca_bundle=str(bundle.resolve())))
+    return config
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
+def byte_count(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def wait(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else seconds(text)
+
+
+def count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def fetch_options(args: argparse.Namespace) -> FetchOptions:
+    """The :class:`~pinclient.FetchOptions` the download flags ask for (see ``fetch.add_download_options``).
+
+    Raises:
+        UsageError: a combination FetchOptions refuses.
+    """
+    from .._download.options import FetchOptions  # deferred with the download machinery
+
+    return FetchOptions(
+        max_size=args.max_size,
+        proxy=False if args.no_proxy else args.proxy,
+        resume=not args.no_resume,
+        retries=args.retries,
+        connect_timeout=args.connect_timeout,
+        read_timeout=args.read_timeout,
+        deadline=args.deadline,
+        min_rate=args.min_rate,
+        max_redirects=args.max_redirects,
+        headers=dict(args.header),
+        lock_timeout=args.lock_timeout,
+    )

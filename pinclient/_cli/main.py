@@ -1,0 +1,114 @@
+"""Command line: ``fetch-update`` and ``pinclient <command>``.
+
+``main(argv) -> int`` never raises for user errors: each :class:`PinclientError` becomes one
+paragraph on stderr (or one JSON object with ``--json``) and its exit code. The command table is
+here; each command is a module of this package (``configure_*`` fills its parser, ``run_*`` runs
+it). Heavy imports happen inside the commands, so ``--version`` and ``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .._version import __version__
+from ..errors import PinclientError
+from . import demo, fetch, lifecycle, sign
+from .common import EXIT_CODES, Runner
+
+__all__ = ["fetch_main", "main"]
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Runner]
+
+
+def _commands() -> dict[str, Command]:
+    return {
+        "fetch": ("fetch an update through the pinned transport (same as fetch-update)",
+                  fetch.configure_fetch, fetch.run_fetch),
+        "demo": ("replay the 2011 Comodo attack against a throwaway local server: one update "
+                 "accepted, one refused (no network)", demo.configure_demo, demo.run_demo),
+        **_lifecycle_commands(),
+        **_signing_commands(),
+    }
+
+
+def _signing_commands() -> dict[str, Command]:
+    return {
+        "keygen": ("make a minisign key pair for signing updates (compatible with minisign -G)",
+                   sign.configure_keygen, sign.run_keygen),
+        "sign": ("sign files with a minisign secret key: writes FILE.minisig (compatible with "
+                 "minisign -S)", sign.configure_sign, sign.run_sign),
+    }
+
+
+def _lifecycle_commands() -> dict[str, Command]:
+    return {
+        "lint": (lifecycle.LINT_HELP, lifecycle.configure_lint, lifecycle.run_lint),
+        "pin": (lifecycle.PIN_HELP, lifecycle.configure_pin, lifecycle.run_pin),
+        "check": (lifecycle.CHECK_HELP, lifecycle.configure_check, lifecycle.run_check),
+    }
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    verbose = getattr(args, "verbose", 0)
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    if getattr(args, "quiet", False):
+        level = logging.ERROR
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pinclient: %(message)s"))
+    logger = logging.getLogger("pinclient")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _execute(run: Runner, args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    try:
+        return run(args)
+    except PinclientError as e:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, **e.to_json()}, indent=2))
+        else:
+            print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {e.message}",
+                  file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def fetch_main(argv: Sequence[str] | None = None) -> int:
+    """``fetch-update URL [-o DEST] [--pins FILE] [--sha256 HEX] [--size BYTES] …``"""
+    parser = argparse.ArgumentParser(
+        prog="fetch-update",
+        description="Fetch an update over HTTPS, accepting it only when the verified TLS chain "
+        "contains a CA pinned for the host in pins.toml, and only after its size, hash and (with "
+        "signing keys) minisign signature check out. DEST is replaced atomically or left untouched.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fetch-update (pinclient) {__version__}")
+    fetch.configure_fetch(parser)
+    args = parser.parse_args(argv)
+    return _execute(fetch.run_fetch, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pinclient <command> …``"""
+    parser = argparse.ArgumentParser(
+        prog="pinclient",
+        description="Certificate-pinning HTTPS update client.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"pinclient {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, configure, run) in _commands().items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        configure(p)
+        p.set_defaults(_run=run)
+    args: Any = parser.parse_args(argv)
+    return _execute(args._run, args)

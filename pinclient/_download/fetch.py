@@ -1,0 +1,367 @@
+"""fetch_update: a bounded, verified, atomic and resumable download over the pinned transport.
+
+One call holds the destination's lock (:mod:`.lock`), streams the body into ``DEST.part`` while
+hashing it (:mod:`.stream`, :mod:`.partfile`), resumes an interrupted part with ``Range``/``If-Range``
+(:mod:`.resume`), retries what may pass with backoff (:mod:`.retry`), and aborts endless or slow
+bodies (size limit, read-gap timeout, :mod:`.rate`). Only after the size, hash and signature
+(:mod:`.signature`) check out is the part fsynced and renamed over DEST, and the folder fsynced. On
+any failure DEST keeps its old bytes; the only thing ever left behind is a resumable ``DEST.part``
+with its sidecar ``DEST.part.json``. How to fetch is one :class:`~.options.FetchOptions`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from urllib3 import exceptions as u3
+
+from .._names import normalize_url
+from ..config import PinConfig
+from ..errors import (
+    ChainEntry,
+    HashMismatch,
+    HTTPStatusError,
+    NetworkError,
+    PinclientError,
+    SizeError,
+    StorageError,
+    UsageError,
+)
+from ..transport import pinning_manager
+from .http import fetch_small, network_error, open_url
+from .job import Job, Restart
+from .lock import dest_lock
+from .options import FetchOptions, expected_hash, request_headers
+from .partfile import PartFile
+from .resume import PartInfo, range_headers, resume_offset, resume_verdict, validator_of
+from .retry import parse_retry_after
+from .stream import stream_body
+
+if TYPE_CHECKING:
+    from ..minisign import PublicKey, VerifiedSignature
+    from .signature import SignatureSource
+
+__all__ = ["FetchResult", "Progress", "fetch_update"]
+
+log = logging.getLogger("pinclient")
+
+Progress = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A verified download: where it came from (after redirects), where it is, and what it is.
+
+    ``attempts`` counts the requests that carried a body or failed (1 without retries);
+    ``resumed_from`` is how many bytes were kept from an earlier attempt or run; ``signature`` is
+    the verified minisign signature, when one was required. ``report_only`` is True when the pins
+    were *violated* but the pinset is in report-only mode (``pin_result`` says how).
+    """
+
+    url: str
+    dest: Path
+    size: int
+    sha256: str
+    status: int = 200
+    pinset: str | None = None
+    chain: tuple[ChainEntry, ...] = field(default=())
+    attempts: int = 1
+    resumed_from: int = 0
+    signature: VerifiedSignature | None = None
+    #: How the pins judged the final connection: "pinned", "unpinned-allowed", or — only when
+    #: ``report_only`` is True — the violation that report-only mode let through.
+    pin_result: str = "pinned"
+    report_only: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": True,
+            "url": self.url,
+            "dest": str(self.dest),
+            "size": self.size,
+            "sha256": self.sha256,
+            "pinset": self.pinset,
+            "chain": [{"subject": c.subject, "spki_sha256": c.spki_sha256} for c in self.chain],
+            "pin_result": self.pin_result,
+            "report_only": self.report_only,
+            "attempts": self.attempts,
+            "resumed_from": self.resumed_from,
+            "signature": None if self.signature is None else {
+                "key_id": self.signature.key_id_hex, "trusted_comment": self.signature.trusted_comment,
+                "prehashed": self.signature.prehashed},
+        }
+
+
+def fetch_update(
+    url: str,
+    dest: str | os.PathLike[str],
+    *,
+    config: PinConfig,
+    sha256: str | None = None,
+    size: int | None = None,
+    options: FetchOptions | None = None,
+    signature: SignatureSource | None = None,
+    signing_keys: Sequence[str | PublicKey] | None = None,
+    manager: Any = None,
+    progress: Progress | None = None,
+    **overrides: Any,
+) -> FetchResult:
+    """Fetch ``url`` over the pinned transport into ``dest``, verified and atomically.
+
+    What: ``sha256`` (hex) and ``size`` (exact bytes) are checked before DEST is touched. The body
+    may never exceed ``options.max_size``, else the host's pinset ``max_size``, else ``[defaults]``
+    ``max_size``, else :data:`DEFAULT_MAX_SIZE` (and never ``size``); a larger Content-Length aborts
+    before the body, a longer body is cut off at the limit.
+
+    How: ``options`` (a :class:`FetchOptions`; default ``FetchOptions()``) holds the timeouts,
+    ``deadline``, ``min_rate``, ``retries``, ``resume``, ``max_redirects``, ``proxy``, ``max_size``,
+    ``lock_timeout`` and extra ``headers``. Any of its fields may also be given as a keyword
+    argument (``fetch_update(url, dest, config=c, deadline=300)``), applied on top of ``options``;
+    ``timeout=`` sets both connect and read timeouts.
+
+    Signature: with ``signing_keys`` (minisign public keys), or else the ``signing_keys`` of the
+    pinset covering the URL's host, the payload must carry a minisign signature by one of them:
+    ``URL.minisig``, fetched through the same pins, or ``signature`` (an https URL, a file path or
+    the ``.minisig`` bytes). It is parsed and its key checked before the payload is requested, and
+    verified before DEST is touched. ``signature=False`` skips this (for a payload authenticated
+    otherwise, such as by the hash of a signed manifest). See :mod:`pinclient._download.signature`.
+
+    Resilience: connection errors, broken bodies, 429 and 5xx are retried with jittered backoff or
+    the server's Retry-After; with ``resume`` an interrupted body continues where it stopped, in
+    this call or the next one (``DEST.part``). Each https redirect is re-checked against the pins;
+    a redirect to a host no pinset covers is refused unless ``unpinned = "allow"``.
+
+    Transport: ``manager`` is a shared :class:`~pinclient.PinningPoolManager` (thread-safe);
+    otherwise one is built with ``options.proxy``. A cross-host redirect drops Authorization and
+    Cookie. ``progress(done, total)`` is called as bytes arrive, at most ten times a second and
+    once at the end. Another process fetching to the same DEST is waited for up to
+    ``options.lock_timeout`` seconds.
+
+    Raises:
+        TypeError: an unknown keyword argument.
+        UsageError: bad URL, hash, header, option or destination.
+        PinViolation: the pins refused a connection (any hop), or a redirect to http:// or to an
+            unpinned host.
+        SizeError / HashMismatch: the body is not the expected one.
+        SignatureError: a required signature is missing (HTTP 4xx), malformed, by another key, or
+            does not match the body or its trusted comment.
+        NetworkError / TLSError / HTTPStatusError: the body could not be fetched (after retries).
+        StorageError: the file could not be written, or another process holds DEST's lock.
+    """
+    opts = (options or FetchOptions()).with_overrides(overrides)
+    job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
+                    manager=manager, progress=progress)
+    try:
+        with dest_lock(job.target, opts.lock_timeout):
+            job.start_clock()
+            _add_signature_check(job, signature, signing_keys)
+            part = PartFile(job.target)
+            try:
+                result = _run(job, part)
+            except BaseException as e:
+                keep = opts.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt))
+                if part.stop(keep=keep):
+                    log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
+                raise
+            return result
+    finally:
+        if manager is None:
+            job.pm.clear()
+
+
+def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha256: str | None,
+              size: int | None, options: FetchOptions, manager: Any, progress: Progress | None) -> Job:
+    """Check what to fetch and where (before any connection), and build the job."""
+    url = normalize_url(url)
+    expected = expected_hash(sha256)
+    if size is not None and size < 0:
+        raise UsageError("size must not be negative")
+    if size is not None and options.max_size is not None and size > options.max_size:
+        raise UsageError(f"the expected size ({size} bytes) is over max_size ({options.max_size} bytes).")
+    target = Path(dest)
+    if "\0" in str(target):  # os functions raise ValueError on it (found by fuzz/fuzz_cli.py)
+        raise UsageError(f"destination {str(target)!r} contains a NUL character.")
+    if target.is_dir():
+        raise UsageError(f"destination {str(target)!r} is a folder; give a file name.")
+    if not target.parent.is_dir():
+        raise UsageError(f"destination folder {str(target.parent)!r} does not exist.")
+    headers = request_headers(options.headers)
+    if manager is None:
+        manager = pinning_manager(config, proxy=options.proxy)
+    return Job(url=url, target=target, config=config, pm=manager, options=options, headers=headers,
+               expected=expected, size=size, progress=progress)
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+def _run(job: Job, part: PartFile) -> FetchResult:
+    """Resume what an earlier run left (if it matches), then attempt until done or out of retries."""
+    host = urlsplit(job.url).hostname or ""
+    info = part.read_sidecar() if job.options.resume else None
+    job.offset = resume_offset(info, part.size_on_disk(), url=job.url, sha256=job.expected,
+                               size=job.size, limit=job.limit_for(host)[0])
+    if job.offset and info is not None:
+        job.validator = info.validator
+        part.info = info
+        log.info("resuming %s from byte %d", job.target, job.offset)
+    _start(job, part, job.offset)
+    rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
+    restarted = False
+    failures = 0
+    while True:
+        try:
+            return _attempt(job, part)
+        except Restart:
+            if restarted:
+                raise NetworkError(f"{job.url} keeps answering range requests with bytes that do not "
+                                   "continue the file; giving up.", url=job.url, transient=False) from None
+            restarted = True
+            _start_over(job, part)
+        except PinclientError as err:
+            delay = job.backoff(failures, err, rng)
+            failures += 1
+            if not (job.options.resume and job.validator):
+                _start_over(job, part)
+            else:
+                job.offset = part.written  # the digest has seen exactly these bytes
+            log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
+                        failures, job.options.retry_policy.retries,
+                        f", from byte {job.offset}" if job.offset else "")
+            time.sleep(delay)
+
+
+def _start_over(job: Job, part: PartFile) -> None:
+    job.offset, job.validator = 0, None
+    _start(job, part, 0)
+
+
+def _start(job: Job, part: PartFile, offset: int) -> None:
+    """Keep ``offset`` bytes of the part; the digest and the sinks go on from there."""
+    job.digest = part.start(offset)
+    for sink in job.sinks:
+        sink.restart(offset)
+
+
+def _add_signature_check(job: Job, signature: SignatureSource | None,
+                         signing_keys: Sequence[str | PublicKey] | None) -> None:
+    """Get and parse the payload's signature, if one is required, before the payload is requested."""
+    from .signature import prepare_signature_check  # deferred: minisign, for signed payloads only
+
+    check = prepare_signature_check(job.config, job.url, signature=signature, signing_keys=signing_keys,
+                                    fetch=lambda url, limit: fetch_small(job, url, limit))
+    if check is not None:
+        job.sinks.append(check)
+
+
+def _finish_sinks(job: Job, part: PartFile) -> Any:
+    """Run the sinks' final checks on the complete part, before it replaces DEST; returns the
+    last non-None result (the verified signature)."""
+    if not job.sinks:
+        return None
+    try:
+        part.file.flush()  # a legacy signature is verified from the file itself
+    except OSError as e:
+        raise StorageError(f"cannot write {str(part.path)!r}: {e.strerror or e}", path=str(part.path)) from e
+    outcome = None
+    for sink in job.sinks:
+        outcome = sink.finish(part.path) or outcome
+    return outcome
+
+
+def _attempt(job: Job, part: PartFile) -> FetchResult:
+    """One request chain and its body. Raises as :func:`fetch_update`, or :class:`Restart`."""
+    job.attempts += 1
+    headers = dict(job.headers)
+    if job.offset and job.validator:
+        headers.update(range_headers(job.offset, job.validator))
+    resp, url = open_url(job, headers)
+    verdict = getattr(resp.connection, "verdict", None)  # before release_conn() forgets the connection
+    try:
+        total = _accept(job, part, resp, url)
+        resumed_from = job.offset
+        received = stream_body(resp, part, job, url=url, received=job.offset, total=total,
+                           limit=job.limit_for(urlsplit(url).hostname or ""))
+    except BaseException as e:
+        # A connection with unread body bytes must never go back to the pool: the next request
+        # on it would read them as its status line.
+        resp.close()
+        if isinstance(e, u3.HTTPError):
+            raise network_error(e, url, during_body=True) from e
+        raise
+    finally:
+        resp.release_conn()
+    digest = job.digest.hexdigest()
+    if total is not None and received != total:
+        raise NetworkError(f"{url} ended after {received} of {total} bytes.", url=url)
+    if job.size is not None and received != job.size:
+        raise SizeError(f"{url} sent {received} bytes; expected exactly {job.size}.")
+    if job.expected is not None and not hmac.compare_digest(digest, job.expected):
+        raise HashMismatch(f"SHA-256 mismatch for {url}: expected {job.expected}, got {digest}. "
+                           "The file was not saved.", expected=job.expected, actual=digest)
+    signature = _finish_sinks(job, part)
+    part.commit()
+    return FetchResult(
+        url=url, dest=job.target, size=received, sha256=digest, status=resp.status,
+        pinset=verdict.pinset.name if verdict and verdict.pinset else None,
+        chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
+        attempts=job.attempts, resumed_from=resumed_from, signature=signature,
+        pin_result=verdict.reason if verdict else "pinned",
+        report_only=bool(verdict and verdict.report_only))
+
+
+def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
+    """Decide what the response is (the rest of our part, a whole new body, or an error), check its
+    declared length against the limits before any body byte is read, and record the sidecar.
+    Returns the body's full length when known."""
+    status = resp.status
+    total: int | None = None
+    if job.offset:
+        assert job.validator is not None
+        verdict = resume_verdict(status, resp.headers, offset=job.offset, validator=job.validator)
+        if verdict is not None and verdict[0] == "reset":
+            log.info("%s answered the range request with %d; starting over", url, status)
+            raise Restart
+        if verdict is not None and verdict[0] == "replace":
+            log.info("%s sent the whole file instead of the rest; starting over", url)
+            _start_over(job, part)
+        elif verdict is not None:
+            total = verdict[1]
+            if part.info is not None and part.info.total not in (None, total):
+                log.info("%s now has %s bytes, not %s; starting over", url, total, part.info.total)
+                raise Restart
+    if status >= 400:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), dt.datetime.now(dt.timezone.utc))
+        raise HTTPStatusError(f"{url} answered HTTP {status} {resp.reason or ''}".rstrip(),
+                              url=url, status=status, retry_after=retry_after)
+    if (status == 206 and not job.offset) or status not in (200, 206):
+        raise NetworkError(f"{url} answered HTTP {status}; expected 200 with the update.", url=url,
+                           transient=False)
+    limit, why = job.limit_for(urlsplit(url).hostname or "")
+    if total is None:
+        declared = (resp.headers.get("Content-Length") or "").strip()
+        total = int(declared) if declared.isdigit() else None
+    if total is not None:
+        if job.size is not None and total != job.size:
+            raise SizeError(f"{url} declares {total} bytes; expected exactly {job.size}.")
+        if total > limit:
+            raise SizeError(f"{url} declares {total} bytes, over the limit of {limit} ({why}).")
+    if status == 200:
+        validator = validator_of(resp.headers) if job.options.resume else None
+        job.validator = validator
+        if validator is not None:
+            part.record(PartInfo(url=job.url, validator=validator, total=total, received=0,
+                                 sha256=job.expected, size=job.size))
+        elif part.info is not None:
+            part.discard_sidecar()
+    return total

@@ -1,0 +1,193 @@
+"""Requests over the pinned transport: GET with https redirects checked hop by hop, a small body
+(a signature) fetched with the payload's retries, and the one boundary that turns urllib3's
+exceptions into pinclient's (:func:`network_error`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import ssl
+import time
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from urllib3 import exceptions as u3
+
+from .._names import normalize_url
+from ..errors import HTTPStatusError, NetworkError, PinclientError, PinViolation, SizeError, TLSError
+from .job import Job
+from .retry import parse_retry_after
+
+__all__ = ["REDIRECTS", "fetch_small", "network_error", "open_url"]
+
+log = logging.getLogger("pinclient")
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_REDIRECT_BODY_DRAIN = 64 * 1024  # a larger (or endless) redirect body closes the connection instead
+# Dropped on a redirect to another host, as browsers and requests do: credentials stay with their host.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def fetch_small(job: Job, url: str, limit: int) -> bytes:
+    """GET a small document (a signature) into memory as the payload is fetched: the same pins,
+    redirects, headers, timeouts and retries; at most ``limit`` bytes.
+
+    Raises:
+        SizeError: the body is over ``limit``.
+        HTTPStatusError / NetworkError / PinViolation: as for the payload (after retries).
+    """
+    rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
+    failures = 0
+    while True:
+        try:
+            resp, final = open_url(job, dict(job.headers), url)
+            try:
+                if resp.status >= 400:
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                                    dt.datetime.now(dt.timezone.utc))
+                    raise HTTPStatusError(f"{final} answered HTTP {resp.status} {resp.reason or ''}".rstrip(),
+                                          url=final, status=resp.status, retry_after=retry_after)
+                if resp.status != 200:
+                    raise NetworkError(f"{final} answered HTTP {resp.status}; expected 200.", url=final,
+                                       transient=False)
+                data: bytes = resp.read(limit + 1, decode_content=False)
+                if len(data) > limit:
+                    raise SizeError(f"{final} sent more than {limit} bytes.")
+            except BaseException as e:
+                resp.close()  # never pool a connection with unread body bytes
+                if isinstance(e, u3.HTTPError):
+                    raise network_error(e, final, during_body=True) from e
+                raise
+            finally:
+                resp.release_conn()
+            return data
+        except PinclientError as err:
+            delay = job.backoff(failures, err, rng)
+            failures += 1
+            log.warning("%s. Retrying in %.1f s (retry %d of %d).", err.message.rstrip("."), delay,
+                        failures, job.options.retry_policy.retries)
+            time.sleep(delay)
+
+
+def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tuple[Any, str]:
+    """GET ``start`` (default ``job.url``), following up to ``max_redirects`` https redirects;
+    returns the final response (body unread) and its URL. Every new host is a new connection,
+    checked by the pins.
+
+    Raises:
+        PinViolation: a pin check failed, or a redirect to http:// or to an unpinned host.
+        NetworkError: connection failure, too many redirects, or a redirect loop.
+    """
+    url = start or job.url
+    seen = {url}
+    while True:
+        try:
+            resp = job.pm.urlopen("GET", url, redirect=False, retries=False, preload_content=False,
+                                  headers=headers, timeout=job.timeout())
+        except u3.HTTPError as e:
+            raise network_error(e, url) from e
+        location = resp.headers.get("Location")
+        if resp.status not in REDIRECTS or not location:
+            return resp, url
+        _discard(resp)
+        try:
+            target = urljoin(url, location)
+        except ValueError:  # a hostile Location such as "https://[::1/" (found by fuzz/fuzz_cli.py)
+            raise NetworkError(f"{url} redirected to {location!r}, which is not a URL; refusing.",
+                               url=url, transient=False) from None
+        if len(seen) > job.options.max_redirects:
+            raise NetworkError(f"more than {job.options.max_redirects} redirects, the last to {target}; "
+                               "refusing to follow more.", url=url, transient=False)
+        url, headers = _redirect(job, url, target, headers)
+        if url in seen:
+            raise NetworkError(f"redirect loop: {url} was already visited; refusing.", url=url,
+                               transient=False)
+        seen.add(url)
+        log.info("redirect %d to %s", len(seen) - 1, url)
+
+
+def _redirect(job: Job, source: str, target: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Check one redirect before connecting anywhere: https only, to a pinned host (unless unpinned
+    hosts are allowed), without credentials when the host changes."""
+    if urlsplit(target).scheme.lower() != "https":
+        raise PinViolation(
+            f"Refusing the redirect from {source} to {target}: pinclient follows only https:// "
+            "redirects, each one checked against the pins.",
+            host=urlsplit(target).hostname or "", reason="insecure-redirect")
+    url = normalize_url(target)
+    host = urlsplit(url).hostname or ""
+    defaults = job.config.defaults
+    enforcing = getattr(defaults, "mode", "enforce") != "report-only"
+    if enforcing and defaults.unpinned == "refuse" and job.config.pinset_for(host) is None:
+        raise PinViolation(
+            f"Refusing the redirect from {source} to {url}: no pinset covers {host} and "
+            'unpinned = "refuse", so pinclient will not connect to it.',
+            host=host, port=urlsplit(url).port, reason="unpinned")
+    if host != urlsplit(source).hostname:
+        headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+    return url, headers
+
+
+def _discard(resp: Any) -> None:
+    """Finish with a redirect response: reuse the connection if its body is small, else close it
+    (drain_conn would read an endless body to its end)."""
+    length = (resp.headers.get("Content-Length") or "").strip()
+    try:
+        if length.isdigit() and int(length) <= _REDIRECT_BODY_DRAIN:
+            resp.drain_conn()
+            resp.release_conn()
+            return
+    except Exception:  # noqa: S110 - a broken redirect body only costs the connection
+        pass
+    resp.close()
+    resp.release_conn()
+
+
+def _is_cert_failure(exc: BaseException) -> bool:
+    """Whether a TLS error is a certificate validation failure (as opposed to a broken connection)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e):
+            return True
+        todo.extend(a for a in e.args if isinstance(a, BaseException))
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return False
+
+
+def network_error(e: Exception, url: str, *, during_body: bool = False) -> NetworkError:
+    """Convert urllib3's exceptions at one boundary into pinclient's tree.
+
+    Certificate validation failures (of the origin or of an https:// proxy) become :class:`TLSError`,
+    which is never retried; everything else is a transient :class:`NetworkError`.
+    """
+    reason: BaseException = e
+    if isinstance(e, u3.MaxRetryError) and e.reason is not None:
+        reason = e.reason
+    where = "while reading the body" if during_body else ""
+    if isinstance(reason, u3.ProxyError):
+        cause = reason.original_error
+        if _is_cert_failure(cause):
+            return TLSError(f"TLS validation of the proxy failed for {url}: {cause}", url=url)
+        return NetworkError(f"the proxy failed for {url}: {cause}", url=url)
+    if isinstance(reason, u3.SSLError):
+        if _is_cert_failure(reason):
+            return TLSError(f"TLS validation failed for {url}: {reason}", url=url)
+        return NetworkError(f"the TLS connection to {url} broke {where}: {reason}".replace("  ", " "),
+                            url=url)
+    if isinstance(reason, u3.NewConnectionError):  # a subclass of ConnectTimeoutError: test it first
+        return NetworkError(f"cannot connect to {url}: {reason}", url=url)
+    if isinstance(reason, u3.ConnectTimeoutError):
+        return NetworkError(f"connecting to {url} timed out", url=url)
+    if isinstance(reason, u3.ReadTimeoutError):
+        return NetworkError(f"reading from {url} timed out (no data for the read timeout)", url=url)
+    if isinstance(reason, u3.ProtocolError):
+        return NetworkError(f"the connection to {url} broke {where}: {reason}".replace("  ", " "),
+                            url=url)
+    return NetworkError(f"fetching {url} failed: {reason}", url=url)

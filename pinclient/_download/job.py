@@ -1,0 +1,107 @@
+"""One fetch's fixed inputs and the state its attempts share: the size limit that applies to a host,
+the time left before the deadline, and the wait before a retry. No I/O of its own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from urllib3 import Timeout
+
+from ..config import PinConfig
+from ..errors import NetworkError, PinclientError
+from .options import DEFAULT_MAX_SIZE, FetchOptions
+from .rate import TransferBudget
+from .retry import retry_delay
+
+__all__ = ["Job", "Restart", "deadline_error"]
+
+
+@dataclass
+class Job:
+    """Everything one fetch_update call fixed up front, and the state its attempts share."""
+
+    url: str  # normalised
+    target: Path  # DEST
+    config: PinConfig
+    pm: Any  # the PinningPoolManager every request goes through
+    options: FetchOptions
+    headers: dict[str, str]  # request headers: pinclient's and the caller's
+    expected: str | None = None  # SHA-256, 64 hex digits
+    size: int | None = None  # exact bytes
+    progress: Any = None  # progress(done, total) or None
+    # Mutable state across attempts:
+    budget: TransferBudget = field(init=False)
+    offset: int = 0  # bytes of the part to keep and ask the rest of
+    digest: Any = None  # SHA-256 of those bytes
+    validator: str | None = None  # If-Range value for them
+    attempts: int = 0
+    # Body checks beside the SHA-256 (a signature: .signature.SignatureCheck): update(chunk) for every
+    # body chunk, restart(offset) when the part restarts from byte offset, finish(path) before the move.
+    sinks: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        """Start the deadline now (called once the lock is held: waiting for it does not count)."""
+        o = self.options
+        self.budget = TransferBudget(now=time.monotonic(), deadline=o.deadline, min_rate=o.min_rate,
+                                     window=o.rate_window)
+
+    def limit_for(self, host: str) -> tuple[int, str]:
+        """The size limit for a body served by ``host``, and where it comes from."""
+        pinset = self.config.pinset_for(host)
+        cap, why = DEFAULT_MAX_SIZE, "the default max_size"
+        if self.options.max_size is not None:
+            cap, why = self.options.max_size, "max_size"
+        elif pinset is not None and pinset.max_size is not None:
+            cap, why = pinset.max_size, f'max_size of pinset "{pinset.name}"'
+        elif self.config.defaults.max_size is not None:
+            cap, why = self.config.defaults.max_size, "max_size in [defaults]"
+        if self.size is not None and self.size <= cap:
+            return self.size, "the expected size"
+        return cap, why
+
+    def timeout(self) -> Timeout:
+        """Connect and read-gap timeouts for the next request, shortened to fit the deadline.
+
+        Raises:
+            NetworkError: the deadline has passed.
+        """
+        left = self.budget.remaining(time.monotonic())
+        if left is not None and left <= 0:
+            raise deadline_error(self)
+        cap = float("inf") if left is None else left
+        return Timeout(connect=min(self.options.connect_timeout, cap),
+                       read=min(self.options.read_timeout, cap))
+
+    def backoff(self, failures: int, err: PinclientError, rng: random.Random) -> float:
+        """The delay before retrying after ``err`` (the ``failures``-th so far).
+
+        Raises:
+            PinclientError: ``err`` itself when it must not be retried or the retries are used up,
+                or a deadline error when the wait would run past ``deadline``.
+        """
+        delay = retry_delay(self.options.retry_policy, failures, err, rng)
+        if delay is None:
+            raise err
+        left = self.budget.remaining(time.monotonic())
+        if left is not None and delay >= left:
+            raise deadline_error(self) from err
+        return delay
+
+
+def deadline_error(job: Job) -> NetworkError:
+    deadline = job.options.deadline
+    assert deadline is not None
+    return NetworkError(f"fetching {job.url} did not finish within the deadline of {deadline:g} s "
+                        f"({job.attempts} attempt(s)).", url=job.url, transient=False)
+
+
+class Restart(Exception):
+    """The server's answer to a Range request cannot be appended: ask again from byte 0."""
