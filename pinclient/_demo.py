@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._download.fetch import fetch_update
 from ._pki import CA, Leaf
 from ._x509 import spki_sha256
 from .config import PinConfig, load_pins
 from .errors import PinViolation
+from .transport import PinningPoolManager
 
 __all__ = ["run_demo"]
 
@@ -171,9 +173,6 @@ def run_demo(say: Say = print, warn: Say = print) -> int:
 
 def _narrate(say: Say, warn: Say, folder: Path, server: _UpdateServer, rogue: ssl.SSLContext,
              pins_text: str, config: PinConfig, bundle: Path) -> int:
-    from ._download.fetch import fetch_update
-    from .transport import PinningPoolManager
-
     url = f"https://{HOST}:{server.port}{PATH}"
     digest = hashlib.sha256(PAYLOAD).hexdigest()
     say("pinclient demo: an HTTPS update server on 127.0.0.1 and a temporary folder; no network.\n")

@@ -20,6 +20,7 @@ from typing import Literal
 
 from ._names import host_matches
 from .config import Pin, PinConfig, Pinset
+from .policy import evaluate
 
 __all__ = ["EXPIRY_NOTICE_DAYS", "PUBLIC_SUFFIXES", "Finding", "Severity", "against", "exit_status",
            "is_public_suffix", "lint"]
@@ -213,8 +214,6 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
     Raises:
         ValueError: a certificate cannot be parsed, or ``host`` is not a host name.
     """
-    from .policy import evaluate
-
     verdict = evaluate(config, host, chain, now=now)
     pinset = verdict.pinset
     name = pinset.name if pinset else None

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._names import parse_target
+from ._tls import shared_context, tls_info
 from .config import PinConfig
 from .errors import ChainEntry, NetworkError, TLSError, UsageError
+from .policy import evaluate, expiry_warning, format_refusal, format_report_only
 
 __all__ = ["CheckResult", "Outcome", "check", "handshake", "parse_target"]
 
@@ -73,8 +75,6 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
         TLSError: validation failed (untrusted, expired, wrong-host certificate) or TLS broke.
         NetworkError: the host cannot be resolved or reached, or timed out.
     """
-    from ._tls import shared_context, tls_info
-
     where = f"{host}:{port}"
     try:
         ctx = shared_context(bundle)
@@ -110,8 +110,6 @@ def check(url: str, config: PinConfig, *, timeout: float = 10.0,
     Raises:
         UsageError: ``url`` is not an https:// URL, or the trust bundle cannot be loaded.
     """
-    from .policy import evaluate, expiry_warning, format_refusal, format_report_only
-
     host, port = parse_target(url)
     covering = config.pinset_for(host)
     try:

@@ -31,6 +31,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ._names import host_matches, pattern_specificity
+from ._paths import user_cache_dir
 from ._version import USER_AGENT, __version__
 from .config import PinConfig
 from .policy import Verdict
@@ -61,8 +63,6 @@ Post = Callable[[str, bytes, dict[str, str], float], int]
 
 def default_state_path() -> Path:
     """Where the rate limiter remembers the reports it sent (see the module docstring)."""
-    from ._paths import user_cache_dir
-
     return user_cache_dir() / "reports-sent.json"
 
 
@@ -107,8 +107,6 @@ def _noted(verdict: Verdict) -> tuple[str, bool]:
     # flag (pinclient's "*.example.com" covers exactly one label below example.com).
     if verdict.pinset is None:
         return verdict.host, False
-    from ._names import host_matches, pattern_specificity
-
     patterns = [p for p in verdict.pinset.hosts if host_matches(p, verdict.host)]
     if not patterns:
         return verdict.host, False

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cryptography import x509
 
 from ._names import host_matches, normalize_pattern, pattern_specificity
+from ._sizes import parse_size
 from ._x509 import NameKey, canonical_name, format_serial, spki_sha256
 from .errors import PinsFileError, SignatureError
 
@@ -421,8 +422,6 @@ class _Loader:
         """``max_size``: a positive byte count, as an integer or a string with a unit ("512 MiB")."""
         if "max_size" not in table:
             return {}
-        from ._sizes import parse_size
-
         value = table["max_size"]
         if not isinstance(value, (int, str)) or isinstance(value, bool):
             raise self.error(f"must be a number of bytes or a string such as \"512 MiB\", not "
@@ -444,7 +443,7 @@ class _Loader:
         if not isinstance(value, list) or not value:
             raise self.error('must be a non-empty array of minisign public keys ("RW…"); leave the '
                              "key out for unsigned updates", pinset=pinset, key="signing_keys")
-        from .minisign import PublicKey  # only files with signing keys pay for the import
+        from .minisign import PublicKey  # deferred: only files with signing keys pay for it
 
         keys: dict[bytes, PublicKey] = {}
         for i, item in enumerate(value):

@@ -16,6 +16,7 @@ from urllib3 import PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from ._proxy import no_proxy_matches, proxy_route
 from ._reporting import DEFAULT_REPORT_TIMEOUT, MAX_RESPONSE, Reporter, has_report_destination
 from ._revocation.hook import RevocationHook
 from ._tls import served_chain, shared_context, tls_info
@@ -327,8 +328,6 @@ class PinningProxyManager(PinningPoolManager):
     def connection_from_host(self, host: str | None, port: int | None = None,
                              scheme: str | None = "http",
                              pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
-        from ._proxy import no_proxy_matches
-
         if host and self.no_proxy and no_proxy_matches(self.no_proxy, host, port):
             # None removes the key from the pool context: a direct pool, keyed apart from the proxied one.
             pool_kwargs = {**(pool_kwargs or {}), "_proxy": None, "_proxy_headers": None,
@@ -349,8 +348,6 @@ def pinning_manager(config: PinConfig, *, proxy: str | bool | None = None, no_pr
         UsageError: a bad proxy URL, or as :class:`PinningPoolManager`.
     """
     import os
-
-    from ._proxy import proxy_route
 
     route = proxy_route(proxy, no_proxy=no_proxy, env=os.environ if env is None else env)
     if route is None:

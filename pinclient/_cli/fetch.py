@@ -169,9 +169,9 @@ def print_saved(result: FetchResult) -> None:
 
 def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOptions) -> int:
     """Raises as :func:`pinclient.manifest.fetch_from_manifest`."""
-    from .._download.fetch import fetch_update
-    from ..manifest import ManifestResult, compare_versions, fetch_manifest
-    from ..transport import pinning_manager
+    from .._download.fetch import fetch_update  # deferred: urllib3 and cryptography, not for --help
+    from ..manifest import ManifestResult, compare_versions, fetch_manifest  # deferred: as above
+    from ..transport import pinning_manager  # deferred: as above
 
     manager = pinning_manager(config, proxy=options.proxy)
     try:

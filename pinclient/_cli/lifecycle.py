@@ -91,8 +91,8 @@ def configure_lint(parser: argparse.ArgumentParser) -> None:
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from .._lint import against, exit_status, lint
-    from .._probe import handshake, parse_target
+    from .._lint import against, exit_status, lint  # deferred: as above
+    from .._probe import handshake, parse_target  # deferred: cryptography and ssl, not for --help
 
     config = _load(args.pins)
     where = str(config.path) if config.path else "pins"
@@ -151,7 +151,7 @@ def configure_pin(parser: argparse.ArgumentParser) -> None:
 def run_pin(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from .._probe import handshake, parse_target
+    from .._probe import handshake, parse_target  # deferred: cryptography and ssl, not for --help
 
     if args.pem is not None:  # `--pem ""` is a bad file, not "no --pem" (found by fuzz/fuzz_cli.py)
         certs = _read_pem(args.pem)
@@ -228,7 +228,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
     """The ``pin`` output, all of it valid TOML: the chain as comments, then a ``[[pinset]]`` with an
     SPKI pin for each CA above the leaf (every certificate with ``pin_all``), labelled with its
     subject CN and commented with its notAfter, and advice on a backup pin."""
-    from .._x509 import spki_sha256
+    from .._x509 import spki_sha256  # deferred: cryptography, not for --help
 
     def b64(cert: x509.Certificate) -> str:
         import base64
@@ -284,7 +284,7 @@ def configure_check(parser: argparse.ArgumentParser) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
-    from .._probe import check, parse_target
+    from .._probe import check, parse_target  # deferred: cryptography and ssl, not for --help
 
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

@@ -46,7 +46,7 @@ def configure_keygen(parser: argparse.ArgumentParser) -> None:
 
 def run_keygen(args: argparse.Namespace) -> int:
     """Write a new key pair. Raises UsageError (existing files, no password source, I/O)."""
-    from .. import minisign
+    from .. import minisign  # deferred: cryptography, not for --help
 
     public_path: str = args.public_key
     secret_path: str = args.secret_key or default_secret_key_path()
@@ -86,7 +86,7 @@ def configure_sign(parser: argparse.ArgumentParser) -> None:
 
 def run_sign(args: argparse.Namespace) -> int:
     """Write FILE.minisig for each FILE. Raises UsageError (key, password, comment, I/O)."""
-    from .. import minisign
+    from .. import minisign  # deferred: cryptography, not for --help
 
     files: list[str] = args.files
     if args.sig_file is not None and len(files) != 1:
@@ -111,7 +111,7 @@ def run_sign(args: argparse.Namespace) -> int:
 
 
 def _load_secret_key(path: str) -> SecretKey:
-    from .. import minisign
+    from .. import minisign  # deferred: cryptography, not for --help
 
     try:
         return minisign.SecretKey.from_file(path, _existing_password)

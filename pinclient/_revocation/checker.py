@@ -26,6 +26,7 @@ from typing import TypeVar
 import urllib3
 from cryptography import x509
 
+from .._paths import user_cache_dir
 from .._version import USER_AGENT
 from ..errors import CertificateRevoked, RevocationCheckFailed
 from .verify import (
@@ -58,8 +59,6 @@ def default_cache_dir() -> Path:
     """The per-user cache folder: ``$XDG_CACHE_HOME/pinclient/revocation`` (else
     ``~/.cache/…``), ``~/Library/Caches/pinclient/revocation`` on macOS,
     ``%LOCALAPPDATA%\\pinclient\\Cache\\revocation`` on Windows."""
-    from .._paths import user_cache_dir
-
     return user_cache_dir() / "revocation"
 
 

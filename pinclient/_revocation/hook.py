@@ -96,8 +96,8 @@ class RevocationHook:
                     self._http = urllib3.PoolManager(num_pools=8, maxsize=2)
                 # Imported on first use: with revocation off (the default) a fetch never pays
                 # for the OCSP/CRL machinery.
-                from .checker import RevocationChecker
-                from .verify import RevocationPolicy
+                from .checker import RevocationChecker  # deferred: see the comment above
+                from .verify import RevocationPolicy  # deferred: see the comment above
 
                 policy = RevocationPolicy(mode=mode, crl=crl, timeout=self.timeout)
                 checker = RevocationChecker(policy, cache_dir=self._cache_dir, http=self._http)
