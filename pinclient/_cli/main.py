@@ -27,30 +27,19 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Runner]
 
 
 def _commands() -> dict[str, Command]:
+    """The command table: name -> (help, configure the subparser, run)."""
     return {
         "fetch": ("fetch an update through the pinned transport (same as fetch-update)",
                   fetch.configure_fetch, fetch.run_fetch),
         "demo": ("replay the 2011 Comodo attack against a throwaway local server: one update "
                  "accepted, one refused (no network)", demo.configure_demo, demo.run_demo),
-        **_lifecycle_commands(),
-        **_signing_commands(),
-    }
-
-
-def _signing_commands() -> dict[str, Command]:
-    return {
+        "lint": (lifecycle.LINT_HELP, lifecycle.configure_lint, lifecycle.run_lint),
+        "pin": (lifecycle.PIN_HELP, lifecycle.configure_pin, lifecycle.run_pin),
+        "check": (lifecycle.CHECK_HELP, lifecycle.configure_check, lifecycle.run_check),
         "keygen": ("make a minisign key pair for signing updates (compatible with minisign -G)",
                    sign.configure_keygen, sign.run_keygen),
         "sign": ("sign files with a minisign secret key: writes FILE.minisig (compatible with "
                  "minisign -S)", sign.configure_sign, sign.run_sign),
-    }
-
-
-def _lifecycle_commands() -> dict[str, Command]:
-    return {
-        "lint": (lifecycle.LINT_HELP, lifecycle.configure_lint, lifecycle.run_lint),
-        "pin": (lifecycle.PIN_HELP, lifecycle.configure_pin, lifecycle.run_pin),
-        "check": (lifecycle.CHECK_HELP, lifecycle.configure_check, lifecycle.run_check),
     }
 
 
