@@ -31,13 +31,15 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pinclient._pki import PrivateKey, build_certificate, name, new_key
 
 OPENSSL = shutil.which("openssl")
 
-Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+Key = PrivateKey
 # A route gets the request body and answers (status, body).
 Route = Callable[[bytes], tuple[int, bytes]]
 
@@ -75,15 +77,6 @@ class Issued:
         return cert_path, key_path
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pinclient revocation tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
 def issue(
     cn: str,
     *,
@@ -96,43 +89,18 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> Issued:
-    """A certificate for ``cn`` signed by ``issuer`` (self-signed when None)."""
-    key = key if key is not None else ec.generate_private_key(ec.SECP256R1())
+    """A certificate for ``cn`` signed by ``issuer`` (self-signed when None), valid from a day ago
+    for 30 days: :func:`pinclient._pki.build_certificate` with a bare (certificate, key) issuer, so
+    a test can pair a CA's name with another key."""
+    key = key if key is not None else new_key()
     now = utcnow()
-    subject = _name(cn)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - dt.timedelta(days=1))
-        .not_valid_after(not_after or now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    cert = build_certificate(
+        name(cn, "pinclient revocation tests"), key,
+        issuer=issuer.cert.subject if issuer else None, signer=issuer.key if issuer else None, ca=ca,
+        not_before=not_before or now - dt.timedelta(days=1), not_after=not_after or now + dt.timedelta(days=30),
+        eku=eku, ocsp_url=ocsp_url, crl_url=crl_url,
     )
-    if ocsp_url:
-        builder = builder.add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-                    )
-                ]
-            ),
-            critical=False,
-        )
-    if crl_url:
-        builder = builder.add_extension(
-            x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
-            ),
-            critical=False,
-        )
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    signer = issuer.key if issuer else key
-    return Issued(builder.sign(signer, hashes.SHA256()), key)
+    return Issued(cert, key)
 
 
 def make_crl(
