@@ -37,18 +37,24 @@ def test_every_download_flag_reaches_its_field() -> None:
     assert _parse("--no-proxy").proxy is False
 
 
-def test_every_field_has_a_flag() -> None:
-    # Adding an option is: the field, its argparse line, its use. This catches a field without a flag
-    # (rate_window is the one deliberate exception: a library-only tuning knob).
+def test_every_field_has_a_flag_named_after_it() -> None:
+    # Adding an option is: the field, its argparse line (dest = the field's name), its use. This
+    # catches a field without a flag (rate_window is the one deliberate exception: a library-only
+    # tuning knob) and a flag whose dest is not a field (its value would be dropped).
     import argparse
 
     parser = argparse.ArgumentParser()
     configure_fetch(parser)
-    flags = {a.dest for a in parser._actions}
-    spelled = {"proxy": "no_proxy", "resume": "no_resume", "headers": "header"}
-    missing = [f.name for f in dataclasses.fields(FetchOptions)
-               if spelled.get(f.name, f.name) not in flags and f.name != "rate_window"]
-    assert missing == []
+    group = next(g for g in parser._action_groups if g.title == "download options")
+    dests = {a.dest for a in group._group_actions}
+    fields = {f.name for f in dataclasses.fields(FetchOptions)}
+    assert fields - dests == {"rate_window"}
+    assert dests <= fields
+
+
+def test_repeated_headers_collect_and_a_later_one_wins() -> None:
+    options = _parse("--header", "X-A: 1", "--header", "X-B: 2", "--header", "X-A: 3")
+    assert options.headers == {"X-A": "3", "X-B": "2"}
 
 
 def test_retries_given_as_a_count_become_a_policy() -> None:

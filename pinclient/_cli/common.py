@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXIT_CODES",
+    "HeaderAction",
     "Runner",
     "add_common",
     "byte_count",
@@ -124,24 +125,26 @@ def header(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
+class HeaderAction(argparse.Action):
+    """``--header 'Name: value'``, repeatable, collected into a dict (a later one replaces an earlier
+    one of the same name, as FetchOptions does)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        headers = dict(getattr(namespace, self.dest, None) or {})
+        assert isinstance(values, tuple)  # header() made it
+        headers[str(values[0])] = str(values[1])
+        setattr(namespace, self.dest, headers)
+
+
 def fetch_options(args: argparse.Namespace) -> FetchOptions:
-    """The :class:`~pinclient.FetchOptions` the download flags ask for (see ``fetch.add_download_options``).
+    """The :class:`~pinclient.FetchOptions` the download flags ask for: each flag's ``dest`` is a
+    field's name, and a flag not given leaves the field's default (``fetch.add_download_options``).
 
     Raises:
         UsageError: a combination FetchOptions refuses.
     """
     from .._download.options import FetchOptions  # deferred with the download machinery
 
-    return FetchOptions(
-        max_size=args.max_size,
-        proxy=False if args.no_proxy else args.proxy,
-        resume=not args.no_resume,
-        retries=args.retries,
-        connect_timeout=args.connect_timeout,
-        read_timeout=args.read_timeout,
-        deadline=args.deadline,
-        min_rate=args.min_rate,
-        max_redirects=args.max_redirects,
-        headers=dict(args.header),
-        lock_timeout=args.lock_timeout,
-    )
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(FetchOptions) if hasattr(args, f.name)}
+    return FetchOptions(**given)

@@ -7,13 +7,24 @@ the same connection pool).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
-from .common import add_common, byte_count, count, fetch_options, header, load_config, seconds, wait
+from .common import (
+    HeaderAction,
+    add_common,
+    byte_count,
+    count,
+    fetch_options,
+    header,
+    load_config,
+    seconds,
+    wait,
+)
 from .progress import progress_bar
 
 if TYPE_CHECKING:
@@ -77,38 +88,42 @@ def _check_fetch_args(args: argparse.Namespace) -> None:
 
 
 def add_download_options(parser: argparse.ArgumentParser) -> None:
-    """The download options of README's "Downloads" section; defaults live in FetchOptions."""
+    """The download options of README's "Downloads" section. Each flag's ``dest`` is the name of a
+    :class:`~pinclient.FetchOptions` field, and a flag that is not given leaves no attribute
+    (``argparse.SUPPRESS``), so the defaults live in FetchOptions alone (see ``common.fetch_options``).
+    """
     g = parser.add_argument_group("download options")
-    g.add_argument("--max-size", metavar="SIZE", type=byte_count,
-                   help="refuse a body larger than this (e.g. 500MiB; default: the pinset's or "
-                   "[defaults] max_size, else 4GiB)")
+    add = functools.partial(g.add_argument, default=argparse.SUPPRESS)
+    add("--max-size", metavar="SIZE", type=byte_count,
+        help="refuse a body larger than this (e.g. 500MiB; default: the pinset's or "
+        "[defaults] max_size, else 4GiB)")
     proxies = g.add_mutually_exclusive_group()
-    proxies.add_argument("--proxy", metavar="URL",
+    proxies.add_argument("--proxy", metavar="URL", default=argparse.SUPPRESS,
                          help="tunnel through this http:// or https:// proxy (default: $HTTPS_PROXY "
                          "/ $https_proxy, minus $NO_PROXY hosts); the pins still apply to the origin")
-    proxies.add_argument("--no-proxy", action="store_true",
-                         help="connect directly, ignoring the environment")
-    g.add_argument("--no-resume", action="store_true",
-                   help="do not continue an interrupted download (DEST.part); start from byte 0")
-    g.add_argument("--retries", metavar="N", type=count, default=3,
-                   help="retries after connection errors, broken bodies, 429 and 5xx (default 3); "
-                   "pin, TLS, 4xx and integrity failures are never retried")
-    g.add_argument("--connect-timeout", metavar="SECONDS", type=seconds, default=15.0,
-                   help="give up connecting after this long (default 15)")
-    g.add_argument("--read-timeout", metavar="SECONDS", type=seconds, default=30.0,
-                   help="give up when no byte arrives for this long (default 30)")
-    g.add_argument("--deadline", metavar="SECONDS", type=seconds,
-                   help="give up when the whole fetch, retries included, takes longer (default: none)")
-    g.add_argument("--min-rate", metavar="BYTES", type=byte_count, default=1024,
-                   help="abort when the rate averaged over 30 s falls below this many bytes/s "
-                   "(default 1KiB; 0 turns it off)")
-    g.add_argument("--max-redirects", metavar="N", type=count, default=5,
-                   help="follow at most N https redirects (default 5)")
-    g.add_argument("--header", metavar="'NAME: VALUE'", type=header, action="append", default=[],
-                   help="add a request header (repeatable); User-Agent is pinclient/VERSION unless set")
-    g.add_argument("--lock-timeout", metavar="SECONDS", type=wait, default=60.0,
-                   help="wait this long for another process fetching to the same DEST (default 60; "
-                   "0 fails at once)")
+    proxies.add_argument("--no-proxy", dest="proxy", action="store_const", const=False,
+                         default=argparse.SUPPRESS, help="connect directly, ignoring the environment")
+    add("--no-resume", dest="resume", action="store_false",
+        help="do not continue an interrupted download (DEST.part); start from byte 0")
+    add("--retries", metavar="N", type=count,
+        help="retries after connection errors, broken bodies, 429 and 5xx (default 3); "
+        "pin, TLS, 4xx and integrity failures are never retried")
+    add("--connect-timeout", metavar="SECONDS", type=seconds,
+        help="give up connecting after this long (default 15)")
+    add("--read-timeout", metavar="SECONDS", type=seconds,
+        help="give up when no byte arrives for this long (default 30)")
+    add("--deadline", metavar="SECONDS", type=seconds,
+        help="give up when the whole fetch, retries included, takes longer (default: none)")
+    add("--min-rate", metavar="BYTES", type=byte_count,
+        help="abort when the rate averaged over 30 s falls below this many bytes/s "
+        "(default 1KiB; 0 turns it off)")
+    add("--max-redirects", metavar="N", type=count,
+        help="follow at most N https redirects (default 5)")
+    add("--header", dest="headers", metavar="'NAME: VALUE'", type=header, action=HeaderAction,
+        help="add a request header (repeatable); User-Agent is pinclient/VERSION unless set")
+    add("--lock-timeout", metavar="SECONDS", type=wait,
+        help="wait this long for another process fetching to the same DEST (default 60; "
+        "0 fails at once)")
 
 
 def default_dest(url: str) -> str:
