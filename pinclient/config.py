@@ -99,7 +99,7 @@ class Pinset:
     crl: CRLUse | None = None  # None: defaults.crl
     max_size: int | None = None  # bytes a body from these hosts may have; None: defaults.max_size
     # minisign public keys, any one of which must have signed a payload from these hosts; empty:
-    # payloads need no signature (see pinclient._signed).
+    # payloads need no signature (see pinclient._download.signature).
     signing_keys: tuple[PublicKey, ...] = ()
 
     def match_specificity(self, host: str) -> int | None:

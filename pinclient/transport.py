@@ -214,10 +214,10 @@ class PinningPoolManager(PoolManager):
     When the host's pinset (or ``[defaults]``) sets ``revocation``, each new connection's verified
     chain is also checked by OCSP/CRL after the pins, before the request: a revoked certificate
     raises :class:`CertificateRevoked`, an unestablished status in hard-fail
-    :class:`RevocationCheckFailed` (see :mod:`pinclient._revocation_hook`).
+    :class:`RevocationCheckFailed` (see :mod:`pinclient._revocation.hook`).
 
     When the config names a ``report_uri`` or ``report_file``, violations are reported (see
-    :mod:`pinclient.reporting`) with a total timeout of ``report_timeout`` seconds;
+    :mod:`pinclient._reporting`) with a total timeout of ``report_timeout`` seconds;
     ``send_reports=False`` turns reporting off (the reporter's own transport does that).
 
     Raises:

@@ -57,6 +57,11 @@ def test_repeated_headers_collect_and_a_later_one_wins() -> None:
     assert options.headers == {"X-A": "3", "X-B": "2"}
 
 
+def test_headers_none_means_no_extra_headers_as_in_0_1_0() -> None:
+    assert FetchOptions(headers=None).headers == {}  # type: ignore[arg-type]
+    assert FetchOptions().with_overrides({"headers": None}).headers == {}
+
+
 def test_retries_given_as_a_count_become_a_policy() -> None:
     assert FetchOptions(retries=5).retries == RetryPolicy(retries=5)
     policy = RetryPolicy(retries=1, backoff=0)

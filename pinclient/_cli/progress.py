@@ -1,6 +1,6 @@
 """A one-line progress bar for the command line: percentage, bar, bytes, rate and ETA, on stderr.
 
-A compact bar of our own rather than tqdm or rich: it is forty lines, costs no dependency in a
+A compact bar of our own rather than tqdm or rich: it is some seventy lines, costs no dependency in a
 security tool's install (rich alone brings pygments and markdown-it), starts no monitor thread, and
 ``fetch-update --version`` stays fast. The library never draws anything: it calls a ``progress``
 callback, and :func:`progress_bar` returns this bar only when stderr is a terminal.

@@ -93,8 +93,9 @@ class FetchOptions:
         if (self.proxy is not None and not isinstance(self.proxy, (str, bool))) or self.proxy is True:
             raise UsageError(f"proxy must be a URL, False or None, got {self.proxy!r}")
         object.__setattr__(self, "retries", _retry_policy(self.retries))
-        request_headers(self.headers)  # raises on a bad one
-        object.__setattr__(self, "headers", _ReadOnlyHeaders(self.headers))
+        headers = {} if self.headers is None else self.headers  # None: none, as in 0.1.0
+        request_headers(headers)  # raises on a bad one
+        object.__setattr__(self, "headers", _ReadOnlyHeaders(headers))
 
     @property
     def retry_policy(self) -> RetryPolicy:

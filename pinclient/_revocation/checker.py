@@ -1,7 +1,7 @@
 """The I/O side of revocation checking: fetch OCSP responses and CRLs, keep them in a disk cache,
 and turn verdicts into refusals or warnings according to a :class:`RevocationPolicy`.
 
-All judgement lives in :mod:`pinclient.revocation`; this module only moves bytes. OCSP responders
+All judgement lives in :mod:`pinclient._revocation.verify`; this module only moves bytes. OCSP responders
 and CRL distribution points are normally plain ``http://``. That is fine: every byte fetched is
 signed by the issuer (or a delegate it authorised) and verified before it is believed, and the
 freshness window bounds replay. Someone on the path can only *withhold* answers, and what happens

@@ -2,7 +2,7 @@
 
 Nothing here opens a socket or a file: every function takes bytes, certificates and a time, and
 returns a verdict or raises :class:`ResponseRejected`. The network and the disk cache live in
-:mod:`pinclient._revocation_check`.
+:mod:`pinclient._revocation.checker`.
 
 ``cryptography`` *parses* OCSP responses and CRLs but does not verify them, so this module does the
 checks RFC 6960 §3.2 and RFC 5280 §6.3 ask of a client:
