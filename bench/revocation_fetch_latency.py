@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/revocation_fetch_latency.py [iterations]
 
-A real TLS update server on 127.0.0.1 (tests/servers.py), a chain root → intermediate → leaf whose
-leaf names an OCSP responder and whose intermediate names a CRL, both on a loopback HTTP server
+A real TLS update server on 127.0.0.1 (pinclient._demo.LoopbackServer), a chain root → intermediate →
+leaf whose leaf names an OCSP responder and whose intermediate names a CRL, both on a loopback HTTP server
 (tests/revocation_pki.py). Each sample is one GET of a 1 KiB body through a fresh
 PinningPoolManager (so: TCP connect, TLS handshake, pin check, revocation, request, response).
 Variants, interleaved round by round so drift on a shared machine hits them all alike:
@@ -34,17 +34,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pinclient import PinningPoolManager
+from pinclient._demo import Conn, LoopbackServer, Response
 from pinclient._pki import CA
 from pinclient._revocation.verify import build_ocsp_request
 from pinclient.config import PinConfig, load_pins
 from pinclient.policy import spki_sha256
 from tests.revocation_pki import OPENSSL, Issued, LoopbackHTTP, OpenSSLResponder, index_line, make_crl
-from tests.servers import Conn, Response, TLSServer
 
 BODY = b"x" * 1024
 
 
-class _Server(TLSServer):
+class _Server(LoopbackServer):
     def _serve(self, raw: socket.socket, conn: Conn) -> None:
         # The test server writes headers and body separately; without TCP_NODELAY, Nagle plus the
         # client's delayed ACK adds ~40 ms to every response and would swamp what is measured.
@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
             counter[0] += 1
             return pins(work / "cold", bundle, root, "hard-fail", f"cache-{counter[0]}")
 
-        with _Server(leaf, work / "tls", routes={"/u": Response(200, BODY)}) as server:
+        with _Server(leaf.server_context(), {"/u": Response(200, BODY)}) as server:
             url = server.url("/u", host="localhost")
 
             def once(config: PinConfig) -> float:

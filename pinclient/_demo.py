@@ -5,6 +5,9 @@ CA, and a rogue root (UTN-USERFirst-Hardware's role) that issues a certificate f
 straight off the root. The demo writes a pins.toml pinning the expected CA, fetches an update with
 the real :func:`~pinclient.fetch_update` while the server presents each chain in turn, and prints
 the accepted download and the refusal. No network, no files outside the temporary folder.
+
+:class:`LoopbackServer` is the demo's update server and, through tests/conftest.py, every HTTPS
+update server of the test suite: one server loop, shipped because the demo needs it.
 """
 
 from __future__ import annotations
@@ -14,18 +17,18 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._download.fetch import fetch_update
-from ._pki import CA, Leaf
+from ._pki import CA
 from ._x509 import spki_sha256
 from .config import PinConfig, load_pins
 from .errors import PinViolation
 from .transport import PinningPoolManager
 
-__all__ = ["run_demo"]
+__all__ = ["Conn", "LoopbackServer", "Response", "Route", "run_demo"]
 
 HOST = "localhost"  # a real name the certificates are issued for, resolved to loopback by the OS
 PATH = "/app-2.1.tar.gz"
@@ -35,32 +38,80 @@ Say = Callable[[str], None]
 
 
 @dataclass
-class _Conn:
-    handshake_ok: bool = False
-    received: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
+class Response:
+    """An answer; a streamed ``body`` (a function yielding bytes) may raise to drop the connection."""
+
+    status: int = 200
+    body: bytes | Callable[[], Iterable[bytes]] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_length: int | None = -1  # -1: len(body); None: omit (close-delimited)
+
+
+Route = bytes | Response | Callable[[str, dict[str, str]], Response]
 
 
 @dataclass
-class _UpdateServer:
-    """A one-file HTTPS server on 127.0.0.1. ``context`` picks the chain for the next connections,
-    so the same host and port can present the expected chain, then the rogue one."""
+class Conn:
+    """One client connection: whether its handshake completed and what it sent after it."""
 
-    context: ssl.SSLContext
-    body: bytes
-    conns: list[_Conn] = field(default_factory=list)
-    requests: list[str] = field(default_factory=list)
+    received: bytearray = field(default_factory=bytearray)
+    handshake_ok: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
 
-    def __post_init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
+
+class LoopbackServer:
+    """Serves ``routes`` over TLS with ``context`` on 127.0.0.1 only, a thread per connection; records
+    per connection whether the handshake completed and every byte the client sent after it (how the
+    demo and the tests prove a refused client sent none). A route is a body, a :class:`Response`, or
+    a function of (path, lower-case request headers) returning one; ``context`` is read for every new
+    connection, so one host and port can present one chain, then another. The tests reuse it
+    (tests/conftest.py ``https_server``) for every HTTPS update server, hostile ones included.
+    ``start()`` (or ``with``) starts it, ``stop()`` (or leaving the ``with``) stops it; both may be
+    called more than once."""
+
+    def __init__(self, context: ssl.SSLContext, routes: dict[str, Route] | None = None, *,
+                 name: str = "pinclient-loopback-server") -> None:
+        self.context = context
+        self.routes: dict[str, Route] = routes if routes is not None else {}
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
         self.sock.settimeout(0.05)  # so that the accept loop notices stop() promptly
         self.port: int = self.sock.getsockname()[1]
+        self.conns: list[Conn] = []
+        self.requests: list[str] = []
         self._stop = threading.Event()
         self._arrived = threading.Condition()
-        self._thread = threading.Thread(target=self._accept, name="pinclient-demo-server", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._accept, name=name, daemon=True)
 
-    def connections_since(self, start: int, timeout: float = 5.0) -> list[_Conn]:
+    def start(self) -> LoopbackServer:
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.sock.close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def url(self, path: str = "/", host: str = "updates.test") -> str:
+        return f"https://{host}:{self.port}{path}"
+
+    @property
+    def handshakes(self) -> int:
+        return sum(1 for c in self.conns if c.handshake_ok)
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait until the server has finished with every connection so far."""
+        for conn in list(self.conns):
+            conn.done.wait(timeout)
+
+    def connections_since(self, start: int, timeout: float = 5.0) -> list[Conn]:
         """The connections after the first ``start``, once the server has finished with them (the
         client may hang up before the server thread has even read its handshake)."""
         with self._arrived:
@@ -70,11 +121,6 @@ class _UpdateServer:
             conn.done.wait(timeout)
         return recent
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close()
-
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -83,45 +129,80 @@ class _UpdateServer:
                 continue
             except OSError:
                 return
-            # One connection at a time is enough: each answer says "Connection: close".
-            self._serve(raw)
+            conn = Conn()
+            with self._arrived:
+                self.conns.append(conn)
+                self._arrived.notify_all()
+            threading.Thread(target=self._serve, args=(raw, conn), daemon=True).start()
 
-    def _serve(self, raw: socket.socket) -> None:
-        conn = _Conn()
-        with self._arrived:
-            self.conns.append(conn)
-            self._arrived.notify_all()
-        raw.settimeout(5)
+    def _serve(self, raw: socket.socket, conn: Conn) -> None:
+        raw.settimeout(10)
         try:
-            with self.context.wrap_socket(raw, server_side=True) as tls:
-                conn.handshake_ok = True
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = tls.recv(4096)
-                    if not data:
-                        return  # the client hung up without a request: a refused connection
-                    conn.received += len(data)
-                    head += data
-                self.requests.append(head.split(b" ")[1].decode("latin-1"))
-                found = self.requests[-1] == PATH
-                status = b"200 OK" if found else b"404 Not Found"
-                body = self.body if found else b"not found\n"
-                tls.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode()
-                            + b"\r\nConnection: close\r\n\r\n" + body)
-        except (OSError, ValueError, IndexError):
-            return  # the client broke off (a refusing client may skip close_notify)
-        finally:
+            tls = self.context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
             raw.close()
             conn.done.set()
+            return
+        conn.handshake_ok = True
+        try:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = tls.recv(65536)
+                    if not data:
+                        # Answer a clean close_notify: OpenSSL drops sessions that end without one,
+                        # and a session resumption test needs this one kept.
+                        tls = tls.unwrap()  # type: ignore[assignment]
+                        return
+                    conn.received += data
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = {k.strip().lower(): v.strip() for k, v in
+                           (line.split(":", 1) for line in lines[1:] if ":" in line)}
+                self.requests.append(path)
+                if not self._send(tls, self._answer(path, headers)):
+                    return
+        except (OSError, ssl.SSLError, ValueError, IndexError):
+            return  # the client broke off (a refusing client may skip close_notify)
+        finally:
+            try:
+                tls.close()
+            finally:
+                conn.done.set()
 
+    def _answer(self, path: str, headers: dict[str, str]) -> Response:
+        route = self.routes.get(path.split("?")[0])
+        if route is None:
+            return Response(404, b"not found")
+        if isinstance(route, bytes):
+            return Response(200, route)
+        if isinstance(route, Response):
+            return route
+        return route(path, headers)
 
-def _server_context(leaf: Leaf, folder: Path, name: str) -> ssl.SSLContext:
-    chain, key = folder / f"{name}-chain.pem", folder / f"{name}-key.pem"
-    chain.write_bytes(leaf.chain_pem())
-    key.write_bytes(leaf.key_pem())
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(chain, key)
-    return ctx
+    @staticmethod
+    def _send(tls: ssl.SSLSocket, resp: Response) -> bool:
+        """Send ``resp``; whether the connection may carry another request."""
+        lines = [f"HTTP/1.1 {resp.status} X"]
+        body = resp.body
+        length = resp.content_length
+        if length == -1:
+            length = len(body) if isinstance(body, bytes) else None
+        headers = dict(resp.headers)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        else:
+            headers["Connection"] = "close"
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        tls.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        if isinstance(body, bytes):
+            tls.sendall(body)
+        else:
+            for chunk in body():
+                tls.sendall(chunk)
+        return length is not None
 
 
 def _pin(ca: CA) -> str:
@@ -162,16 +243,16 @@ def run_demo(say: Say = print, warn: Say = print) -> int:
         )
         (folder / "pins.toml").write_text(pins_text)
         config = load_pins(folder / "pins.toml")
-        good = _server_context(expected_ca.issue_leaf(HOST), folder, "expected")
-        rogue = _server_context(rogue_root.issue_leaf(HOST), folder, "rogue")
-        server = _UpdateServer(good, PAYLOAD)
+        rogue = rogue_root.issue_leaf(HOST).server_context()
+        server = LoopbackServer(expected_ca.issue_leaf(HOST).server_context(), {PATH: PAYLOAD},
+                                name="pinclient-demo-server").start()
         try:
             return _narrate(say, warn, folder, server, rogue, pins_text, config, bundle)
         finally:
             server.stop()
 
 
-def _narrate(say: Say, warn: Say, folder: Path, server: _UpdateServer, rogue: ssl.SSLContext,
+def _narrate(say: Say, warn: Say, folder: Path, server: LoopbackServer, rogue: ssl.SSLContext,
              pins_text: str, config: PinConfig, bundle: Path) -> int:
     url = f"https://{HOST}:{server.port}{PATH}"
     digest = hashlib.sha256(PAYLOAD).hexdigest()
@@ -218,7 +299,7 @@ def _narrate(say: Say, warn: Say, folder: Path, server: _UpdateServer, rogue: ss
     finally:
         pm.clear()
     recent = server.connections_since(before)
-    sent = sum(c.received for c in recent)
+    sent = sum(len(c.received) for c in recent)
     handshakes = sum(c.handshake_ok for c in recent)
     if sent or dest.exists() or not handshakes:
         warn(f"pinclient demo FAILED: after the refusal the server received {sent} request bytes, "

@@ -1,5 +1,5 @@
 """Shared fixtures: a test PKI modelled on the 2011 Comodo case, name resolution for ``*.test`` on
-loopback, and helpers to write pins files.
+loopback, the HTTPS update-server factory, and helpers to write pins files.
 
 The world: two roots are trusted (both in the bundle, as both were in every browser):
 ``pinned_root`` → ``pinned_int`` issues the real update server's certificate; ``rogue_root``
@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
+from cryptography import x509
 from hypothesis import settings
 
-from pinclient._pki import CA
+from pinclient._demo import LoopbackServer, Route
+from pinclient._pki import CA, Leaf
 from pinclient.config import PinConfig, load_pins
 from pinclient.policy import spki_sha256
 
@@ -95,6 +97,38 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     bundle = folder / "bundle.pem"
     bundle.write_bytes(pinned_root.cert_pem() + rogue_root.cert_pem())
     return PKI(pinned_root, pinned_int, rogue_root, untrusted_root, bundle)
+
+
+class ServeHTTPS(Protocol):
+    def __call__(self, routes: dict[str, Route] | None = None, *, issuer: CA | None = None,
+                 host: str = HOST, leaf: Leaf | None = None, include_root: bool = False,
+                 extra: Sequence[x509.Certificate] = (), max_version: Any = None) -> LoopbackServer: ...
+
+
+@pytest.fixture
+def https_server(pki: PKI) -> Iterator[ServeHTTPS]:
+    """The one HTTPS update-server factory (pinclient._demo.LoopbackServer, real TLS on
+    127.0.0.1), as urllib3's test suite has one per kind of server: each call issues its own
+    certificate for ``host`` from ``issuer`` (the pinned intermediate unless asked; the rogue root
+    for the 2011 replay), or presents the given ``leaf``, with its intermediates (``include_root``
+    adds the root, ``extra`` appends certificates: hostile chains). The server is running when
+    returned; ``with`` stops it at the end of the block, the fixture stops it at the latest when
+    the test ends. Routes map a path to a body, a Response, or a function of (path, headers)."""
+    started: list[LoopbackServer] = []
+
+    def serve(routes: dict[str, Route] | None = None, *, issuer: CA | None = None, host: str = HOST,
+              leaf: Leaf | None = None, include_root: bool = False,
+              extra: Sequence[x509.Certificate] = (), max_version: Any = None) -> LoopbackServer:
+        assert leaf is None or issuer is None, "a leaf or an issuer, not both"
+        leaf = leaf or (issuer or pki.pinned_int).issue_leaf(host)
+        context = leaf.server_context(include_root=include_root, extra=extra, max_version=max_version)
+        server = LoopbackServer(context, routes).start()
+        started.append(server)
+        return server
+
+    yield serve
+    for server in started:
+        server.stop()
 
 
 def write_pins(folder: Path, body: str, *, bundle: Path | None = None, unpinned: str = "refuse") -> Path:

@@ -1,5 +1,5 @@
 """Hostile and flaky behaviour for the download tests, on loopback only: routes for
-:class:`tests.servers.TLSServer` that drop connections, ignore Range, trickle or never end; a tiny
+:class:`pinclient._demo.LoopbackServer` (the ``https_server`` fixture) that drop connections, ignore Range, trickle or never end; a tiny
 threaded CONNECT proxy (plain or TLS) that records what it saw; and a child-process entry point
 (``python -m tests.hostile ARGS``) that runs ``pinclient fetch`` with ``*.test`` names on loopback.
 """
@@ -14,11 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from pinclient._demo import Response
 from pinclient._pki import Leaf
-
-from .servers import Response
 
 Route = Callable[[str, dict[str, str]], Response]
 
@@ -111,20 +109,13 @@ class Tunnel:
 
 
 class ConnectProxy:
-    """A threaded CONNECT-only proxy on 127.0.0.1. With ``leaf`` it speaks TLS to the client (an
+    """A threaded CONNECT-only proxy on 127.0.0.1 (not the update server: it relays bytes both ways
+    instead of answering requests, so it has its own loop). With ``leaf`` it speaks TLS to the client (an
     ``https://`` proxy). It resolves ``*.test`` to loopback, records every request head and every
     tunnelled client byte, and answers anything but CONNECT with 405."""
 
-    def __init__(self, leaf: Leaf | None = None, tmp: Path | None = None) -> None:
-        self.ctx: ssl.SSLContext | None = None
-        if leaf is not None:
-            assert tmp is not None
-            tmp.mkdir(parents=True, exist_ok=True)
-            chain, key = tmp / f"proxy-chain-{id(self)}.pem", tmp / f"proxy-key-{id(self)}.pem"
-            chain.write_bytes(leaf.chain_pem())
-            key.write_bytes(leaf.key_pem())
-            self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            self.ctx.load_cert_chain(chain, key)
+    def __init__(self, leaf: Leaf | None = None) -> None:
+        self.ctx = leaf.server_context() if leaf is not None else None
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)

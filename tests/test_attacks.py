@@ -14,15 +14,14 @@ import pytest
 
 from pinclient import NetworkError, PinningPoolManager, PinViolation, StorageError, fetch_update
 from pinclient._cli.main import main
+from pinclient._demo import LoopbackServer, Response
 from pinclient._pki import CA, Leaf
 from pinclient._tls import shared_context
 from pinclient.config import PinConfig, load_pins
 from pinclient.transport import PinGuard
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
-
 # --------------------------------------------------------------------------- cross-signed chains
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 
 @pytest.fixture(scope="module")
@@ -34,30 +33,32 @@ def cross(pki: PKI) -> tuple[CA, CA]:
     return issuing, cross_signed
 
 
-def _serve_path(leaf: Leaf, path: list[CA], tmp: Path, extra: tuple[CA, ...] = ()) -> TLSServer:
+def _serve_path(https_server: ServeHTTPS, leaf: Leaf, path: list[CA],
+                extra: tuple[CA, ...] = ()) -> LoopbackServer:
     served = Leaf(cert=leaf.cert, key=leaf.key, parents=[ca.cert for ca in path])
-    return TLSServer(served, tmp, routes={"/u": Response(200, b"update")},
-                     extra=[ca.cert for ca in extra])
+    return https_server({"/u": Response(200, b"update")}, leaf=served, extra=[ca.cert for ca in extra])
 
 
 def test_cross_signed_path_through_the_pinned_root_is_accepted(pki: PKI, cross: tuple[CA, CA],
                                                                root_pinned_config: PinConfig,
-                                                               tmp_path: Path) -> None:
+                                                               tmp_path: Path,
+                                                               https_server: ServeHTTPS) -> None:
     issuing, cross_signed = cross
     leaf = issuing.issue_leaf(HOST)
-    with _serve_path(leaf, [cross_signed, pki.pinned_root], tmp_path) as server:
+    with _serve_path(https_server, leaf, [cross_signed, pki.pinned_root]) as server:
         result = fetch_update(server.url("/u"), tmp_path / "u", config=root_pinned_config)
     assert result.chain[-1].spki_sha256 == pki.pin_of(pki.pinned_root)
 
 
 def test_cross_signed_chain_verified_through_the_other_root_is_refused(pki: PKI, cross: tuple[CA, CA],
                                                                       root_pinned_config: PinConfig,
-                                                                      tmp_path: Path) -> None:
+                                                                      tmp_path: Path,
+                                                                      https_server: ServeHTTPS) -> None:
     # The same leaf has a valid path through the pinned root, but the server sends the other one:
     # only the path OpenSSL verified counts, never a path that could have been built.
     issuing, _ = cross
     leaf = issuing.issue_leaf(HOST)
-    with _serve_path(leaf, [issuing, pki.rogue_root], tmp_path) as server:
+    with _serve_path(https_server, leaf, [issuing, pki.rogue_root]) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/u"), tmp_path / "u", config=root_pinned_config)
         server.wait_idle()
@@ -69,7 +70,8 @@ def test_cross_signed_chain_verified_through_the_other_root_is_refused(pki: PKI,
 @pytest.mark.parametrize("first", ["cross-signed", "rogue-signed"])
 def test_both_paths_served_the_verdict_follows_the_verified_one(pki: PKI, cross: tuple[CA, CA],
                                                                 root_pinned_config: PinConfig,
-                                                                tmp_path: Path, first: str) -> None:
+                                                                tmp_path: Path, first: str,
+                                                                https_server: ServeHTTPS) -> None:
     # Which path OpenSSL builds when both intermediates are sent is its business; pinclient's
     # verdict must agree with the chain it reports as verified, whichever that is.
     issuing, cross_signed = cross
@@ -82,7 +84,7 @@ def test_both_paths_served_the_verdict_follows_the_verified_one(pki: PKI, cross:
     seen: list[list[str]] = []
     pm.guard.after_check.append(lambda verdict, port: seen.append([c.spki_b64 for c in verdict.chain]))
     try:
-        with _serve_path(leaf, path, tmp_path, extra) as server:
+        with _serve_path(https_server, leaf, path, extra) as server:
             try:
                 pm.request("GET", server.url("/u"))
                 accepted, chain = True, seen[0]
@@ -97,14 +99,15 @@ def test_both_paths_served_the_verdict_follows_the_verified_one(pki: PKI, cross:
 # --------------------------------------------------------------------------- IDNA
 
 
-def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: PKI, tmp_path: Path) -> None:
+def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: PKI, tmp_path: Path,
+                                                                           https_server: ServeHTTPS) -> None:
     # Python's "idna" codec is IDNA 2003: it wrote the pinset for "straße.test" as strasse.test,
     # while urllib3 connects to xn--strae-oqa.test (IDNA 2008). With unpinned = "allow" a rogue
     # certificate for the real host then passed with plain TLS validation: a pin bypass.
     body = pinset("idn", ["straße.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle, unpinned="allow"))
     rogue = pki.rogue_root.issue_leaf("xn--strae-oqa.test")
-    with TLSServer(rogue, tmp_path, routes={"/u": Response(200, b"evil")}) as server:
+    with https_server({"/u": Response(200, b"evil")}, leaf=rogue) as server:
         url = f"https://straße.test:{server.port}/u"
         pm = PinningPoolManager(config, retries=False)
         try:
@@ -120,7 +123,7 @@ def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: 
     assert all(c.received == b"" for c in server.conns)
     # The genuine server for that name passes.
     good = pki.pinned_int.issue_leaf("xn--strae-oqa.test")
-    with TLSServer(good, tmp_path, routes={"/u": Response(200, b"good")}) as server:
+    with https_server({"/u": Response(200, b"good")}, leaf=good) as server:
         assert fetch_update(f"https://Straße.test:{server.port}/u", tmp_path / "u",
                             config=config).pinset == "idn"
 
@@ -130,7 +133,8 @@ def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: 
 
 @pytest.mark.parametrize("weakening", ["CERT_NONE", "no-hostname-check"])
 def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, root_pinned_config: PinConfig,
-                                                                    tmp_path: Path, weakening: str) -> None:
+                                                                    tmp_path: Path, weakening: str,
+                                                                    https_server: ServeHTTPS) -> None:
     # Even when the chain would satisfy the pins: with verification (or the host-name check) off,
     # get_verified_chain() reports what OpenSSL *tried*, which an attacker controls. The kwargs
     # that turn it off are refused up front (test_pinning.py::test_options_that_weaken_the_pin_are_
@@ -141,7 +145,7 @@ def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, roo
     if weakening == "CERT_NONE":
         ctx.verify_mode = ssl.CERT_NONE
     good = pki.pinned_int.issue_leaf(HOST)
-    with TLSServer(good, tmp_path, routes={"/u": Response(200, b"x")}) as server:
+    with https_server({"/u": Response(200, b"x")}, leaf=good) as server:
         sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST)
         try:
             with pytest.raises(PinViolation) as info:
@@ -163,11 +167,12 @@ def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, roo
 
 
 def test_redirect_to_an_unparsable_location_is_a_network_error(pki: PKI, root_pinned_config: PinConfig,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path,
+                                                              https_server: ServeHTTPS) -> None:
     # A hostile server's Location used to escape as a bare ValueError (a traceback in the CLI).
     routes = {"/u": Response(302, headers={"Location": "https://[::1/evil"})}
     dest = tmp_path / "u"
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+    with https_server(routes) as origin:
         with pytest.raises(NetworkError) as info:
             fetch_update(origin.url("/u"), dest, config=root_pinned_config)
     assert info.value.exit_code == 6
@@ -203,7 +208,8 @@ def test_cli_malformed_urls_and_paths_are_usage_errors(pki: PKI, tmp_path: Path,
 
 
 def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, root_pinned_config: PinConfig,
-                                                                  tmp_path: Path, payload: bytes) -> None:
+                                                                  tmp_path: Path, payload: bytes,
+                                                                  https_server: ServeHTTPS) -> None:
     # Two updaters fetching to the same DEST would share DEST.part. The second one waits for the
     # first's lock (or, with lock_timeout=0, fails at once with exit 7) and DEST is never mixed.
     holding, release = threading.Event(), threading.Event()
@@ -227,7 +233,7 @@ def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, roo
             results[name] = e
 
     routes = {"/u": Response(200, slow, content_length=len(payload))}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path / "srv", routes=routes) as server:
+    with https_server(routes) as server:
         first = threading.Thread(target=fetch, args=("first",))
         first.start()
         assert holding.wait(10)
@@ -252,7 +258,8 @@ def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, roo
 # --------------------------------------------------------------------------- rollback
 
 
-def test_replayed_older_manifest_is_not_installed_by_the_example_updater(pki: PKI, tmp_path: Path) -> None:
+def test_replayed_older_manifest_is_not_installed_by_the_example_updater(pki: PKI, tmp_path: Path,
+                                                                         https_server: ServeHTTPS) -> None:
     # Rollback (TUF): a server, or anyone replaying its old answers, offers an older genuine release.
     # pinclient has no notion of versions; the updater compares them, as the example does.
     from .test_examples import LOCAL, run, tarball, update_routes
@@ -263,7 +270,7 @@ def test_replayed_older_manifest_is_not_installed_by_the_example_updater(pki: PK
     (app / "versions" / "2.1.0").mkdir(parents=True)
     (app / "CURRENT").write_text("2.1.0\n")
     old = tarball({"app.py": b"print('1.0.0, with a known hole')\n"})
-    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "srv", routes=update_routes("1.0.0", old)) as server:
+    with https_server(update_routes("1.0.0", old), host=LOCAL) as server:
         done = run("embedded_updater.py", "--app-dir", str(app), "--manifest",
                    server.url("/latest.json", host=LOCAL), "--pins", str(pins), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -14,10 +14,10 @@ import pytest
 import pinclient
 from pinclient import CheckResult, UsageError
 from pinclient._cli.main import main
+from pinclient._demo import LoopbackServer
 from pinclient.config import PinConfig, load_pins
 
-from .conftest import PKI, pinset, write_pins
-from .servers import TLSServer
+from .conftest import PKI, ServeHTTPS, pinset, write_pins
 
 FLEET = 40
 
@@ -34,7 +34,7 @@ def expected_kind(i: int) -> str:
 
 
 @pytest.fixture
-def fleet(pki: PKI, tmp_path: Path) -> Iterator[list[tuple[str, str, TLSServer]]]:
+def fleet(pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> Iterator[list[tuple[str, str, LoopbackServer]]]:
     """40 servers: pinned (ok), rogue-root (violation), untrusted-root (TLS error) and rogue under a
     report-only pinset, in a fixed pattern."""
     with ExitStack() as stack:
@@ -44,7 +44,7 @@ def fleet(pki: PKI, tmp_path: Path) -> Iterator[list[tuple[str, str, TLSServer]]
             name = f"h{i:02d}.{'canary' if kind == 'report-only' else 'fleet'}.test"
             issuer = {"ok": pki.pinned_int, "violation": pki.rogue_root, "tls-error": pki.untrusted_root,
                       "report-only": pki.rogue_root}[kind]
-            server = stack.enter_context(TLSServer(issuer.issue_leaf(name), tmp_path / "srv"))
+            server = stack.enter_context(https_server(leaf=issuer.issue_leaf(name)))
             hosts.append((server.url("/addon.xpi", host=name), kind, server))
         yield hosts
 
@@ -55,7 +55,7 @@ def run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 
 def test_forty_hosts_eight_at_a_time_give_the_right_verdicts_and_exit_code(
-        pki: PKI, tmp_path: Path, fleet: list[tuple[str, str, TLSServer]],
+        pki: PKI, tmp_path: Path, fleet: list[tuple[str, str, LoopbackServer]],
         capsys: pytest.CaptureFixture[str]) -> None:
     pins = fleet_pins(pki, tmp_path)
     urls = [u for u, _, _ in fleet]
@@ -119,19 +119,20 @@ def test_jobs_bounds_how_many_hosts_are_checked_at_once(
     assert state["max"] == 8
 
 
-def test_library_check_returns_a_result_for_each_outcome(pki: PKI, tmp_path: Path) -> None:
+def test_library_check_returns_a_result_for_each_outcome(pki: PKI, tmp_path: Path,
+                                                         https_server: ServeHTTPS) -> None:
     config = load_pins(fleet_pins(pki, tmp_path))
-    with TLSServer(pki.pinned_int.issue_leaf("a.fleet.test"), tmp_path) as server:
+    with https_server(host="a.fleet.test") as server:
         ok = pinclient.check(server.url("/", host="a.fleet.test"), config)
     assert isinstance(ok, CheckResult)
     assert (ok.verdict, ok.pinset, ok.reason, ok.exit_code, ok.port) == ("ok", "fleet", "pinned", 0,
                                                                           server.port)
     assert [c.spki_sha256 for c in ok.chain][1:] == [pki.pin_of(pki.pinned_int), pki.pin_of(pki.pinned_root)]
-    with TLSServer(pki.rogue_root.issue_leaf("a.fleet.test"), tmp_path) as server:
+    with https_server(issuer=pki.rogue_root, host="a.fleet.test") as server:
         bad = pinclient.check(server.url("/", host="a.fleet.test"), config)
     assert (bad.verdict, bad.exit_code) == ("violation", 3)
     assert pki.pin_of(pki.pinned_root) in bad.message, "the message lists the expected pins"
-    with TLSServer(pki.pinned_int.issue_leaf("other.test"), tmp_path) as server:
+    with https_server(host="other.test") as server:
         wrong_host = pinclient.check(server.url("/", host="a.fleet.test"), config)
         unpinned = pinclient.check(server.url("/", host="other.test"), config)
     assert (wrong_host.verdict, wrong_host.exit_code, wrong_host.pinset) == ("tls-error", 6, "fleet")
@@ -140,20 +141,21 @@ def test_library_check_returns_a_result_for_each_outcome(pki: PKI, tmp_path: Pat
         pinclient.check("http://a.fleet.test/", config)
 
 
-def test_check_sends_no_violation_report(pki: PKI, tmp_path: Path) -> None:
+def test_check_sends_no_violation_report(pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
     body = (pinset("fleet", ["*.fleet.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
             + 'report_file = "reports.jsonl"\n')
     config = load_pins(write_pins(tmp_path / "cfg", body, bundle=pki.bundle))
-    with TLSServer(pki.rogue_root.issue_leaf("a.fleet.test"), tmp_path) as server:
+    with https_server(issuer=pki.rogue_root, host="a.fleet.test") as server:
         assert pinclient.check(server.url("/", host="a.fleet.test"), config).verdict == "violation"
     assert not (tmp_path / "cfg" / "reports.jsonl").exists()
 
 
 def test_check_text_output_and_usage_errors(pki: PKI, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            capsys: pytest.CaptureFixture[str],
+                                            https_server: ServeHTTPS) -> None:
     pins = fleet_pins(pki, tmp_path)
-    with TLSServer(pki.pinned_int.issue_leaf("a.fleet.test"), tmp_path) as good, \
-            TLSServer(pki.rogue_root.issue_leaf("b.fleet.test"), tmp_path) as bad:
+    with https_server(host="a.fleet.test") as good, \
+            https_server(issuer=pki.rogue_root, host="b.fleet.test") as bad:
         urls = [good.url("/", host="a.fleet.test"), bad.url("/", host="b.fleet.test")]
         assert main(["check", *urls, "--pins", str(pins)]) == 3
     out = capsys.readouterr().out

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pinclient import _demo as demo
 from pinclient._cli.main import main
 from pinclient.config import Pinset
 
@@ -84,7 +83,9 @@ def test_demo_as_a_new_user_runs_it_leaves_no_files(tmp_path: Path) -> None:
 def test_demo_server_listens_on_loopback_only() -> None:
     import ssl
 
-    server = demo._UpdateServer(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), b"")
+    from pinclient._demo import LoopbackServer
+
+    server = LoopbackServer(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)).start()
     try:
         assert server.sock.getsockname()[0] == "127.0.0.1"
     finally:

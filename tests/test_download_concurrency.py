@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from pinclient import PinningPoolManager, StorageError, fetch_update
+from pinclient._demo import Response
 from pinclient._download.lock import dest_lock
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI
+from .conftest import PKI, ServeHTTPS
 from .hostile import wait_for
-from .servers import Response, TLSServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,8 @@ def child(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_on_one_dest_take_turns(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+def test_two_processes_on_one_dest_take_turns(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                              https_server: ServeHTTPS) -> None:
     data = os.urandom(400_000)
     gate = threading.Event()
 
@@ -45,7 +46,7 @@ def test_two_processes_on_one_dest_take_turns(pki: PKI, root_pinned_config: PinC
     dest.write_bytes(b"old")
     args = ["--pins", str(root_pinned_config.path), "-o", str(dest), "--sha256",
             hashlib.sha256(data).hexdigest(), "-q"]
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
+    with https_server(routes) as s:
         first = child(s.url("/u"), *args)
         second = third = None
         try:
@@ -86,11 +87,12 @@ def test_lock_timeout_in_process(tmp_path: Path) -> None:
         pass
 
 
-def test_threads_share_one_pool_manager(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+def test_threads_share_one_pool_manager(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                        https_server: ServeHTTPS) -> None:
     files = {f"/f{i}": os.urandom(50_000 + i) for i in range(8)}
     routes = {path: Response(200, body, headers={"ETag": f'"{path}"'}) for path, body in files.items()}
     pm = PinningPoolManager(root_pinned_config, maxsize=4)
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
+    with https_server(routes) as s:
         def one(path: str) -> str:
             result = fetch_update(s.url(path), tmp_path / path[1:], config=root_pinned_config, manager=pm,
                                   sha256=hashlib.sha256(files[path]).hexdigest())

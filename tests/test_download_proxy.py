@@ -10,18 +10,13 @@ import pytest
 
 from pinclient import PinViolation, UsageError, fetch_update
 from pinclient._cli.main import fetch_main
+from pinclient._demo import Response
 from pinclient._proxy import no_proxy_matches, parse_no_proxy, parse_proxy_url, proxy_route
 from pinclient.config import PinConfig
 from pinclient.transport import PinningPoolManager, PinningProxyManager, pinning_manager
 
-from .conftest import HOST, PKI
+from .conftest import HOST, PKI, ServeHTTPS
 from .hostile import ConnectProxy
-from .servers import Response, TLSServer
-
-
-def origin(pki: PKI, tmp: Path, payload: bytes, *, rogue: bool = False) -> TLSServer:
-    ca = pki.rogue_root if rogue else pki.pinned_int
-    return TLSServer(ca.issue_leaf(HOST), tmp, routes={"/u": Response(200, payload)})
 
 
 def assert_only_connect(proxy: ConnectProxy, port: int) -> None:
@@ -35,11 +30,12 @@ def assert_only_connect(proxy: ConnectProxy, port: int) -> None:
 
 @pytest.mark.parametrize("tls_proxy", [False, True], ids=["http-proxy", "https-proxy"])
 def test_connect_proxy_to_pinned_origin_succeeds(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                                 payload: bytes, tls_proxy: bool) -> None:
+                                                 payload: bytes, tls_proxy: bool,
+                                                 https_server: ServeHTTPS) -> None:
     # The https:// proxy's own certificate comes from the *rogue* root: trusted, not pinned. The
     # fetch succeeds, so the pin was checked against the origin, not the proxy.
     leaf = pki.rogue_root.issue_leaf("proxy.test") if tls_proxy else None
-    with origin(pki, tmp_path, payload) as s, ConnectProxy(leaf, tmp_path) as proxy:
+    with https_server({"/u": Response(200, payload)}) as s, ConnectProxy(leaf) as proxy:
         result = fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, proxy=proxy.url)
     assert (tmp_path / "u").read_bytes() == payload
     assert result.pinset == "example-updates"
@@ -49,10 +45,11 @@ def test_connect_proxy_to_pinned_origin_succeeds(pki: PKI, root_pinned_config: P
 
 @pytest.mark.parametrize("tls_proxy", [False, True], ids=["http-proxy", "https-proxy"])
 def test_connect_proxy_to_rogue_origin_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                                  payload: bytes, tls_proxy: bool) -> None:
+                                                  payload: bytes, tls_proxy: bool,
+                                                  https_server: ServeHTTPS) -> None:
     # The proxy's certificate is from the *pinned* CA: that must not make the rogue origin pass.
     leaf = pki.pinned_int.issue_leaf("proxy.test") if tls_proxy else None
-    with origin(pki, tmp_path, payload, rogue=True) as s, ConnectProxy(leaf, tmp_path) as proxy:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.rogue_root) as s, ConnectProxy(leaf) as proxy:
         with pytest.raises(PinViolation) as info:
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, proxy=proxy.url)
         s.wait_idle()
@@ -65,8 +62,8 @@ def test_connect_proxy_to_rogue_origin_is_refused(pki: PKI, root_pinned_config: 
 
 
 def test_proxy_credentials_go_on_connect_only(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                              payload: bytes) -> None:
-    with origin(pki, tmp_path, payload) as s, ConnectProxy() as proxy:
+                                              payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
         url = proxy.url.replace("http://", "http://alice:s%40fe@")
         fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, proxy=url)
     expected = base64.b64encode(b"alice:s@fe").decode()
@@ -76,8 +73,9 @@ def test_proxy_credentials_go_on_connect_only(pki: PKI, root_pinned_config: PinC
 
 def test_https_proxy_from_the_environment_and_no_proxy(pki: PKI, root_pinned_config: PinConfig,
                                                        tmp_path: Path, payload: bytes,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    with origin(pki, tmp_path, payload) as s, ConnectProxy() as proxy:
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config)
         assert len(proxy.tunnels) == 1
@@ -90,8 +88,9 @@ def test_https_proxy_from_the_environment_and_no_proxy(pki: PKI, root_pinned_con
     assert len(proxy.tunnels) == 1, "NO_PROXY, proxy=False and --no-proxy all went direct"
 
 
-def test_cli_proxy_flag(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes) -> None:
-    with origin(pki, tmp_path, payload) as s, ConnectProxy() as proxy:
+def test_cli_proxy_flag(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+                        https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
         code = fetch_main([s.url("/u"), "-o", str(tmp_path / "u"), "--pins", str(root_pinned_config.path),
                            "--proxy", proxy.url, "-q"])
     assert code == 0
@@ -111,11 +110,12 @@ def test_proxy_refusing_connect_is_a_network_error(pki: PKI, root_pinned_config:
 
 
 def test_untrusted_https_proxy_is_a_tls_error_and_not_retried(pki: PKI, root_pinned_config: PinConfig,
-                                                              tmp_path: Path, payload: bytes) -> None:
+                                                              tmp_path: Path, payload: bytes,
+                                                              https_server: ServeHTTPS) -> None:
     from pinclient import TLSError
 
-    with origin(pki, tmp_path, payload) as s, \
-            ConnectProxy(pki.untrusted_root.issue_leaf("proxy.test"), tmp_path) as proxy:
+    with https_server({"/u": Response(200, payload)}) as s, \
+            ConnectProxy(pki.untrusted_root.issue_leaf("proxy.test")) as proxy:
         with pytest.raises(TLSError, match="proxy"):
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, proxy=proxy.url)
     assert proxy.connections == 1
@@ -168,7 +168,8 @@ def test_proxy_url_parsing() -> None:
     assert route.url == "http://a:1"
 
 
-def test_revocation_requests_take_the_proxy_too(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_revocation_requests_take_the_proxy_too(pki: PKI, tmp_path: Path, payload: bytes,
+                                                https_server: ServeHTTPS) -> None:
     # On a network that only the proxy leaves, OCSP must go through the proxy as well. This proxy
     # only tunnels (405 for a forwarded request), so hard-fail refuses: what matters is that the
     # OCSP request reached the proxy rather than going straight to the responder.
@@ -182,7 +183,7 @@ def test_revocation_requests_take_the_proxy_too(pki: PKI, tmp_path: Path, payloa
     body += 'revocation = "hard-fail"\n'
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
     assert config.pinsets[0].revocation == "hard-fail"
-    with TLSServer(leaf, tmp_path, routes={"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
+    with https_server({"/u": Response(200, payload)}, leaf=leaf) as s, ConnectProxy() as proxy:
         with pytest.raises(RevocationCheckFailed):
             fetch_update(s.url("/u"), tmp_path / "u", config=config, proxy=proxy.url, retries=0)
     heads = [t.request_head for t in proxy.tunnels]

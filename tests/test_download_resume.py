@@ -14,9 +14,8 @@ from pinclient import HashMismatch, NetworkError, StorageError, fetch_update
 from pinclient._download.retry import RetryPolicy
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI
+from .conftest import PKI, ServeHTTPS
 from .hostile import Seen, ranged
-from .servers import TLSServer
 
 FAST = RetryPolicy(retries=3, backoff=0.01)
 
@@ -30,10 +29,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serve(pki: PKI, tmp: Path, route: object) -> TLSServer:
-    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp, routes={"/u.bin": route})  # type: ignore[dict-item]
-
-
 def leftovers(folder: Path, name: str = "u.bin") -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(name + "."))
 
@@ -42,10 +37,11 @@ def leftovers(folder: Path, name: str = "u.bin") -> list[str]:
 
 
 def test_dropped_connection_mid_body_resumes_with_a_correct_hash(pki: PKI, root_pinned_config: PinConfig,
-                                                                 tmp_path: Path, big: bytes) -> None:
+                                                                 tmp_path: Path, big: bytes,
+                                                                 https_server: ServeHTTPS) -> None:
     seen = Seen()
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000})) as s:
+    with https_server({"/u.bin": ranged(big, seen, drop_after={0: 100_000})}) as s:
         result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big),
                               size=len(big), retries=FAST)
     assert dest.read_bytes() == big
@@ -58,10 +54,10 @@ def test_dropped_connection_mid_body_resumes_with_a_correct_hash(pki: PKI, root_
 
 
 def test_server_ignoring_range_restarts_cleanly(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                               big: bytes) -> None:
+                                               big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000}, ignore_range=True)) as s:
+    with https_server({"/u.bin": ranged(big, seen, drop_after={0: 100_000}, ignore_range=True)}) as s:
         result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big),
                               retries=FAST)
     assert seen.ranges[1] is not None, "the client asked for the rest"
@@ -71,12 +67,13 @@ def test_server_ignoring_range_restarts_cleanly(pki: PKI, root_pinned_config: Pi
 
 
 def test_changed_file_is_not_spliced_onto_the_old_part(pki: PKI, root_pinned_config: PinConfig,
-                                                       tmp_path: Path, big: bytes) -> None:
+                                                       tmp_path: Path, big: bytes,
+                                                       https_server: ServeHTTPS) -> None:
     # The file changes between the two requests: If-Range makes the server send the new one whole.
     new = os.urandom(len(big))
     dest = tmp_path / "u.bin"
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 100_000})) as s:
+    with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 100_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, retries=0)
         assert (tmp_path / "u.bin.part").stat().st_size > 0
@@ -88,9 +85,9 @@ def test_changed_file_is_not_spliced_onto_the_old_part(pki: PKI, root_pinned_con
 
 
 def test_no_validator_means_no_resume(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                      big: bytes) -> None:
+                                      big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen, etag=None, drop_after={0: 100_000})) as s:
+    with https_server({"/u.bin": ranged(big, seen, etag=None, drop_after={0: 100_000})}) as s:
         result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                               sha256=sha(big), retries=FAST)
     assert seen.ranges == [None, None], "without ETag or Last-Modified a range could splice two files"
@@ -98,19 +95,20 @@ def test_no_validator_means_no_resume(pki: PKI, root_pinned_config: PinConfig, t
 
 
 def test_weak_etag_is_not_used_but_last_modified_is(pki: PKI, root_pinned_config: PinConfig,
-                                                    tmp_path: Path, big: bytes) -> None:
+                                                    tmp_path: Path, big: bytes,
+                                                    https_server: ServeHTTPS) -> None:
     seen = Seen()
     stamp = "Wed, 21 Oct 2015 07:28:00 GMT"
     route = ranged(big, seen, etag='W/"weak"', last_modified=stamp, drop_after={0: 100_000})
-    with serve(pki, tmp_path, route) as s:
+    with https_server({"/u.bin": route}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, retries=FAST)
     assert seen.requests[1]["if-range"] == stamp
 
 
 def test_no_resume_starts_every_retry_from_zero(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                                big: bytes) -> None:
+                                                big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 100_000})) as s:
+    with https_server({"/u.bin": ranged(big, seen, drop_after={0: 100_000})}) as s:
         result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                               sha256=sha(big), retries=FAST, resume=False)
     assert seen.ranges == [None, None]
@@ -121,11 +119,12 @@ def test_no_resume_starts_every_retry_from_zero(pki: PKI, root_pinned_config: Pi
 
 
 def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+        https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"version 1")
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen, drop_after={0: 120_000})) as s:
+    with https_server({"/u.bin": ranged(big, seen, drop_after={0: 120_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
         assert dest.read_bytes() == b"version 1", "DEST keeps its old bytes"
@@ -144,11 +143,11 @@ def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
 
 
 def test_final_hash_covers_the_kept_prefix(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                           big: bytes) -> None:
+                                           big: bytes, https_server: ServeHTTPS) -> None:
     # Corrupt the kept bytes between runs: the resumed download must fail its hash, because the
     # prefix is hashed again from disk, and the bad part must go.
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+    with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 120_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
         part = tmp_path / "u.bin.part"
@@ -162,9 +161,10 @@ def test_final_hash_covers_the_kept_prefix(pki: PKI, root_pinned_config: PinConf
 
 
 def test_part_for_another_hash_or_url_is_not_resumed(pki: PKI, root_pinned_config: PinConfig,
-                                                     tmp_path: Path, big: bytes) -> None:
+                                                     tmp_path: Path, big: bytes,
+                                                     https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+    with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 120_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256="00" * 32, retries=0)
         seen = Seen()
@@ -175,11 +175,12 @@ def test_part_for_another_hash_or_url_is_not_resumed(pki: PKI, root_pinned_confi
 
 
 def test_part_longer_than_the_declared_size_restarts(pki: PKI, root_pinned_config: PinConfig,
-                                                     tmp_path: Path, big: bytes) -> None:
+                                                     tmp_path: Path, big: bytes,
+                                                     https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     part, sidecar = tmp_path / "u.bin.part", tmp_path / "u.bin.part.json"
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen)) as s:
+    with https_server({"/u.bin": ranged(big, seen)}) as s:
         part.write_bytes(big + b"extra")
         sidecar.write_text(json.dumps({"version": 1, "url": s.url("/u.bin"), "validator": '"v1"',
                                        "total": len(big) + 5, "received": len(big) + 5,
@@ -192,20 +193,21 @@ def test_part_longer_than_the_declared_size_restarts(pki: PKI, root_pinned_confi
 
 @pytest.mark.parametrize("sidecar_text", ["not json", '{"version": 99}', '{"version": 1, "url": 5}', ""])
 def test_garbled_sidecar_restarts(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
-                                  sidecar_text: str) -> None:
+                                  sidecar_text: str, https_server: ServeHTTPS) -> None:
     (tmp_path / "u.bin.part").write_bytes(big[:1000])
     (tmp_path / "u.bin.part.json").write_text(sidecar_text)
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen)) as s:
+    with https_server({"/u.bin": ranged(big, seen)}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(big))
     assert seen.ranges == [None]
     assert leftovers(tmp_path) == []
 
 
 def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+        https_server: ServeHTTPS) -> None:
     seen = Seen()
-    with serve(pki, tmp_path, ranged(big, seen)) as s:
+    with https_server({"/u.bin": ranged(big, seen)}) as s:
         (tmp_path / "u.bin.part").write_bytes(big)
         (tmp_path / "u.bin.part.json").write_text(json.dumps({
             "version": 1, "url": s.url("/u.bin"), "validator": '"v1"', "total": len(big),
@@ -222,13 +224,14 @@ def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
 
 @pytest.mark.parametrize("name", ["u.bin.part", "u.bin.part.json", "u.bin.lock", "u.bin.part.json.tmp"])
 def test_symlink_next_to_dest_is_never_written_through(pki: PKI, root_pinned_config: PinConfig,
-                                                       tmp_path: Path, big: bytes, name: str) -> None:
+                                                       tmp_path: Path, big: bytes, name: str,
+                                                       https_server: ServeHTTPS) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"do not touch")
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"old")
     (tmp_path / name).symlink_to(victim)
-    with serve(pki, tmp_path, ranged(big, Seen())) as s:
+    with https_server({"/u.bin": ranged(big, Seen())}) as s:
         with pytest.raises(StorageError, match="symbolic link") as info:
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
     assert info.value.exit_code == 7
@@ -308,10 +311,11 @@ def test_sizes() -> None:
 
 
 def test_a_206_for_a_file_of_another_length_restarts(pki: PKI, root_pinned_config: PinConfig,
-                                                     tmp_path: Path, big: bytes) -> None:
+                                                     tmp_path: Path, big: bytes,
+                                                     https_server: ServeHTTPS) -> None:
     # Same validator, different total: not the file the part came from.
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, ranged(big, Seen(), drop_after={0: 120_000})) as s:
+    with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 120_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, retries=0)
         longer = big + b"appended"

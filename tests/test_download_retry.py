@@ -21,28 +21,23 @@ from pinclient import (
     TLSError,
     fetch_update,
 )
+from pinclient._demo import Response
 from pinclient._download.retry import RetryPolicy, parse_retry_after, retry_delay
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI
+from .conftest import HOST, PKI, ServeHTTPS
 from .hostile import Seen, ranged
-from .servers import Response, TLSServer
 
 FAST = RetryPolicy(retries=3, backoff=0.01, retry_after_cap=0.05)
-
-
-def serve(pki: PKI, tmp: Path, route: object, leaf_ca: object = None) -> TLSServer:
-    ca = leaf_ca or pki.pinned_int
-    return TLSServer(ca.issue_leaf(HOST), tmp, routes={"/u": route})  # type: ignore[attr-defined,dict-item]
 
 
 @pytest.mark.parametrize("status", [503, 429])
 def test_retry_after_then_200_succeeds(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
                                        payload: bytes, status: int,
-                                       caplog: pytest.LogCaptureFixture) -> None:
+                                       caplog: pytest.LogCaptureFixture, https_server: ServeHTTPS) -> None:
     seen = Seen()
     busy = Response(status, b"busy", headers={"Retry-After": "1"})
-    with serve(pki, tmp_path, ranged(payload, seen, statuses={0: busy})) as s:
+    with https_server({"/u": ranged(payload, seen, statuses={0: busy})}) as s:
         with caplog.at_level(logging.WARNING, logger="pinclient"):
             result = fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, retries=FAST)
     assert result.attempts == 2
@@ -54,8 +49,8 @@ def test_retry_after_then_200_succeeds(pki: PKI, root_pinned_config: PinConfig, 
 
 
 def test_5xx_is_retried_until_the_retries_run_out(pki: PKI, root_pinned_config: PinConfig,
-                                                  tmp_path: Path) -> None:
-    with serve(pki, tmp_path, Response(502, b"bad gateway")) as s:
+                                                  tmp_path: Path, https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(502, b"bad gateway")}) as s:
         with pytest.raises(HTTPStatusError) as info:
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, retries=FAST)
     assert info.value.status == 502
@@ -65,8 +60,8 @@ def test_5xx_is_retried_until_the_retries_run_out(pki: PKI, root_pinned_config: 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 410])
 def test_other_4xx_is_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                    status: int) -> None:
-    with serve(pki, tmp_path, Response(status, b"no")) as s:
+                                    status: int, https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(status, b"no")}) as s:
         with pytest.raises(HTTPStatusError) as info:
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, retries=FAST)
     assert info.value.transient is False
@@ -74,8 +69,8 @@ def test_other_4xx_is_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp
 
 
 def test_pin_violation_is_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                        payload: bytes) -> None:
-    with serve(pki, tmp_path, Response(200, payload), leaf_ca=pki.rogue_root) as s:
+                                        payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.rogue_root) as s:
         with pytest.raises(PinViolation):
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, retries=FAST)
         s.wait_idle()
@@ -84,8 +79,8 @@ def test_pin_violation_is_never_retried(pki: PKI, root_pinned_config: PinConfig,
 
 
 def test_tls_validation_failure_is_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                                 payload: bytes) -> None:
-    with serve(pki, tmp_path, Response(200, payload), leaf_ca=pki.untrusted_root) as s:
+                                                 payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.untrusted_root) as s:
         with pytest.raises(TLSError):
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, retries=FAST)
         s.wait_idle()
@@ -93,9 +88,9 @@ def test_tls_validation_failure_is_never_retried(pki: PKI, root_pinned_config: P
 
 
 def test_integrity_failures_are_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                              payload: bytes) -> None:
+                                              payload: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
-    with serve(pki, tmp_path, ranged(payload, seen)) as s:
+    with https_server({"/u": ranged(payload, seen)}) as s:
         with pytest.raises(HashMismatch):
             fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, sha256="ab" * 32,
                          retries=FAST)
@@ -116,14 +111,14 @@ def test_refused_connection_is_retried(root_pinned_config: PinConfig, tmp_path: 
 
 
 def test_broken_bodies_are_retried_and_resumed_each_time(pki: PKI, root_pinned_config: PinConfig,
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, https_server: ServeHTTPS) -> None:
     import hashlib
     import os
 
     data = os.urandom(200_000)
     seen = Seen()
     route = ranged(data, seen, drop_after={0: 50_000, 1: 50_000, 2: 50_000})
-    with serve(pki, tmp_path, route) as s:
+    with https_server({"/u": route}) as s:
         result = fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
                               sha256=hashlib.sha256(data).hexdigest(), retries=FAST)
     assert result.attempts == 4

@@ -18,21 +18,17 @@ import pytest
 import pinclient._download.partfile as partfile
 from pinclient import StorageError, UsageError, __version__, fetch_update
 from pinclient._cli.main import fetch_main
+from pinclient._demo import Response
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI
+from .conftest import PKI, ServeHTTPS
 from .hostile import Seen, ranged
-from .servers import Response, TLSServer
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def serve(pki: PKI, tmp: Path, route: object) -> TLSServer:
-    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp, routes={"/u.bin": route})  # type: ignore[dict-item]
 
 
 # --------------------------------------------------------------------------- full disk
@@ -52,7 +48,8 @@ class FullDisk(io.FileIO):
 
 
 def test_enospc_keeps_old_dest_and_only_a_resumable_part(pki: PKI, root_pinned_config: PinConfig,
-                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         https_server: ServeHTTPS) -> None:
     data = os.urandom(3 * 1024 * 1024)
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"old version")
@@ -61,7 +58,7 @@ def test_enospc_keeps_old_dest_and_only_a_resumable_part(pki: PKI, root_pinned_c
     monkeypatch.setattr(partfile, "_open_file",
                         lambda fd: io.BufferedRandom(FullDisk(fd, "r+"), partfile.WRITE_BUFFER))
     seen = Seen()
-    with serve(pki, tmp_path, ranged(data, seen)) as s:
+    with https_server({"/u.bin": ranged(data, seen)}) as s:
         with pytest.raises(StorageError, match="No space left on device") as info:
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(data))
         assert info.value.exit_code == 7
@@ -102,7 +99,8 @@ print(json.dumps(out))
 """
 
 
-def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                     https_server: ServeHTTPS) -> None:
     # The tmpfs lives in a private mount namespace (unshare -m): it vanishes with the child process,
     # so nothing is ever left mounted, even if the test is killed.
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
@@ -115,7 +113,7 @@ def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tm
     folder = tmp_path / "tiny"
     folder.mkdir()
     seen = Seen()
-    with serve(pki, tmp_path, ranged(data, seen)) as s:
+    with https_server({"/u.bin": ranged(data, seen)}) as s:
         done = subprocess.run(
             ["unshare", "-m", "--propagation", "private", sys.executable, "-c", _TMPFS_CHILD,
              str(folder), s.url("/u.bin"), str(root_pinned_config.path), sha(data)],
@@ -140,7 +138,8 @@ def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tm
 
 def test_part_is_fsynced_before_the_rename_and_the_folder_after(pki: PKI, root_pinned_config: PinConfig,
                                                                 tmp_path: Path, payload: bytes,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                https_server: ServeHTTPS) -> None:
     if not Path("/proc/self/fd").is_dir():
         pytest.skip("needs /proc to name file descriptors")
     events: list[tuple[str, str]] = []
@@ -157,7 +156,7 @@ def test_part_is_fsynced_before_the_rename_and_the_folder_after(pki: PKI, root_p
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, Response(200, payload)) as s:
+    with https_server({"/u.bin": Response(200, payload)}) as s:
         fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
     monkeypatch.setattr(os, "fsync", real_fsync)
     monkeypatch.setattr(os, "replace", real_replace)
@@ -169,10 +168,11 @@ def test_part_is_fsynced_before_the_rename_and_the_folder_after(pki: PKI, root_p
 # --------------------------------------------------------------------------- progress and headers
 
 
-def test_progress_callback_gets_done_and_total(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+def test_progress_callback_gets_done_and_total(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                               https_server: ServeHTTPS) -> None:
     data = os.urandom(500_000)
     calls: list[tuple[int, int | None]] = []
-    with serve(pki, tmp_path, ranged(data, Seen(), drop_after={0: 200_000})) as s:
+    with https_server({"/u.bin": ranged(data, Seen(), drop_after={0: 200_000})}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                      progress=lambda done, total: calls.append((done, total)),
                      retries=1)
@@ -184,9 +184,9 @@ def test_progress_callback_gets_done_and_total(pki: PKI, root_pinned_config: Pin
 
 
 def test_progress_without_content_length(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                         payload: bytes) -> None:
+                                         payload: bytes, https_server: ServeHTTPS) -> None:
     calls: list[tuple[int, int | None]] = []
-    with serve(pki, tmp_path, Response(200, payload, content_length=None)) as s:
+    with https_server({"/u.bin": Response(200, payload, content_length=None)}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                      progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (len(payload), None)
@@ -200,10 +200,11 @@ class FakeTTY(io.StringIO):
 @pytest.mark.parametrize(("tty", "quiet", "bar"), [(True, False, True), (True, True, False), (False, False, False)])
 def test_cli_progress_bar_only_on_a_terminal(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
                                              payload: bytes, monkeypatch: pytest.MonkeyPatch,
-                                             tty: bool, quiet: bool, bar: bool) -> None:
+                                             tty: bool, quiet: bool, bar: bool,
+                                             https_server: ServeHTTPS) -> None:
     err = FakeTTY() if tty else io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    with serve(pki, tmp_path, Response(200, payload)) as s:
+    with https_server({"/u.bin": Response(200, payload)}) as s:
         args = [s.url("/u.bin"), "-o", str(tmp_path / "u.bin"), "--pins", str(root_pinned_config.path)]
         assert fetch_main([*args, "-q"] if quiet else args) == 0
     text = err.getvalue()
@@ -216,9 +217,9 @@ def test_cli_progress_bar_only_on_a_terminal(pki: PKI, root_pinned_config: PinCo
 
 
 def test_user_agent_and_extra_headers(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                      payload: bytes) -> None:
+                                      payload: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
-    with serve(pki, tmp_path, ranged(payload, seen)) as s:
+    with https_server({"/u.bin": ranged(payload, seen)}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config)
         assert fetch_main([s.url("/u.bin"), "-o", str(tmp_path / "u.bin"), "--pins", str(root_pinned_config.path),
                            "--header", "X-Update-Channel: beta", "--header", "User-Agent: myapp/2.1",
@@ -249,9 +250,10 @@ def test_bad_download_flags_are_usage_errors(root_pinned_config: PinConfig, flag
 
 
 def test_cli_json_reports_attempts_and_resume(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str],
+                                              https_server: ServeHTTPS) -> None:
     data = os.urandom(300_000)
-    with serve(pki, tmp_path, ranged(data, Seen(), drop_after={0: 100_000})) as s:
+    with https_server({"/u.bin": ranged(data, Seen(), drop_after={0: 100_000})}) as s:
         code = fetch_main([s.url("/u.bin"), "-o", str(tmp_path / "u.bin"), "--pins", str(root_pinned_config.path),
                            "--json", "--retries", "2", "--sha256", sha(data)])
     out = json.loads(capsys.readouterr().out)

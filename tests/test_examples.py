@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PKI, pinset, write_pins
-from .servers import Response, TLSServer
+from pinclient._demo import Response
+
+from .conftest import PKI, ServeHTTPS, pinset, write_pins
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LOCAL = "localhost"
@@ -63,14 +64,14 @@ def update_routes(version: str, archive: bytes, *, sha256: str | None = None) ->
 
 
 def test_embedded_updater_installs_keeps_the_previous_version_and_rolls_back(
-        pki: PKI, pins: Path, tmp_path: Path) -> None:
+        pki: PKI, pins: Path, tmp_path: Path, https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"
     (app / "versions" / "1.0.0").mkdir(parents=True)
     (app / "versions" / "1.0.0" / "app.py").write_text("print('1.0.0')\n")
     (app / "CURRENT").write_text("1.0.0\n")
     archive = tarball({"app.py": b"print('2.1.0')\n", "data/readme.txt": b"new\n"})
     leaf = pki.pinned_int.issue_leaf(LOCAL)
-    with TLSServer(leaf, tmp_path / "srv", routes=update_routes("2.1.0", archive)) as server:
+    with https_server(update_routes("2.1.0", archive), leaf=leaf) as server:
         manifest = server.url("/latest.json", host=LOCAL)
         first = run("embedded_updater.py", "--app-dir", str(app), "--manifest", manifest,
                     "--pins", str(pins), cwd=tmp_path)
@@ -93,13 +94,14 @@ def test_embedded_updater_installs_keeps_the_previous_version_and_rolls_back(
 
 
 def test_embedded_updater_refuses_a_rogue_server_and_changes_nothing(pki: PKI, pins: Path,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"
     (app / "versions" / "1.0.0").mkdir(parents=True)
     (app / "CURRENT").write_text("1.0.0\n")
     archive = tarball({"app.py": b"evil\n"})
     leaf = pki.rogue_root.issue_leaf(LOCAL)
-    with TLSServer(leaf, tmp_path / "srv", routes=update_routes("9.9.9", archive)) as server:
+    with https_server(update_routes("9.9.9", archive), leaf=leaf) as server:
         proc = run("embedded_updater.py", "--app-dir", str(app), "--manifest",
                    server.url("/latest.json", host=LOCAL), "--pins", str(pins), cwd=tmp_path)
         server.wait_idle()
@@ -112,13 +114,14 @@ def test_embedded_updater_refuses_a_rogue_server_and_changes_nothing(pki: PKI, p
     assert sorted(p.name for p in app.iterdir()) == ["CURRENT", "versions"]
 
 
-def test_embedded_updater_rejects_a_tampered_archive(pki: PKI, pins: Path, tmp_path: Path) -> None:
+def test_embedded_updater_rejects_a_tampered_archive(pki: PKI, pins: Path, tmp_path: Path,
+                                                     https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"
     (app / "versions" / "1.0.0").mkdir(parents=True)
     (app / "CURRENT").write_text("1.0.0\n")
     archive = tarball({"app.py": b"print('2.1.0')\n"})
     routes = update_routes("2.1.0", archive, sha256="00" * 32)
-    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "srv", routes=routes) as server:
+    with https_server(routes, host=LOCAL) as server:
         proc = run("embedded_updater.py", "--app-dir", str(app), "--manifest",
                    server.url("/latest.json", host=LOCAL), "--pins", str(pins), cwd=tmp_path)
     assert proc.returncode == 5, proc.stderr
@@ -129,12 +132,12 @@ def test_embedded_updater_rejects_a_tampered_archive(pki: PKI, pins: Path, tmp_p
 
 
 def test_embedded_updater_refuses_an_archive_escaping_its_folder(pki: PKI, pins: Path,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"
     (app / "versions").mkdir(parents=True)
     archive = tarball({"../../outside.txt": b"x"})
-    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "srv",
-                   routes=update_routes("2.1.0", archive)) as server:
+    with https_server(update_routes("2.1.0", archive), host=LOCAL) as server:
         proc = run("embedded_updater.py", "--app-dir", str(app), "--manifest",
                    server.url("/latest.json", host=LOCAL), "--pins", str(pins), cwd=tmp_path)
     assert proc.returncode == 5, proc.stderr
@@ -147,10 +150,11 @@ def test_embedded_updater_refuses_an_archive_escaping_its_folder(pki: PKI, pins:
 
 
 def test_addon_distribution_check_prints_a_table_and_fails_on_a_rogue_mirror(pki: PKI, pins: Path,
-                                                                             tmp_path: Path) -> None:
+                                                                             tmp_path: Path,
+                                                                             https_server: ServeHTTPS) -> None:
     routes = {"/addon.xpi": Response(200, b"addon")}
-    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "a", routes=routes) as good, \
-            TLSServer(pki.rogue_root.issue_leaf(LOCAL), tmp_path / "b", routes=routes) as rogue:
+    with https_server(routes, host=LOCAL) as good, \
+            https_server(routes, issuer=pki.rogue_root, host=LOCAL) as rogue:
         ok_url, rogue_url = good.url("/addon.xpi", host=LOCAL), rogue.url("/addon.xpi", host=LOCAL)
         missing_url = good.url("/missing.xpi", host=LOCAL)
         mirrors = tmp_path / "mirrors.txt"
@@ -185,13 +189,13 @@ def test_addon_distribution_check_prints_a_table_and_fails_on_a_rogue_mirror(pki
 
 
 def test_requests_session_example_fetches_through_the_pins(pki: PKI, pins: Path, tmp_path: Path,
-                                                           payload: bytes) -> None:
+                                                           payload: bytes, https_server: ServeHTTPS) -> None:
     pytest.importorskip("requests")
     routes = {"/latest.json": Response(200, payload)}
-    with TLSServer(pki.pinned_int.issue_leaf(LOCAL), tmp_path / "a", routes=routes) as good:
+    with https_server(routes, host=LOCAL) as good:
         ok = run("requests_session.py", good.url("/latest.json", host=LOCAL), "--pins", str(pins),
                  "-o", str(tmp_path / "out.json"), cwd=tmp_path)
-    with TLSServer(pki.rogue_root.issue_leaf(LOCAL), tmp_path / "b", routes=routes) as rogue:
+    with https_server(routes, issuer=pki.rogue_root, host=LOCAL) as rogue:
         refused = run("requests_session.py", rogue.url("/latest.json", host=LOCAL), "--pins", str(pins),
                       cwd=tmp_path)
         rogue.wait_idle()

@@ -18,20 +18,19 @@ import pytest
 
 from pinclient import HashMismatch, HTTPStatusError, NetworkError, SizeError, StorageError, fetch_update
 from pinclient._cli.main import fetch_main, main
+from pinclient._demo import Response
 from pinclient._pki import Leaf
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
-
 # --------------------------------------------------------------------------- integrity
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 
 def test_hash_mismatch_keeps_the_old_file(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                          payload: bytes) -> None:
+                                          payload: bytes, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.bin"
     dest.write_bytes(b"the previous version")
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as s:
+    with https_server({"/u": Response(200, payload)}) as s:
         with pytest.raises(HashMismatch) as info:
             fetch_update(s.url("/u"), dest, config=root_pinned_config, sha256="00" * 32)
     assert dest.read_bytes() == b"the previous version"
@@ -41,7 +40,7 @@ def test_hash_mismatch_keeps_the_old_file(pki: PKI, root_pinned_config: PinConfi
 
 
 def test_oversized_body_is_stopped_at_the_limit(pki: PKI, root_pinned_config: PinConfig,
-                                                tmp_path: Path) -> None:
+                                                tmp_path: Path, https_server: ServeHTTPS) -> None:
     sent = {"bytes": 0}
 
     def endless() -> Iterator[bytes]:
@@ -53,7 +52,7 @@ def test_oversized_body_is_stopped_at_the_limit(pki: PKI, root_pinned_config: Pi
     routes = {"/u": Response(200, endless, content_length=None)}
     dest = tmp_path / "app.bin"
     dest.write_bytes(b"old")
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
+    with https_server(routes) as s:
         with pytest.raises(SizeError):
             fetch_update(s.url("/u"), dest, config=root_pinned_config, size=100_000)
         s.wait_idle()
@@ -63,8 +62,9 @@ def test_oversized_body_is_stopped_at_the_limit(pki: PKI, root_pinned_config: Pi
 
 
 def test_declared_length_over_the_limit_aborts_before_the_body(pki: PKI, root_pinned_config: PinConfig,
-                                                               tmp_path: Path, payload: bytes) -> None:
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as s:
+                                                               tmp_path: Path, payload: bytes,
+                                                               https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}) as s:
         with pytest.raises(SizeError, match="declares"):
             fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config, max_size=1000)
         with pytest.raises(SizeError, match="declares"):
@@ -72,9 +72,10 @@ def test_declared_length_over_the_limit_aborts_before_the_body(pki: PKI, root_pi
 
 
 def test_truncated_body_is_a_network_error_and_saves_nothing(pki: PKI, root_pinned_config: PinConfig,
-                                                             tmp_path: Path, payload: bytes) -> None:
+                                                             tmp_path: Path, payload: bytes,
+                                                             https_server: ServeHTTPS) -> None:
     routes = {"/u": Response(200, payload[:1000], content_length=len(payload))}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
+    with https_server(routes) as s:
         with pytest.raises(NetworkError):
             # retries=0: each attempt waits for the server's 10 s idle close (retries: test_download_*).
             fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config, retries=0)
@@ -82,16 +83,18 @@ def test_truncated_body_is_a_network_error_and_saves_nothing(pki: PKI, root_pinn
 
 
 def test_short_close_delimited_body_fails_the_size_check(pki: PKI, root_pinned_config: PinConfig,
-                                                         tmp_path: Path, payload: bytes) -> None:
+                                                         tmp_path: Path, payload: bytes,
+                                                         https_server: ServeHTTPS) -> None:
     routes = {"/u": Response(200, payload[:1000], content_length=None)}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as s:
+    with https_server(routes) as s:
         with pytest.raises(SizeError, match="expected exactly"):
             fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config, size=len(payload))
     assert not (tmp_path / "a").exists()
 
 
-def test_http_error_status(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path) as s:
+def test_http_error_status(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                           https_server: ServeHTTPS) -> None:
+    with https_server() as s:
         with pytest.raises(HTTPStatusError) as info:
             fetch_update(s.url("/missing"), tmp_path / "a", config=root_pinned_config)
     assert info.value.status == 404
@@ -99,12 +102,12 @@ def test_http_error_status(pki: PKI, root_pinned_config: PinConfig, tmp_path: Pa
 
 
 def test_symlink_at_dest_is_replaced_not_followed(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                                  payload: bytes) -> None:
+                                                  payload: bytes, https_server: ServeHTTPS) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"do not touch")
     dest = tmp_path / "app.bin"
     dest.symlink_to(victim)
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as s:
+    with https_server({"/u": Response(200, payload)}) as s:
         fetch_update(s.url("/u"), dest, config=root_pinned_config)
     assert victim.read_bytes() == b"do not touch"
     assert not dest.is_symlink()
@@ -113,7 +116,8 @@ def test_symlink_at_dest_is_replaced_not_followed(pki: PKI, root_pinned_config: 
 
 def test_write_failure_is_a_storage_error_with_dest_intact(pki: PKI, root_pinned_config: PinConfig,
                                                            tmp_path: Path, payload: bytes,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           https_server: ServeHTTPS) -> None:
     import errno
 
     import pinclient._download.fetch as download
@@ -126,7 +130,7 @@ def test_write_failure_is_a_storage_error_with_dest_intact(pki: PKI, root_pinned
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(download.os, "fsync", full_disk)
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as s:
+    with https_server({"/u": Response(200, payload)}) as s:
         with pytest.raises(StorageError, match="No space left"):
             fetch_update(s.url("/u"), dest, config=root_pinned_config)
     monkeypatch.setattr(download.os, "fsync", real_fsync)
@@ -144,9 +148,9 @@ def pins_file(pki: PKI, tmp_path: Path) -> Path:
 
 
 def test_cli_exit_codes(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+                        capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     dest = str(tmp_path / "out.bin")
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as good:
+    with https_server({"/u": Response(200, payload)}) as good:
         url = good.url("/u")
         assert fetch_main([url, "-o", dest, "--pins", str(pins_file)]) == 0
         assert Path(dest).read_bytes() == payload
@@ -154,9 +158,9 @@ def test_cli_exit_codes(pki: PKI, pins_file: Path, tmp_path: Path, payload: byte
         assert fetch_main([url, "-o", dest, "--pins", str(tmp_path / "nope.toml")]) == 2
         assert fetch_main(["http://updates.test/u", "-o", dest, "--pins", str(pins_file)]) == 2
         assert fetch_main([good.url("/u", host="elsewhere.test"), "-o", dest, "--pins", str(pins_file)]) == 6
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as rogue:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.rogue_root) as rogue:
         assert fetch_main([rogue.url("/u"), "-o", dest, "--pins", str(pins_file)]) == 3
-    with TLSServer(pki.untrusted_root.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as bad:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.untrusted_root) as bad:
         assert fetch_main([bad.url("/u"), "-o", dest, "--pins", str(pins_file)]) == 6
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -165,8 +169,8 @@ def test_cli_exit_codes(pki: PKI, pins_file: Path, tmp_path: Path, payload: byte
 
 
 def test_cli_json_output(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
-                         capsys: pytest.CaptureFixture[str]) -> None:
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as rogue:
+                         capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
+    with https_server({"/u": Response(200, payload)}, issuer=pki.rogue_root) as rogue:
         code = main(["fetch", rogue.url("/u"), "-o", str(tmp_path / "x"), "--pins", str(pins_file), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 3
@@ -179,10 +183,11 @@ def test_cli_json_output(pki: PKI, pins_file: Path, tmp_path: Path, payload: byt
 
 def test_cli_pins_from_environment_and_default_dest(pki: PKI, pins_file: Path, tmp_path: Path,
                                                     payload: bytes, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    https_server: ServeHTTPS) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PINCLIENT_PINS", str(pins_file))
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/app-2.1.tar.gz": Response(200, payload)}) as s:
+    with https_server({"/app-2.1.tar.gz": Response(200, payload)}) as s:
         assert fetch_main([s.url("/app-2.1.tar.gz"), "--json"]) == 0
     assert (tmp_path / "app-2.1.tar.gz").read_bytes() == payload
     assert json.loads(capsys.readouterr().out)["pinset"] == "example-updates"
@@ -190,10 +195,11 @@ def test_cli_pins_from_environment_and_default_dest(pki: PKI, pins_file: Path, t
     assert fetch_main(["https://updates.test/x"]) == 2, "no ./pins.toml: a usage error, never unpinned"
 
 
-def test_cli_ca_bundle_override(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes) -> None:
+def test_cli_ca_bundle_override(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
+                                https_server: ServeHTTPS) -> None:
     only_rogue = tmp_path / "rogue-only.pem"
     only_rogue.write_bytes(pki.rogue_root.cert_pem())
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes={"/u": Response(200, payload)}) as s:
+    with https_server({"/u": Response(200, payload)}) as s:
         args = [s.url("/u"), "-o", str(tmp_path / "x"), "--pins", str(pins_file)]
         assert fetch_main(args) == 0
         assert fetch_main([*args, "--ca-bundle", str(only_rogue)]) == 6, "the pinned root is no longer trusted"

@@ -16,8 +16,7 @@ from pinclient._lint import Finding, exit_status, is_public_suffix, lint
 from pinclient.config import parse_pins
 from pinclient.minisign import generate_keypair
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import TLSServer
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 TODAY = dt.date(2026, 6, 1)
 
@@ -206,9 +205,10 @@ def against_pins(pki: PKI, tmp_path: Path, *extra: str) -> Path:
 
 
 def test_against_says_which_pins_the_live_chain_satisfies(pki: PKI, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          https_server: ServeHTTPS) -> None:
     path = against_pins(pki, tmp_path)
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path) as server:
+    with https_server() as server:
         code = main(["lint", str(path), "--against", server.url("/"), "--json"])
         server.wait_idle()
     assert code == 0
@@ -222,9 +222,10 @@ def test_against_says_which_pins_the_live_chain_satisfies(pki: PKI, tmp_path: Pa
 
 
 def test_against_a_rogue_chain_is_an_error(pki: PKI, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                           capsys: pytest.CaptureFixture[str],
+                                           https_server: ServeHTTPS) -> None:
     path = against_pins(pki, tmp_path)
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path) as server:
+    with https_server(issuer=pki.rogue_root) as server:
         code = main(["lint", str(path), "--against", server.url("/")])
     out = capsys.readouterr().out
     assert code == 2
@@ -236,9 +237,9 @@ def test_against_a_rogue_chain_is_an_error(pki: PKI, tmp_path: Path,
 
 
 def test_against_an_unreachable_host_exits_6_after_the_file_findings(
-        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     path = against_pins(pki, tmp_path)
-    with TLSServer(pki.untrusted_root.issue_leaf(HOST), tmp_path) as server:
+    with https_server(issuer=pki.untrusted_root) as server:
         code = main(["lint", str(path), "--against", server.url("/")])
     captured = capsys.readouterr()
     assert code == 6
@@ -247,11 +248,12 @@ def test_against_an_unreachable_host_exits_6_after_the_file_findings(
 
 
 def test_against_a_rogue_chain_under_report_only_is_a_warning(pki: PKI, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                                              capsys: pytest.CaptureFixture[str],
+                                                              https_server: ServeHTTPS) -> None:
     issuers = [f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}', f'{{ spki_sha256 = "{B}" }}']
     body = pinset("example-updates", [HOST], *issuers) + 'mode = "report-only"\n'
     path = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path) as server:
+    with https_server(issuer=pki.rogue_root) as server:
         assert main(["lint", str(path), "--against", server.url("/")]) == 0
         assert main(["lint", str(path), "--against", server.url("/"), "--strict"]) == 1
     assert "report-only mode lets it through with a report" in capsys.readouterr().out

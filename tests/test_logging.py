@@ -11,21 +11,17 @@ from pinclient import PinViolation, fetch_update
 from pinclient._cli.main import fetch_main, main
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
-
-
-def serve(leaf, tmp: Path, body: bytes) -> TLSServer:  # type: ignore[no-untyped-def]
-    return TLSServer(leaf, tmp, routes={"/update.bin": Response(200, body)})
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 
 def test_library_logs_decisions_at_info_and_chains_at_debug(pki: PKI, root_pinned_config: PinConfig,
                                                            tmp_path: Path, payload: bytes,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+                                                           caplog: pytest.LogCaptureFixture,
+                                                           https_server: ServeHTTPS) -> None:
     caplog.set_level(logging.DEBUG, logger="pinclient")
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         fetch_update(server.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as rogue:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as rogue:
         with pytest.raises(PinViolation):
             fetch_update(rogue.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
     records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
@@ -47,14 +43,15 @@ def pins_file(pki: PKI, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("entry", ["fetch-update", "pinclient fetch"])
 def test_cli_verbosity_flags(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
-                             capsys: pytest.CaptureFixture[str], entry: str) -> None:
+                             capsys: pytest.CaptureFixture[str], entry: str,
+                             https_server: ServeHTTPS) -> None:
     def run(*flags: str) -> tuple[int, str, str]:
         argv = [server.url("/update.bin"), "-o", str(tmp_path / "u.bin"), "--pins", str(pins_file), *flags]
         code = fetch_main(argv) if entry == "fetch-update" else main(["fetch", *argv])
         out, err = capsys.readouterr()
         return code, out, err
 
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         code, out, err = run()
         assert (code, err) == (0, "")
         assert out.startswith("saved ")
@@ -71,8 +68,9 @@ def test_cli_verbosity_flags(pki: PKI, pins_file: Path, tmp_path: Path, payload:
 
 
 def test_cli_quiet_still_prints_the_refusal(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+                                            capsys: pytest.CaptureFixture[str],
+                                            https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         code = fetch_main([server.url("/update.bin"), "-o", str(tmp_path / "u.bin"),
                            "--pins", str(pins_file), "-q"])
     out, err = capsys.readouterr()

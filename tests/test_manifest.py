@@ -15,6 +15,7 @@ import pytest
 from pinclient import IntegrityError, RollbackError, SignatureError, UsageError
 from pinclient import minisign as ms
 from pinclient._cli.main import fetch_main
+from pinclient._demo import LoopbackServer, Response
 from pinclient.config import PinConfig, load_pins
 from pinclient.manifest import (
     Manifest,
@@ -26,8 +27,7 @@ from pinclient.manifest import (
     parse_version,
 )
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 PUBLISHER = ms.SecretKey(key_id=bytes.fromhex("0102030405060708"), seed=b"\x11" * 32)
 STRANGER = ms.SecretKey(key_id=bytes.fromhex("a1a2a3a4a5a6a7a8"), seed=b"\x22" * 32)
@@ -59,11 +59,7 @@ def config(pki: PKI, tmp_path: Path) -> PinConfig:
     return load_pins(write_pins(tmp_path / "cfg", body, bundle=pki.bundle))
 
 
-def serve(pki: PKI, tmp: Path, served: dict[str, object]) -> TLSServer:
-    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp / "srv", routes=served)  # type: ignore[arg-type]
-
-
-def cli(server: TLSServer, config: PinConfig, dest: Path, *extra: str) -> int:
+def cli(server: LoopbackServer, config: PinConfig, dest: Path, *extra: str) -> int:
     assert config.path is not None
     return fetch_main(["--manifest", server.url("/channel/latest.json"), "-o", str(dest),
                        "--pins", str(config.path), "--retries", "0", *extra])
@@ -148,10 +144,10 @@ def test_manifest_for_another_product_is_refused() -> None:
 # --------------------------------------------------------------------------- over TLS
 
 
-def test_manifest_happy_path(pki: PKI, config: PinConfig, tmp_path: Path) -> None:
+def test_manifest_happy_path(pki: PKI, config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
     dest.write_bytes(OLD)
-    with serve(pki, tmp_path, routes(manifest_doc())) as server:
+    with https_server(routes(manifest_doc())) as server:
         result = fetch_from_manifest(server.url("/channel/latest.json"), dest, config=config,
                                      installed_version="2.0", name="app")
     assert dest.read_bytes() == PAYLOAD
@@ -167,8 +163,9 @@ def test_manifest_happy_path(pki: PKI, config: PinConfig, tmp_path: Path) -> Non
 
 
 def test_cli_manifest_prints_the_manifest_and_the_download(pki: PKI, config: PinConfig, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    with serve(pki, tmp_path, routes(manifest_doc())) as server:
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           https_server: ServeHTTPS) -> None:
+    with https_server(routes(manifest_doc())) as server:
         monkey_cwd_dest = tmp_path / "out.tar.gz"
         assert cli(server, config, monkey_cwd_dest, "--installed-version", "2.0") == 0
         out = capsys.readouterr().out
@@ -186,10 +183,11 @@ def test_cli_manifest_prints_the_manifest_and_the_download(pki: PKI, config: Pin
 
 
 def test_same_version_as_installed_fetches_nothing(pki: PKI, config: PinConfig, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
     dest.write_bytes(OLD)
-    with serve(pki, tmp_path, routes(manifest_doc())) as server:
+    with https_server(routes(manifest_doc())) as server:
         assert cli(server, config, dest, "--installed-version", "2.1") == 0
         result = fetch_from_manifest(server.url("/channel/latest.json"), dest, config=config,
                                      installed_version="2.1.0")
@@ -215,10 +213,10 @@ def test_same_version_as_installed_fetches_nothing(pki: PKI, config: PinConfig, 
 ])
 def test_refused_manifests_are_exit_5_and_dest_keeps_its_old_bytes(
         pki: PKI, config: PinConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str,
-        served: object, extra: list[str], message: str) -> None:
+        served: object, extra: list[str], message: str, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
     dest.write_bytes(OLD)
-    with serve(pki, tmp_path, served()) as server:  # type: ignore[operator]
+    with https_server(served()) as server:  # type: ignore[operator]
         code = cli(server, config, dest, *extra)
     err = capsys.readouterr().err
     assert code == 5, err
@@ -229,16 +227,16 @@ def test_refused_manifests_are_exit_5_and_dest_keeps_its_old_bytes(
         assert "/channel/app-2.1.tar.gz" not in server.requests, "refused before the payload"
 
 
-def test_payload_named_by_the_manifest_goes_through_the_same_pins(pki: PKI, tmp_path: Path) -> None:
-    rogue = TLSServer(pki.rogue_root.issue_leaf("cdn.updates.test"), tmp_path / "rogue",
-                      routes={"/app.tar.gz": Response(200, PAYLOAD)})
+def test_payload_named_by_the_manifest_goes_through_the_same_pins(pki: PKI, tmp_path: Path,
+                                                                  https_server: ServeHTTPS) -> None:
+    rogue = https_server({"/app.tar.gz": Response(200, PAYLOAD)}, issuer=pki.rogue_root, host="cdn.updates.test")
     body = pinset("example-updates", [HOST, "cdn.updates.test"],
                   f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     body += f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
     cfg = load_pins(write_pins(tmp_path / "cfg", body, bundle=pki.bundle))
     with rogue:
         doc = manifest_doc(url=rogue.url("/app.tar.gz", host="cdn.updates.test"))
-        with serve(pki, tmp_path, routes(doc)) as server:
+        with https_server(routes(doc)) as server:
             assert cfg.path is not None
             code = fetch_main(["--manifest", server.url("/channel/latest.json"), "-o",
                                str(tmp_path / "app.tar.gz"), "--pins", str(cfg.path), "-q"])
@@ -247,8 +245,9 @@ def test_payload_named_by_the_manifest_goes_through_the_same_pins(pki: PKI, tmp_
     assert not (tmp_path / "app.tar.gz").exists()
 
 
-def test_manifest_needs_a_signing_key(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
-    with serve(pki, tmp_path, routes(manifest_doc())) as server:
+def test_manifest_needs_a_signing_key(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                      https_server: ServeHTTPS) -> None:
+    with https_server(routes(manifest_doc())) as server:
         with pytest.raises(UsageError, match="must be signed"):
             fetch_manifest(server.url("/channel/latest.json"), config=root_pinned_config)
         # --signing-key supplies one.

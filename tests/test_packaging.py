@@ -72,7 +72,7 @@ def test_sdist_carries_tests_docs_examples_and_licence(dist: Path) -> None:
         names = {n.removeprefix(prefix) for n in sdist.getnames()}
     for name in ("LICENSE", "CHANGELOG.md", "README.md", "pins.toml", "pyproject.toml",
                  "pinclient/py.typed", "docs/threat-model.md", "docs/pins-toml.md", "docs/library.md",
-                 "docs/faq.md", "examples/embedded_updater.py", "tests/conftest.py", "tests/servers.py"):
+                 "docs/faq.md", "examples/embedded_updater.py", "tests/conftest.py", "tests/hostile.py"):
         assert name in names, name
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 

@@ -9,10 +9,10 @@ import pytest
 
 from pinclient import PinViolation, fetch_update, load_pins
 from pinclient._cli.main import main
+from pinclient._demo import Response
 from pinclient.config import tomllib  # tomli on Python 3.10
 
-from .conftest import HOST, PKI
-from .servers import Response, TLSServer
+from .conftest import HOST, PKI, ServeHTTPS
 
 
 def paste(tmp_path: Path, output: str, bundle: Path) -> Path:
@@ -25,9 +25,10 @@ def paste(tmp_path: Path, output: str, bundle: Path) -> Path:
 
 
 def test_pin_output_pasted_into_pins_toml_verifies_the_same_server(
-        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     routes = {"/update.bin": Response(200, payload)}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as server:
+    with https_server(routes) as server:
         assert main(["pin", f"{HOST}:{server.port}", "--ca-bundle", str(pki.bundle)]) == 0
         output = capsys.readouterr().out
         server.wait_idle()
@@ -37,14 +38,15 @@ def test_pin_output_pasted_into_pins_toml_verifies_the_same_server(
     assert result.pinset == HOST
     assert result.size == len(payload)
     # The pins mean something: the same name from the rogue root is refused.
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path, routes=routes) as server:
+    with https_server(routes, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
 def test_pin_output_lists_the_chain_and_labels_each_ca(pki: PKI, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path) as server:
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        https_server: ServeHTTPS) -> None:
+    with https_server() as server:
         assert main(["pin", server.url("/some/path"), "--ca-bundle", str(pki.bundle)]) == 0
     out = capsys.readouterr().out
     doc = tomllib.loads(out)  # everything printed is TOML (the chain and advice are comments)
@@ -64,10 +66,11 @@ def test_pin_output_lists_the_chain_and_labels_each_ca(pki: PKI, tmp_path: Path,
 
 
 def test_pin_takes_the_trust_bundle_from_a_pins_file(pki: PKI, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                                     capsys: pytest.CaptureFixture[str],
+                                                     https_server: ServeHTTPS) -> None:
     pins = tmp_path / "pins.toml"
     pins.write_text(f'version = 1\n[defaults]\nca_bundle = "{pki.bundle}"\n')
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path) as server:
+    with https_server() as server:
         assert main(["pin", f"{HOST}:{server.port}", "--pins", str(pins)]) == 0
         # Without either, certifi's bundle is used, which does not know the test roots.
         assert main(["pin", f"{HOST}:{server.port}"]) == 6

@@ -13,28 +13,23 @@ import pytest
 import urllib3
 
 from pinclient import PinningPoolManager, PinViolation, TLSError, UsageError, fetch_update
+from pinclient._demo import Response
 from pinclient._pki import CA
 from pinclient._tls import shared_context
 from pinclient.config import PinConfig, load_pins
 from pinclient.transport import PinGuard
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
-
-
-def serve(pki_leaf, tmp: Path, body: bytes, **kw) -> TLSServer:  # type: ignore[no-untyped-def]
-    return TLSServer(pki_leaf, tmp, routes={"/update.bin": Response(200, body)}, **kw)
-
-
 # --------------------------------------------------------------------------- the Comodo replay
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 
 def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, root_pinned_config: PinConfig,
-                                                         tmp_path: Path, payload: bytes) -> None:
+                                                         tmp_path: Path, payload: bytes,
+                                                         https_server: ServeHTTPS) -> None:
     # A certificate for the update host, valid and signed straight off another trusted root.
     rogue = pki.rogue_root.issue_leaf(HOST)
     dest = tmp_path / "update.bin"
-    with serve(rogue, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=rogue) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), dest, config=root_pinned_config)
         server.wait_idle()
@@ -54,10 +49,10 @@ def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, root_pinned_
 
 
 def test_pinned_chain_is_accepted_and_saved(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                            payload: bytes) -> None:
+                                            payload: bytes, https_server: ServeHTTPS) -> None:
     good = pki.pinned_int.issue_leaf(HOST)
     dest = tmp_path / "update.bin"
-    with serve(good, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=good) as server:
         result = fetch_update(server.url("/update.bin"), dest, config=root_pinned_config,
                               sha256=hashlib.sha256(payload).hexdigest(), size=len(payload))
     assert dest.read_bytes() == payload
@@ -67,12 +62,13 @@ def test_pinned_chain_is_accepted_and_saved(pki: PKI, root_pinned_config: PinCon
 
 
 def test_pinned_ca_appended_to_rogue_chain_is_refused(pki: PKI, root_pinned_config: PinConfig,
-                                                       tmp_path: Path, payload: bytes) -> None:
+                                                       tmp_path: Path, payload: bytes,
+                                                       https_server: ServeHTTPS) -> None:
     # CVE-2016-2402: the server *sends* the pinned CA after a rogue chain. Only the verified chain
     # counts, and OpenSSL builds it through the rogue root.
     rogue = pki.rogue_root.issue_leaf(HOST)
     extra = [pki.pinned_int.cert, pki.pinned_root.cert]
-    with serve(rogue, tmp_path, payload, include_root=True, extra=extra) as server:
+    with https_server({"/update.bin": payload}, leaf=rogue, include_root=True, extra=extra) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
         server.wait_idle()
@@ -91,33 +87,34 @@ def impostor(pki: PKI) -> CA:
 
 
 def test_impostor_with_copied_subject_is_refused_by_spki_pin(pki: PKI, impostor: CA, tmp_path: Path,
-                                                            payload: bytes) -> None:
+                                                            payload: bytes, https_server: ServeHTTPS) -> None:
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_int)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(impostor.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=impostor.issue_leaf(HOST)) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
 def test_impostor_with_copied_subject_passes_a_subject_pin(pki: PKI, impostor: CA, tmp_path: Path,
-                                                          payload: bytes) -> None:
+                                                          payload: bytes, https_server: ServeHTTPS) -> None:
     # Documented weakness of subject pins (the Firefox 4 check): any CA that can mint a sub-CA can
     # copy a name. This test pins the behaviour so the docs stay true.
     subject = pki.pinned_int.cert.subject.rfc4514_string()
     body = pinset("x", [HOST], f'{{ subject = "{subject}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(impostor.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=impostor.issue_leaf(HOST)) as server:
         result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert result.size == len(payload)
 
 
-def test_subject_pin_is_compared_as_a_parsed_name(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_subject_pin_is_compared_as_a_parsed_name(pki: PKI, tmp_path: Path, payload: bytes,
+                                                  https_server: ServeHTTPS) -> None:
     # Different spacing and case, same DN.
     body = pinset("x", [HOST], '{ subject = "cn=example issuing CA 2,  o=EXAMPLE INC" }')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
@@ -126,28 +123,31 @@ def test_subject_pin_is_compared_as_a_parsed_name(pki: PKI, tmp_path: Path, payl
 
 
 @pytest.mark.parametrize("which", ["root", "intermediate"])
-def test_root_and_intermediate_pins_both_match(pki: PKI, tmp_path: Path, payload: bytes, which: str) -> None:
+def test_root_and_intermediate_pins_both_match(pki: PKI, tmp_path: Path, payload: bytes, which: str,
+                                               https_server: ServeHTTPS) -> None:
     ca = pki.pinned_root if which == "root" else pki.pinned_int
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(ca)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         assert fetch_update(server.url("/update.bin"), tmp_path / "u", config=config).size == len(payload)
 
 
 def test_root_pin_matches_when_the_bundle_also_holds_the_intermediate(pki: PKI, tmp_path: Path,
-                                                                     payload: bytes) -> None:
+                                                                     payload: bytes,
+                                                                     https_server: ServeHTTPS) -> None:
     # On Python 3.13 urllib3 sets VERIFY_X509_PARTIAL_CHAIN, which would end the verified chain at
     # the intermediate found in the bundle; pinclient clears it so the root pin still matches.
     bundle = tmp_path / "with-int.pem"
     bundle.write_bytes(pki.pinned_int.cert_pem() + pki.pinned_root.cert_pem())
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=bundle))
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert len(result.chain) == 3
 
 
-def test_leaf_key_is_never_an_issuer_pin(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_leaf_key_is_never_an_issuer_pin(pki: PKI, tmp_path: Path, payload: bytes,
+                                         https_server: ServeHTTPS) -> None:
     leaf = pki.pinned_int.issue_leaf(HOST)
     from pinclient.policy import spki_sha256
 
@@ -155,21 +155,21 @@ def test_leaf_key_is_never_an_issuer_pin(pki: PKI, tmp_path: Path, payload: byte
 
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{b64(spki_sha256(leaf.cert))}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(leaf, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=leaf) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
-def test_pin_from_cert_file(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_pin_from_cert_file(pki: PKI, tmp_path: Path, payload: bytes, https_server: ServeHTTPS) -> None:
     folder = tmp_path / "c"
     folder.mkdir()
     (folder / "certs").mkdir()
     (folder / "certs" / "backup.pem").write_bytes(pki.pinned_int.cert_pem())
     config = load_pins(write_pins(folder, pinset("x", [HOST], '{ cert = "certs/backup.pem" }'),
                                   bundle=pki.bundle))
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
@@ -184,7 +184,7 @@ def _now() -> dt.datetime:
 @pytest.mark.parametrize("case", ["untrusted", "expired", "wrong-host"])
 def test_invalid_certificates_are_tls_errors_not_pin_violations(pki: PKI, root_pinned_config: PinConfig,
                                                                 tmp_path: Path, payload: bytes,
-                                                                case: str) -> None:
+                                                                case: str, https_server: ServeHTTPS) -> None:
     if case == "untrusted":
         leaf = pki.untrusted_root.issue_leaf(HOST)
     elif case == "expired":
@@ -192,7 +192,7 @@ def test_invalid_certificates_are_tls_errors_not_pin_violations(pki: PKI, root_p
                                          not_after=_now() - dt.timedelta(days=1))
     else:
         leaf = pki.pinned_int.issue_leaf("other.test")
-    with serve(leaf, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=leaf) as server:
         with pytest.raises(TLSError) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
     assert info.value.exit_code == 6
@@ -202,14 +202,15 @@ def test_invalid_certificates_are_tls_errors_not_pin_violations(pki: PKI, root_p
 # --------------------------------------------------------------------------- blocklist
 
 
-def test_blocked_serial_from_the_pinned_ca_is_refused(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_blocked_serial_from_the_pinned_ca_is_refused(pki: PKI, tmp_path: Path, payload: bytes,
+                                                      https_server: ServeHTTPS) -> None:
     leaf = pki.pinned_int.issue_leaf(HOST, serial=0x9239D5348F40D1695A745470E1F23F43)
     issuer = pki.pinned_int.cert.subject.rfc4514_string()
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     body += f'[[blocked]]\nissuer = "{issuer}"\nserial = "92:39:D5:34:8f:40:d1:69:5a:74:54:70:e1:f2:3f:43"\n'
     body += 'reason = "Comodo RA compromise"\n'
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(leaf, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=leaf) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
         server.wait_idle()
@@ -217,20 +218,21 @@ def test_blocked_serial_from_the_pinned_ca_is_refused(pki: PKI, tmp_path: Path, 
     assert "Comodo RA compromise" in str(info.value)
     assert all(c.received == b"" for c in server.conns)
     # Another serial from the same CA is fine: the entry is that exact certificate.
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
-def test_blocked_spki_is_refused_anywhere_in_the_chain(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_blocked_spki_is_refused_anywhere_in_the_chain(pki: PKI, tmp_path: Path, payload: bytes,
+                                                       https_server: ServeHTTPS) -> None:
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     body += f'[[blocked]]\nspki_sha256 = "{pki.pin_of(pki.pinned_int)}"\n'
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle, unpinned="allow"))
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert info.value.reason == "blocked"
     # ... and on a host no pinset covers, even with unpinned = "allow".
-    with serve(pki.pinned_int.issue_leaf("free.test"), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, host="free.test") as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin", host="free.test"), tmp_path / "u", config=config)
 
@@ -239,8 +241,8 @@ def test_blocked_spki_is_refused_anywhere_in_the_chain(pki: PKI, tmp_path: Path,
 
 
 def test_unpinned_host_is_refused_by_default(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                             payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf("elsewhere.test"), tmp_path, payload) as server:
+                                             payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, host="elsewhere.test") as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin", host="elsewhere.test"), tmp_path / "u",
                          config=root_pinned_config)
@@ -248,15 +250,16 @@ def test_unpinned_host_is_refused_by_default(pki: PKI, root_pinned_config: PinCo
     assert info.value.exit_code == 3
 
 
-def test_unpinned_host_is_allowed_when_configured(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_unpinned_host_is_allowed_when_configured(pki: PKI, tmp_path: Path, payload: bytes,
+                                                  https_server: ServeHTTPS) -> None:
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle, unpinned="allow"))
-    with serve(pki.rogue_root.issue_leaf("elsewhere.test"), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root, host="elsewhere.test") as server:
         result = fetch_update(server.url("/update.bin", host="elsewhere.test"), tmp_path / "u",
                               config=config)
     assert result.pinset is None
     # The pinned host stays pinned.
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
@@ -266,24 +269,26 @@ def test_unpinned_host_is_allowed_when_configured(pki: PKI, tmp_path: Path, payl
 
 @pytest.mark.parametrize("spelling", ["UPDATES.TEST", "updates.test.", "Updates.Test."])
 def test_host_case_and_trailing_dot_do_not_skip_pins(pki: PKI, root_pinned_config: PinConfig,
-                                                    tmp_path: Path, payload: bytes, spelling: str) -> None:
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+                                                    tmp_path: Path, payload: bytes, spelling: str,
+                                                    https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin", host=spelling), tmp_path / "u", config=root_pinned_config)
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         result = fetch_update(server.url("/update.bin", host=spelling), tmp_path / "u",
                               config=root_pinned_config)
     assert result.pinset == "example-updates"
 
 
-def test_wildcard_pinset_covers_one_label(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_wildcard_pinset_covers_one_label(pki: PKI, tmp_path: Path, payload: bytes,
+                                          https_server: ServeHTTPS) -> None:
     body = pinset("cdn", ["*.cdn.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(pki.rogue_root.issue_leaf("eu.cdn.test"), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root, host="eu.cdn.test") as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin", host="eu.cdn.test"), tmp_path / "u", config=config)
     assert info.value.reason == "unexpected-issuer"
-    with serve(pki.pinned_int.issue_leaf("a.eu.cdn.test"), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, host="a.eu.cdn.test") as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin", host="a.eu.cdn.test"), tmp_path / "u", config=config)
     assert info.value.reason == "unpinned"
@@ -293,10 +298,10 @@ def test_wildcard_pinset_covers_one_label(pki: PKI, tmp_path: Path, payload: byt
 
 
 def test_redirect_to_unpinned_host_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                             payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf("mirror.test"), tmp_path, payload) as mirror:
+                                             payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, host="mirror.test") as mirror:
         routes = {"/update.bin": Response(302, headers={"Location": mirror.url("/update.bin", "mirror.test")})}
-        with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+        with https_server(routes) as origin:
             with pytest.raises(PinViolation) as info:
                 fetch_update(origin.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
         mirror.wait_idle()
@@ -304,13 +309,14 @@ def test_redirect_to_unpinned_host_is_refused(pki: PKI, root_pinned_config: PinC
     assert mirror.requests == []
 
 
-def test_redirect_to_a_pinned_host_is_checked_again(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_redirect_to_a_pinned_host_is_checked_again(pki: PKI, tmp_path: Path, payload: bytes,
+                                                    https_server: ServeHTTPS) -> None:
     body = pinset("x", [HOST, "mirror.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
     for leaf_ca, ok in ((pki.pinned_int, True), (pki.rogue_root, False)):
-        with serve(leaf_ca.issue_leaf("mirror.test"), tmp_path, payload) as mirror:
+        with https_server({"/update.bin": payload}, leaf=leaf_ca.issue_leaf("mirror.test")) as mirror:
             routes = {"/update.bin": Response(301, headers={"Location": mirror.url("/update.bin", "mirror.test")})}
-            with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+            with https_server(routes) as origin:
                 if ok:
                     result = fetch_update(origin.url("/update.bin"), tmp_path / "u", config=config)
                     assert result.url == mirror.url("/update.bin", "mirror.test")
@@ -319,18 +325,20 @@ def test_redirect_to_a_pinned_host_is_checked_again(pki: PKI, tmp_path: Path, pa
                         fetch_update(origin.url("/update.bin"), tmp_path / "u", config=config)
 
 
-def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+                                     https_server: ServeHTTPS) -> None:
     routes = {"/update.bin": Response(302, headers={"Location": "http://updates.test/update.bin"})}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+    with https_server(routes) as origin:
         with pytest.raises(PinViolation) as info:
             fetch_update(origin.url("/update.bin"), tmp_path / "u", config=root_pinned_config)
     assert info.value.reason == "insecure-redirect"
 
 
 def test_pool_manager_refuses_http_even_through_urllib3_redirects(pki: PKI, root_pinned_config: PinConfig,
-                                                                  tmp_path: Path) -> None:
+                                                                  tmp_path: Path,
+                                                                  https_server: ServeHTTPS) -> None:
     routes = {"/r": Response(302, headers={"Location": "http://updates.test/x"})}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin:
+    with https_server(routes) as origin:
         pm = PinningPoolManager(root_pinned_config)
         with pytest.raises(PinViolation):
             pm.request("GET", origin.url("/r"))
@@ -361,11 +369,12 @@ def test_unsafe_pool_kwargs_per_request_are_refused(root_pinned_config: PinConfi
 
 
 def test_resumed_session_with_empty_verified_chain_fails_closed(pki: PKI, root_pinned_config: PinConfig,
-                                                                tmp_path: Path, payload: bytes) -> None:
+                                                                tmp_path: Path, payload: bytes,
+                                                                https_server: ServeHTTPS) -> None:
     # A resumed TLS session is not re-verified, so OpenSSL has no verified chain for it. The guard
     # must refuse rather than find "nothing blocked" in an empty chain.
     leaf = pki.pinned_int.issue_leaf(HOST)
-    with serve(leaf, tmp_path, payload, max_version=ssl.TLSVersion.TLSv1_2) as server:
+    with https_server({"/update.bin": payload}, leaf=leaf, max_version=ssl.TLSVersion.TLSv1_2) as server:
         ctx = shared_context(str(pki.bundle))
         first = ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port)), server_hostname=HOST)
         session = first.session
@@ -386,8 +395,9 @@ def test_resumed_session_with_empty_verified_chain_fails_closed(pki: PKI, root_p
 
 
 def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_config: PinConfig,
-                                                          tmp_path: Path, payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+                                                          tmp_path: Path, payload: bytes,
+                                                          https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}) as server:
         pm = PinningPoolManager(root_pinned_config)
         for _ in range(10):
             assert pm.request("GET", server.url("/update.bin")).data == payload
@@ -403,9 +413,10 @@ def test_one_context_is_shared_by_all_connections(pki: PKI, root_pinned_config: 
 
 
 def test_pin_violation_is_not_an_oserror_and_is_not_retried(pki: PKI, root_pinned_config: PinConfig,
-                                                            tmp_path: Path, payload: bytes) -> None:
+                                                            tmp_path: Path, payload: bytes,
+                                                            https_server: ServeHTTPS) -> None:
     assert not issubclass(PinViolation, (OSError, ssl.SSLError))
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         pm = PinningPoolManager(root_pinned_config, retries=urllib3.Retry(total=5))
         with pytest.raises(PinViolation):
             pm.request("GET", server.url("/update.bin"))

@@ -43,13 +43,13 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util.url import parse_url
 
 from pinclient import PinningPoolManager, PinsFileError, PinViolation, parse_pins
+from pinclient._demo import LoopbackServer, Response
 from pinclient._names import host_matches, normalize_host, normalize_pattern
 from pinclient._pki import CA, Leaf
 from pinclient.config import PinConfig
 from pinclient.policy import evaluate
 
 from .conftest import PKI, pinset, write_pins
-from .servers import Response, TLSServer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -365,8 +365,9 @@ def test_transport_hands_the_policy_the_verified_chain_not_the_served_one(
     pm.guard.after_check.append(lambda verdict, port: seen.append([c.der for c in verdict.chain]))
     served_extra = [cas[name].cert for name in extras]
     try:
-        with TLSServer(leaf, tmp, routes={"/": Response(200, b"ok")}, include_root=True,
-                       extra=served_extra) as server:
+        # Not the https_server fixture: Hypothesis runs many examples per function-scoped fixture.
+        context = leaf.server_context(include_root=True, extra=served_extra)
+        with LoopbackServer(context, {"/": Response(200, b"ok")}) as server:
             try:
                 pm.request("GET", server.url("/"))
                 refused = None

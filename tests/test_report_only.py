@@ -32,8 +32,7 @@ from pinclient._reporting import RateLimiter, default_state_path
 from pinclient.config import PinConfig, load_pins, parse_pins
 from pinclient.policy import evaluate
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 COLLECTOR = "reports.test"
 FAR_FUTURE = "2099-01-01"
@@ -76,15 +75,12 @@ def warnings_of(records: list[logging.LogRecord]) -> list[str]:
 
 
 class Collector:
-    """An HTTPS report collector on 127.0.0.1 that records every POSTed JSON body."""
+    """An HTTPS report collector on 127.0.0.1 that records every POSTed JSON body. Not the update
+    server (pinclient._demo.LoopbackServer): it reads request bodies and counts failed handshakes,
+    which http.server does for it."""
 
-    def __init__(self, leaf: Leaf, tmp: Path, status: int = 204) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        chain, key = tmp / f"collector-{id(self)}.pem", tmp / f"collector-key-{id(self)}.pem"
-        chain.write_bytes(leaf.chain_pem())
-        key.write_bytes(leaf.key_pem())
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(chain, key)
+    def __init__(self, leaf: Leaf, status: int = 204) -> None:
+        ctx = leaf.server_context()
         self.reports: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.handshake_failures = 0
@@ -163,10 +159,6 @@ def pins(pki: PKI, tmp: Path, *, defaults: str = "", update: str = "", collector
     return load_pins(write_pins(tmp / "cfg", body, bundle=pki.bundle, unpinned=unpinned))
 
 
-def serve_update(leaf: Leaf, tmp: Path, payload: bytes, **kw: Any) -> TLSServer:
-    return TLSServer(leaf, tmp, routes={"/update.bin": Response(200, payload)}, **kw)
-
-
 def pem_der(text: str) -> bytes:
     return x509.load_pem_x509_certificate(text.encode()).public_bytes(serialization.Encoding.DER)
 
@@ -179,16 +171,17 @@ def der(cert: x509.Certificate) -> bytes:
 
 
 def test_report_only_violation_proceeds_and_the_collector_gets_every_field(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
     # The rogue server also *sends* the pinned CAs after its chain (CVE-2016-2402), so the served
     # and the validated chains differ and the report must carry both.
     rogue = pki.rogue_root.issue_leaf(HOST)
     extra = [pki.pinned_int.cert, pki.pinned_root.cert]
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path) as collector:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, update=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n'
                                             f"expires = {FAR_FUTURE}\n")
         dest = tmp_path / "update.bin"
-        with serve_update(rogue, tmp_path, payload, extra=extra) as server:
+        with https_server({"/update.bin": payload}, leaf=rogue, extra=extra) as server:
             result = fetch_update(server.url("/update.bin"), dest, config=config,
                                   sha256=hashlib.sha256(payload).hexdigest())
     assert dest.read_bytes() == payload, "report-only: the update proceeds"
@@ -226,10 +219,10 @@ def test_report_only_violation_proceeds_and_the_collector_gets_every_field(
 
 
 def test_enforced_violation_is_refused_before_any_byte_and_still_reported(
-        pki: PKI, tmp_path: Path, payload: bytes) -> None:
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path) as collector:
+        pki: PKI, tmp_path: Path, payload: bytes, https_server: ServeHTTPS) -> None:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, update=f'report_uri = "{collector.uri()}"\n')
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             with pytest.raises(PinViolation) as info:
                 fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
             server.wait_idle()
@@ -240,21 +233,23 @@ def test_enforced_violation_is_refused_before_any_byte_and_still_reported(
     assert collector.reports[0]["effective-expiration-date"] is None
 
 
-def test_pinned_chain_sends_no_report(pki: PKI, tmp_path: Path, payload: bytes) -> None:
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path) as collector:
+def test_pinned_chain_sends_no_report(pki: PKI, tmp_path: Path, payload: bytes,
+                                      https_server: ServeHTTPS) -> None:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, defaults=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n')
-        with serve_update(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}) as server:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert collector.reports == []
 
 
 def test_report_only_text_on_stderr_matches_the_enforced_refusal(
-        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     rogue = pki.rogue_root.issue_leaf(HOST)
     enforce = pins(pki, tmp_path / "e", collector=False)
     report_only = pins(pki, tmp_path / "r", update='mode = "report-only"\n', collector=False)
     assert report_only.path is not None
-    with serve_update(rogue, tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, leaf=rogue) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=enforce)
         code = fetch_main([server.url("/update.bin"), "--pins", str(report_only.path),
@@ -268,11 +263,12 @@ def test_report_only_text_on_stderr_matches_the_enforced_refusal(
 
 
 def test_a_hanging_collector_delays_the_update_by_at_most_the_report_timeout(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
     report_timeout = 0.5
     with HangingCollector() as collector:
         config = pins(pki, tmp_path, update=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n')
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             pm = PinningPoolManager(config, report_timeout=report_timeout)
             started = time.monotonic()
             result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config, manager=pm)
@@ -284,11 +280,12 @@ def test_a_hanging_collector_delays_the_update_by_at_most_the_report_timeout(
 
 
 def test_collector_failing_its_own_pins_gets_nothing_and_the_update_proceeds(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
     # The report goes through the same pinned transport: a rogue collector is refused like any host.
-    with Collector(pki.rogue_root.issue_leaf(COLLECTOR), tmp_path) as collector:
+    with Collector(pki.rogue_root.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, update=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n')
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert result.size == len(payload)
     assert collector.reports == []
@@ -297,10 +294,11 @@ def test_collector_failing_its_own_pins_gets_nothing_and_the_update_proceeds(
 
 
 def test_collector_error_status_does_not_fail_the_update(pki: PKI, tmp_path: Path, payload: bytes,
-                                                         log_records: list[logging.LogRecord]) -> None:
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path, status=500) as collector:
+                                                         log_records: list[logging.LogRecord],
+                                                         https_server: ServeHTTPS) -> None:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), status=500) as collector:
         config = pins(pki, tmp_path, update=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n')
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert len(collector.reports) == 1
     assert any("answered HTTP 500" in m for m in warnings_of(log_records))
@@ -310,16 +308,16 @@ def test_collector_error_status_does_not_fail_the_update(pki: PKI, tmp_path: Pat
 
 
 def test_rate_limit_one_report_per_host_and_chain_per_day_across_runs(
-        pki: PKI, tmp_path: Path, payload: bytes, isolated_cache: Path) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, isolated_cache: Path, https_server: ServeHTTPS) -> None:
     rogue = pki.rogue_root.issue_leaf(HOST)
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path) as collector:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, update=f'mode = "report-only"\nreport_uri = "{collector.uri()}"\n')
-        with serve_update(rogue, tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, leaf=rogue) as server:
             for _ in range(4):  # four updater runs: a new transport (and Reporter) each time
                 fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
         assert len(collector.reports) == 1
         # Another chain for the same host is another report.
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert len(collector.reports) == 2
@@ -347,13 +345,14 @@ def test_unwritable_rate_limit_record_still_limits_within_the_process(tmp_path: 
     assert not limiter.should_send("k", t0)
 
 
-def test_report_file_appends_json_lines(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_report_file_appends_json_lines(pki: PKI, tmp_path: Path, payload: bytes,
+                                        https_server: ServeHTTPS) -> None:
     config = pins(pki, tmp_path, defaults='report_file = "reports.jsonl"\nmode = "report-only"\n',
                   collector=False)
     assert config.path is not None
     log = config.path.parent / "reports.jsonl"
     for _ in range(2):
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)  # rate-limited
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -368,24 +367,26 @@ def test_report_file_appends_json_lines(pki: PKI, tmp_path: Path, payload: bytes
 
 
 def test_defaults_mode_covers_unpinned_hosts_and_a_pinset_can_override_it(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
     config = pins(pki, tmp_path, defaults='mode = "report-only"\n', update='mode = "enforce"\n',
                   collector=False)
-    with serve_update(pki.pinned_int.issue_leaf("elsewhere.test"), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, host="elsewhere.test") as server:
         fetch_update(server.url("/update.bin", host="elsewhere.test"), tmp_path / "u", config=config)
     assert any("REPORT-ONLY" in m and 'defaults.mode is "report-only"' in m
                for m in warnings_of(log_records))
-    with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
 def test_blocked_certificate_is_refused_even_in_report_only_mode(pki: PKI, tmp_path: Path,
-                                                                 payload: bytes) -> None:
+                                                                 payload: bytes,
+                                                                 https_server: ServeHTTPS) -> None:
     blocked = f'[[blocked]]\nspki_sha256 = "{pki.pin_of(pki.rogue_root)}"\nreason = "known bad"\n'
     config = pins(pki, tmp_path, defaults='mode = "report-only"\n', update="\n" + blocked,
                   collector=False)
-    with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation) as info:
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
         server.wait_idle()
@@ -401,12 +402,13 @@ def _yesterday() -> str:
 
 
 def test_expired_pinset_with_on_expiry_enforce_keeps_refusing_and_warns_on_every_use(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
     config = pins(pki, tmp_path, update=f"expires = {_yesterday()}\n", collector=False)
-    with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
-    with serve_update(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         for _ in range(2):
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     expiry = [m for m in warnings_of(log_records) if "expired on" in m]
@@ -415,11 +417,12 @@ def test_expired_pinset_with_on_expiry_enforce_keeps_refusing_and_warns_on_every
 
 
 def test_expired_pinset_with_on_expiry_report_only_downgrades_and_reports(
-        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord]) -> None:
-    with Collector(pki.pinned_int.issue_leaf(COLLECTOR), tmp_path) as collector:
+        pki: PKI, tmp_path: Path, payload: bytes, log_records: list[logging.LogRecord],
+        https_server: ServeHTTPS) -> None:
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
         config = pins(pki, tmp_path, update=f'expires = {_yesterday()}\non_expiry = "report-only"\n'
                                             f'report_uri = "{collector.uri()}"\n')
-        with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
             result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert result.size == len(payload)
     messages = warnings_of(log_records)
@@ -490,10 +493,11 @@ def test_lifecycle_keys_load(tmp_path: Path) -> None:
 
 
 def test_cli_summary_of_a_report_only_pass_says_the_pins_were_violated(
-        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str]) -> None:
+        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     report_only = pins(pki, tmp_path / "r", update='mode = "report-only"\n', collector=False)
     assert report_only.path is not None
-    with serve_update(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         code = fetch_main([server.url("/update.bin"), "--pins", str(report_only.path), "-o", str(tmp_path / "u")])
     out = capsys.readouterr().out
     assert code == 0

@@ -16,12 +16,12 @@ import pytest
 requests = pytest.importorskip("requests")
 
 from pinclient import PinViolation, UsageError  # noqa: E402
+from pinclient._demo import Response  # noqa: E402
 from pinclient._tls import shared_context  # noqa: E402
 from pinclient.config import PinConfig, load_pins  # noqa: E402
 from pinclient.requests import PinningAdapter, pinned_session  # noqa: E402
 
-from .conftest import HOST, PKI, pinset, write_pins  # noqa: E402
-from .servers import Response, TLSServer  # noqa: E402
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins  # noqa: E402
 
 
 @pytest.fixture
@@ -33,16 +33,13 @@ def session(root_pinned_config: PinConfig) -> Iterator[requests.Session]:
     s.close()
 
 
-def serve(leaf, tmp: Path, body: bytes, **kw) -> TLSServer:  # type: ignore[no-untyped-def]
-    return TLSServer(leaf, tmp, routes={"/update.bin": Response(200, body)}, **kw)
-
-
 # --------------------------------------------------------------------------- pins
 
 
 def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, session: requests.Session,
-                                                         tmp_path: Path, payload: bytes) -> None:
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+                                                         tmp_path: Path, payload: bytes,
+                                                         https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation) as info:
             session.get(server.url("/update.bin"), timeout=10)
         server.wait_idle()
@@ -55,18 +52,19 @@ def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, session: req
 
 
 def test_pinned_chain_is_accepted(pki: PKI, session: requests.Session, tmp_path: Path,
-                                  payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+                                  payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}) as server:
         resp = session.get(server.url("/update.bin"), timeout=10)
     assert resp.status_code == 200
     assert resp.content == payload
 
 
 def test_pinned_ca_appended_to_rogue_chain_is_refused(pki: PKI, session: requests.Session,
-                                                       tmp_path: Path, payload: bytes) -> None:
+                                                       tmp_path: Path, payload: bytes,
+                                                       https_server: ServeHTTPS) -> None:
     # CVE-2016-2402: only the verified chain counts, not what the server sends.
     extra = [pki.pinned_int.cert, pki.pinned_root.cert]
-    with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload, include_root=True, extra=extra) as server:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root, include_root=True, extra=extra) as server:
         with pytest.raises(PinViolation):
             session.get(server.url("/update.bin"), timeout=10)
         server.wait_idle()
@@ -74,8 +72,8 @@ def test_pinned_ca_appended_to_rogue_chain_is_refused(pki: PKI, session: request
 
 
 def test_unpinned_host_is_refused(pki: PKI, session: requests.Session, tmp_path: Path,
-                                  payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf("elsewhere.test"), tmp_path, payload) as server:
+                                  payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}, host="elsewhere.test") as server:
         with pytest.raises(PinViolation) as info:
             session.get(server.url("/update.bin", host="elsewhere.test"), timeout=10)
         server.wait_idle()
@@ -83,11 +81,12 @@ def test_unpinned_host_is_refused(pki: PKI, session: requests.Session, tmp_path:
     assert all(c.received == b"" for c in server.conns)
 
 
-def test_blocked_certificate_is_refused(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_blocked_certificate_is_refused(pki: PKI, tmp_path: Path, payload: bytes,
+                                        https_server: ServeHTTPS) -> None:
     body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     body += f'[[blocked]]\nspki_sha256 = "{pki.pin_of(pki.pinned_int)}"\nreason = "test"\n'
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with pinned_session(config) as s, serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with pinned_session(config) as s, https_server({"/update.bin": payload}) as server:
         with pytest.raises(PinViolation) as info:
             s.get(server.url("/update.bin"), timeout=10)
         server.wait_idle()
@@ -95,13 +94,14 @@ def test_blocked_certificate_is_refused(pki: PKI, tmp_path: Path, payload: bytes
     assert all(c.received == b"" for c in server.conns)
 
 
-def test_requests_redirect_to_a_rogue_mirror_is_refused(pki: PKI, tmp_path: Path, payload: bytes) -> None:
+def test_requests_redirect_to_a_rogue_mirror_is_refused(pki: PKI, tmp_path: Path, payload: bytes,
+                                                        https_server: ServeHTTPS) -> None:
     # requests follows redirects itself; each hop comes back through the adapter and is checked.
     body = pinset("x", [HOST, "mirror.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
-    with serve(pki.rogue_root.issue_leaf("mirror.test"), tmp_path, payload) as mirror:
+    with https_server({"/update.bin": payload}, issuer=pki.rogue_root, host="mirror.test") as mirror:
         routes = {"/update.bin": Response(302, headers={"Location": mirror.url("/update.bin", "mirror.test")})}
-        with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin, \
+        with https_server(routes) as origin, \
                 pinned_session(config) as s:
             with pytest.raises(PinViolation) as info:
                 s.get(origin.url("/update.bin"), timeout=10)
@@ -112,9 +112,9 @@ def test_requests_redirect_to_a_rogue_mirror_is_refused(pki: PKI, tmp_path: Path
 
 
 def test_pinned_session_refuses_a_redirect_to_http(pki: PKI, root_pinned_config: PinConfig,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, https_server: ServeHTTPS) -> None:
     routes = {"/update.bin": Response(302, headers={"Location": "http://updates.test/update.bin"})}
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path, routes=routes) as origin, \
+    with https_server(routes) as origin, \
             pinned_session(root_pinned_config) as s:
         with pytest.raises(PinViolation) as info:
             s.get(origin.url("/update.bin"), timeout=10)
@@ -122,9 +122,10 @@ def test_pinned_session_refuses_a_redirect_to_http(pki: PKI, root_pinned_config:
 
 
 def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_config: PinConfig,
-                                                          tmp_path: Path, payload: bytes) -> None:
+                                                          tmp_path: Path, payload: bytes,
+                                                          https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
-    with requests.Session() as s, serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with requests.Session() as s, https_server({"/update.bin": payload}) as server:
         s.mount("https://", adapter)
         for _ in range(5):
             assert s.get(server.url("/update.bin"), timeout=10).content == payload
@@ -133,8 +134,8 @@ def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_
 
 
 def test_pin_violation_is_not_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                      payload: bytes) -> None:
-    with requests.Session() as s, serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as server:
+                                      payload: bytes, https_server: ServeHTTPS) -> None:
+    with requests.Session() as s, https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         s.mount("https://", PinningAdapter(root_pinned_config, max_retries=5))
         with pytest.raises(PinViolation):
             s.get(server.url("/update.bin"), timeout=10)
@@ -142,11 +143,12 @@ def test_pin_violation_is_not_retried(pki: PKI, root_pinned_config: PinConfig, t
 
 
 def test_after_check_hooks_on_the_guard_see_each_accepted_connection(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+        https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
     seen: list[str] = []
     adapter.guard.after_check.append(lambda verdict, port: seen.append(verdict.pinset.name))  # type: ignore[union-attr]
-    with requests.Session() as s, serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with requests.Session() as s, https_server({"/update.bin": payload}) as server:
         s.mount("https://", adapter)
         s.get(server.url("/update.bin"), timeout=10)
     assert seen == ["example-updates"]
@@ -156,8 +158,8 @@ def test_after_check_hooks_on_the_guard_see_each_accepted_connection(
 
 
 def test_verify_false_is_refused_before_connecting(pki: PKI, session: requests.Session, tmp_path: Path,
-                                                   payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+                                                   payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match="verify=False"):
             session.get(server.url("/update.bin"), verify=False, timeout=10)
         session.verify = False
@@ -172,10 +174,11 @@ def test_verify_false_is_refused_before_connecting(pki: PKI, session: requests.S
 
 
 def test_a_verify_bundle_is_refused_unless_it_is_the_adapters_own(pki: PKI, session: requests.Session,
-                                                                  tmp_path: Path, payload: bytes) -> None:
+                                                                  tmp_path: Path, payload: bytes,
+                                                                  https_server: ServeHTTPS) -> None:
     other = tmp_path / "other.pem"
     other.write_bytes(pki.untrusted_root.cert_pem() + pki.pinned_root.cert_pem())
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match=r"trust bundle comes from pins\.toml"):
             session.get(server.url("/update.bin"), verify=str(other), timeout=10)
         assert server.conns == []
@@ -185,7 +188,7 @@ def test_a_verify_bundle_is_refused_unless_it_is_the_adapters_own(pki: PKI, sess
 
 def test_requests_ca_bundle_from_the_environment_is_ignored_never_loaded(
         pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, https_server: ServeHTTPS) -> None:
     # requests turns $REQUESTS_CA_BUNDLE into verify=<path> on every request. It is a machine-wide
     # default: pins.toml's bundle wins, and the environment's CAs are never added to the context.
     corp = tmp_path / "corp.pem"
@@ -197,10 +200,10 @@ def test_requests_ca_bundle_from_the_environment_is_ignored_never_loaded(
     before = ctx.cert_store_stats()["x509_ca"]
     with requests.Session() as s:
         s.mount("https://", PinningAdapter(root_pinned_config))
-        with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}) as server:
             assert s.get(server.url("/update.bin"), timeout=10).content == payload
         # A server with a certificate from the environment's CA is still not trusted.
-        with serve(pki.untrusted_root.issue_leaf(HOST), tmp_path, payload) as server:
+        with https_server({"/update.bin": payload}, issuer=pki.untrusted_root) as server:
             with pytest.raises(requests.exceptions.SSLError):
                 s.get(server.url("/update.bin"), timeout=10)
         # ... and the same file passed explicitly is still refused.
@@ -209,22 +212,24 @@ def test_requests_ca_bundle_from_the_environment_is_ignored_never_loaded(
     assert ctx.cert_store_stats()["x509_ca"] == before
 
 
-def test_client_cert_is_refused(pki: PKI, session: requests.Session, tmp_path: Path, payload: bytes) -> None:
+def test_client_cert_is_refused(pki: PKI, session: requests.Session, tmp_path: Path, payload: bytes,
+                                https_server: ServeHTTPS) -> None:
     leaf = pki.pinned_int.issue_leaf("client.test")
     (tmp_path / "client.pem").write_bytes(leaf.chain_pem() + leaf.key_pem())
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match="cert="):
             session.get(server.url("/update.bin"), cert=str(tmp_path / "client.pem"), timeout=10)
     assert server.conns == []
 
 
 def test_verify_true_does_not_load_certifi_into_the_shared_context(
-        pki: PKI, session: requests.Session, tmp_path: Path, payload: bytes) -> None:
+        pki: PKI, session: requests.Session, tmp_path: Path, payload: bytes,
+        https_server: ServeHTTPS) -> None:
     # requests' stock cert_verify sets the pool's ca_certs to certifi for verify=True, and urllib3
     # would load it into the shared context: every public CA trusted on top of the pins.toml bundle.
     ctx = shared_context(str(pki.bundle))
     before = ctx.cert_store_stats()["x509_ca"]
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+    with https_server({"/update.bin": payload}) as server:
         assert session.get(server.url("/update.bin"), verify=True, timeout=10).ok
     assert ctx.cert_store_stats()["x509_ca"] == before == 2
     assert ctx.verify_mode == ssl.CERT_REQUIRED
@@ -311,20 +316,21 @@ class ConnectProxy:
 
 
 def test_through_a_proxy_the_rogue_origin_is_refused_and_the_good_one_accepted(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+        https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
     with ConnectProxy() as proxy, requests.Session() as s:
         s.trust_env = False
         s.mount("https://", adapter)
         proxies = {"https": f"http://127.0.0.1:{proxy.port}"}
-        with serve(pki.rogue_root.issue_leaf(HOST), tmp_path, payload) as rogue:
+        with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as rogue:
             with pytest.raises(PinViolation) as info:
                 s.get(rogue.url("/update.bin"), proxies=proxies, timeout=10)
             rogue.wait_idle()
         assert rogue.handshakes == 1
         assert all(c.received == b"" for c in rogue.conns), "no request byte through the tunnel"
         assert info.value.reason == "unexpected-issuer"
-        with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as good:
+        with https_server({"/update.bin": payload}) as good:
             assert s.get(good.url("/update.bin"), proxies=proxies, timeout=10).content == payload
         assert proxy.targets == [f"{HOST}:{rogue.port}", f"{HOST}:{good.port}"]
     # One guard checked both tunnelled connections.
@@ -332,8 +338,8 @@ def test_through_a_proxy_the_rogue_origin_is_refused_and_the_good_one_accepted(
 
 
 def test_socks_proxies_are_refused(pki: PKI, session: requests.Session, tmp_path: Path,
-                                   payload: bytes) -> None:
-    with serve(pki.pinned_int.issue_leaf(HOST), tmp_path, payload) as server:
+                                   payload: bytes, https_server: ServeHTTPS) -> None:
+    with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match="SOCKS"):
             session.get(server.url("/update.bin"), proxies={"https": "socks5://127.0.0.1:9"}, timeout=10)
     assert server.conns == []

@@ -33,12 +33,13 @@ from pinclient import (
     fetch_update,
 )
 from pinclient._cli.main import fetch_main
+from pinclient._demo import LoopbackServer
 from pinclient._pki import CA, Leaf
 from pinclient._revocation.hook import RevocationHook
 from pinclient.config import load_pins, override_revocation, parse_pins, revocation_settings
 from pinclient.policy import evaluate, spki_sha256
 
-from .conftest import HOST, b64
+from .conftest import HOST, ServeHTTPS, b64
 from .revocation_pki import (
     OPENSSL,
     Issued,
@@ -49,7 +50,6 @@ from .revocation_pki import (
     make_crl,
     utcnow,
 )
-from .servers import Response, TLSServer
 
 PAYLOAD = b"revocation-checked update\n" * 512
 KEY_COMPROMISE = x509.ReasonFlags.key_compromise
@@ -130,11 +130,7 @@ def write_pins(folder: Path, world: World, *, revocation: str | None = None,
     return path
 
 
-def serve(leaf: Leaf, tmp: Path) -> TLSServer:
-    return TLSServer(leaf, tmp, routes={"/update.bin": Response(200, PAYLOAD)})
-
-
-def assert_nothing_sent(server: TLSServer) -> None:
+def assert_nothing_sent(server: LoopbackServer) -> None:
     server.wait_idle()
     assert server.handshakes >= 1, "the handshake succeeded: the certificate itself is valid"
     assert all(c.received == b"" for c in server.conns), "not one request byte may be sent"
@@ -150,11 +146,11 @@ def fetch(tmp_path: Path, url: str, pins: Path, *extra: str) -> int:
 
 
 def test_good_chain_in_hard_fail_is_fetched_after_checking_leaf_and_intermediate(
-        responder: World, tmp_path: Path) -> None:
+        responder: World, tmp_path: Path, https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         result = fetch_update(server.url("/update.bin"), tmp_path / "update.bin", config=load_pins(pins))
     assert (tmp_path / "update.bin").read_bytes() == PAYLOAD
     assert result.pinset == "example-updates"
@@ -163,14 +159,15 @@ def test_good_chain_in_hard_fail_is_fetched_after_checking_leaf_and_intermediate
 
 @pytest.mark.parametrize("mode", ["soft-fail", "hard-fail"])
 def test_revoked_leaf_exits_4_in_every_mode_before_any_request_byte(
-        responder: World, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str]) -> None:
+        responder: World, tmp_path: Path, mode: str, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     when = utcnow() - dt.timedelta(hours=3)
     start_ocsp(responder, tmp_path, index_line(leaf.cert, revoked=KEY_COMPROMISE, revoked_at=when))
     pins = write_pins(tmp_path / "cfg", responder, revocation=mode)
     dest = tmp_path / "update.bin"
     dest.write_bytes(b"the previous version")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 4
         assert_nothing_sent(server)
     err = capsys.readouterr().err
@@ -183,13 +180,13 @@ def test_revoked_leaf_exits_4_in_every_mode_before_any_request_byte(
 
 
 def test_revoked_intermediate_exits_4(responder: World, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+                                      capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     revoked = make_crl(responder.issued(responder.root), [(responder.intermediate.cert, KEY_COMPROMISE)])
     responder.http.routes["/root.crl"] = lambda _: (200, revoked)
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 4
         assert_nothing_sent(server)
     err = capsys.readouterr().err
@@ -200,12 +197,13 @@ def test_revoked_intermediate_exits_4(responder: World, tmp_path: Path,
 
 
 def test_revoked_leaf_is_an_error_not_an_oserror_and_is_not_retried(responder: World,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert, revoked=KEY_COMPROMISE))
     config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="soft-fail"))
     assert not issubclass(CertificateRevoked, OSError)
-    with serve(leaf, tmp_path) as server, PinningPoolManager(config, retries=urllib3.Retry(total=5)) as pm:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server, PinningPoolManager(config, retries=urllib3.Retry(total=5)) as pm:
         with pytest.raises(CertificateRevoked) as info:
             pm.request("GET", server.url("/update.bin"))
         assert_nothing_sent(server)
@@ -214,11 +212,11 @@ def test_revoked_leaf_is_an_error_not_an_oserror_and_is_not_retried(responder: W
 
 
 def test_revoked_leaf_json_error(responder: World, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                 capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert, revoked=KEY_COMPROMISE))
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins, "--json") == 4
     data = json.loads(capsys.readouterr().out)
     assert (data["ok"], data["error"], data["exit_code"]) == (False, "CertificateRevoked", 4)
@@ -229,10 +227,11 @@ def test_revoked_leaf_json_error(responder: World, tmp_path: Path,
 
 
 def test_responder_down_exits_4_in_hard_fail_naming_the_responder(
-        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     down = f"http://127.0.0.1:{closed_port()}/ocsp"
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(responder.leaf(ocsp_url=down), tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=responder.leaf(ocsp_url=down)) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 4
         assert_nothing_sent(server)
     err = capsys.readouterr().err
@@ -243,10 +242,11 @@ def test_responder_down_exits_4_in_hard_fail_naming_the_responder(
 
 
 def test_responder_down_warns_and_fetches_in_soft_fail(
-        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     down = f"http://127.0.0.1:{closed_port()}/ocsp"
     pins = write_pins(tmp_path / "cfg", responder, revocation="soft-fail")
-    with serve(responder.leaf(ocsp_url=down), tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=responder.leaf(ocsp_url=down)) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 0
     err = capsys.readouterr().err
     assert "pinclient: revocation: cannot establish revocation status of" in err
@@ -257,7 +257,7 @@ def test_responder_down_warns_and_fetches_in_soft_fail(
 
 
 def test_soft_fail_warning_goes_to_the_pinclient_logger_at_warning(
-        responder: World, tmp_path: Path) -> None:
+        responder: World, tmp_path: Path, https_server: ServeHTTPS) -> None:
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
@@ -265,7 +265,7 @@ def test_soft_fail_warning_goes_to_the_pinclient_logger_at_warning(
     logger.addHandler(handler)
     try:
         config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="soft-fail"))
-        with serve(responder.leaf(ocsp=False), tmp_path) as server:
+        with https_server({"/update.bin": PAYLOAD}, leaf=responder.leaf(ocsp=False)) as server:
             fetch_update(server.url("/update.bin"), tmp_path / "update.bin", config=config)
     finally:
         logger.removeHandler(handler)
@@ -275,9 +275,10 @@ def test_soft_fail_warning_goes_to_the_pinclient_logger_at_warning(
 
 
 def test_leaf_without_any_revocation_source_exits_4_in_hard_fail(
-        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        responder: World, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(responder.leaf(ocsp=False), tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=responder.leaf(ocsp=False)) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 4
         assert_nothing_sent(server)
     err = capsys.readouterr().err
@@ -286,21 +287,23 @@ def test_leaf_without_any_revocation_source_exits_4_in_hard_fail(
 
 
 def test_unknown_status_exits_4_in_hard_fail(responder: World, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                             capsys: pytest.CaptureFixture[str],
+                                             https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index="")  # OpenSSL answers "unknown" for serials it lacks
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 4
         assert_nothing_sent(server)
     assert "does not know this certificate (unknown)" in capsys.readouterr().err
 
 
-def test_crl_prefer_asks_the_crl_and_not_the_responder(responder: World, tmp_path: Path) -> None:
+def test_crl_prefer_asks_the_crl_and_not_the_responder(responder: World, tmp_path: Path,
+                                                       https_server: ServeHTTPS) -> None:
     leaf = responder.leaf(crl=True)
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail", crl="prefer")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 0
     assert responder.http.hits == {"/int.crl": 1, "/root.crl": 1}
 
@@ -309,11 +312,12 @@ def test_crl_prefer_asks_the_crl_and_not_the_responder(responder: World, tmp_pat
 
 
 def test_second_fetch_within_the_window_sends_no_revocation_request(responder: World,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     pins = write_pins(tmp_path / "cfg", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 0
         assert responder.hits == 2
         assert fetch(tmp_path, server.url("/update.bin"), pins) == 0
@@ -325,24 +329,25 @@ def test_second_fetch_within_the_window_sends_no_revocation_request(responder: W
     assert cached == ["crl", "ocsp"], "cache_dir is relative to the pins file"
 
 
-def test_off_sends_no_revocation_request(responder: World, tmp_path: Path) -> None:
+def test_off_sends_no_revocation_request(responder: World, tmp_path: Path, https_server: ServeHTTPS) -> None:
     leaf = responder.leaf(crl=True)
     start_ocsp(responder, tmp_path, index_line(leaf.cert, revoked=KEY_COMPROMISE))
     explicit = write_pins(tmp_path / "off", responder, revocation="off", defaults_revocation="hard-fail")
     default = write_pins(tmp_path / "default", responder)
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         assert fetch(tmp_path, server.url("/update.bin"), explicit) == 0
         assert fetch(tmp_path, server.url("/update.bin"), default) == 0
     assert responder.hits == 0
     assert not (tmp_path / "off" / "cache").exists()
 
 
-def test_revocation_flag_overrides_the_pins_file(responder: World, tmp_path: Path) -> None:
+def test_revocation_flag_overrides_the_pins_file(responder: World, tmp_path: Path,
+                                                 https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert, revoked=KEY_COMPROMISE))
     unset = write_pins(tmp_path / "unset", responder)
     hard = write_pins(tmp_path / "hard", responder, revocation="hard-fail")
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         url = server.url("/update.bin")
         assert fetch(tmp_path, url, hard, "--revocation", "off") == 0
         assert responder.hits == 0
@@ -354,13 +359,14 @@ def test_revocation_flag_overrides_the_pins_file(responder: World, tmp_path: Pat
 
 
 def test_pinset_mode_overrides_defaults_and_unpinned_hosts_use_defaults(responder: World,
-                                                                        tmp_path: Path) -> None:
+                                                                        tmp_path: Path,
+                                                                        https_server: ServeHTTPS) -> None:
     pinned, other = responder.leaf(), responder.leaf("other.test")
     start_ocsp(responder, tmp_path, index_line(pinned.cert, revoked=KEY_COMPROMISE)
                + index_line(other.cert, revoked=KEY_COMPROMISE))
     config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="off",
                                   defaults_revocation="hard-fail", unpinned="allow"))
-    with serve(pinned, tmp_path / "a") as a, serve(other, tmp_path / "b") as b:
+    with https_server({"/update.bin": PAYLOAD}, leaf=pinned) as a, https_server({"/update.bin": PAYLOAD}, leaf=other) as b:
         fetch_update(a.url("/update.bin"), tmp_path / "a.bin", config=config)
         assert responder.hits == 0, 'the pinset says "off"'
         with pytest.raises(CertificateRevoked, match=r"CN=other\.test"):
@@ -368,12 +374,13 @@ def test_pinset_mode_overrides_defaults_and_unpinned_hosts_use_defaults(responde
         assert_nothing_sent(b)
 
 
-def test_concurrent_connections_share_one_check(responder: World, tmp_path: Path) -> None:
+def test_concurrent_connections_share_one_check(responder: World, tmp_path: Path,
+                                                https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="hard-fail"))
     errors: list[BaseException] = []
-    with serve(leaf, tmp_path) as server, PinningPoolManager(config, maxsize=4) as pm:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server, PinningPoolManager(config, maxsize=4) as pm:
         def get() -> None:
             try:
                 assert pm.request("GET", server.url("/update.bin")).data == PAYLOAD
@@ -390,11 +397,12 @@ def test_concurrent_connections_share_one_check(responder: World, tmp_path: Path
 
 
 def test_responders_are_asked_through_a_plain_pool_or_the_one_given(responder: World,
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     https_server: ServeHTTPS) -> None:
     leaf = responder.leaf()
     start_ocsp(responder, tmp_path, index_line(leaf.cert))
     config = load_pins(write_pins(tmp_path / "cfg", responder, revocation="hard-fail"))
-    with serve(leaf, tmp_path) as server, PinningPoolManager(config) as pm:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server, PinningPoolManager(config) as pm:
         pm.request("GET", server.url("/update.bin"))
         pools = {type(c._http) for c in pm.revocation._checkers.values()}
     assert pools == {urllib3.PoolManager}, "never the pinning pool: responders are other hosts"
@@ -421,7 +429,8 @@ def test_responders_are_asked_through_a_plain_pool_or_the_one_given(responder: W
 # --------------------------------------------------------------------------- as a new user
 
 
-def test_fetch_update_command_refuses_a_revoked_leaf(responder: World, tmp_path: Path) -> None:
+def test_fetch_update_command_refuses_a_revoked_leaf(responder: World, tmp_path: Path,
+                                                     https_server: ServeHTTPS) -> None:
     # A real process: the loopback name resolution of the other tests does not apply, so localhost.
     leaf = responder.leaf("localhost", ocsp=False, crl=True)
     revoked = make_crl(responder.issued(responder.intermediate), [(leaf.cert, KEY_COMPROMISE)])
@@ -430,7 +439,7 @@ def test_fetch_update_command_refuses_a_revoked_leaf(responder: World, tmp_path:
     write_pins(work, responder, revocation="hard-fail")
     exe = Path(sys.executable).parent / "fetch-update"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pinclient", "fetch"]
-    with serve(leaf, tmp_path) as server:
+    with https_server({"/update.bin": PAYLOAD}, leaf=leaf) as server:
         done = subprocess.run([*cmd, server.url("/update.bin", host="localhost")], cwd=work,
                               capture_output=True, text=True, timeout=60, check=False)
         assert_nothing_sent(server)

@@ -17,14 +17,14 @@ import pytest
 from pinclient import NetworkError, PinViolation, RetryPolicy, SignatureError, UsageError, fetch_update
 from pinclient import minisign as ms
 from pinclient._cli.main import fetch_main
+from pinclient._demo import Response
 from pinclient.config import PinConfig, load_pins, parse_pins
 from pinclient.errors import PinsFileError
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .hostile import Seen, ranged
-from .servers import Response, TLSServer
-
 # Fixed keys: cheap to build (no scrypt), so parametrized cases can use them at collection time.
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
+from .hostile import Seen, ranged
+
 PUBLISHER = ms.SecretKey(key_id=bytes.fromhex("0102030405060708"), seed=b"\x11" * 32)
 STRANGER = ms.SecretKey(key_id=bytes.fromhex("a1a2a3a4a5a6a7a8"), seed=b"\x22" * 32)
 PAYLOAD = bytes(range(256)) * 1200 + b"end"  # 307,203 bytes: several reads, odd length
@@ -49,10 +49,6 @@ def signed_config(pki: PKI, tmp_path: Path) -> PinConfig:
     return config_with_keys(pki, tmp_path / "cfg", PUBLISHER)
 
 
-def serve(pki: PKI, tmp: Path, routes: dict[str, object]) -> TLSServer:
-    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp / "srv", routes=routes)  # type: ignore[arg-type]
-
-
 def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("app.bin."))
 
@@ -62,12 +58,13 @@ def leftovers(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
 def test_signed_payload_is_verified_and_the_signer_reported(pki: PKI, signed_config: PinConfig,
-                                                            tmp_path: Path, prehash: bool) -> None:
+                                                            tmp_path: Path, prehash: bool,
+                                                            https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.bin"
     dest.write_bytes(OLD)
     routes = {"/app.bin": Response(200, PAYLOAD),
               "/app.bin.minisig": Response(200, signed(prehash=prehash))}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         result = fetch_update(server.url("/app.bin"), dest, config=signed_config)
     assert dest.read_bytes() == PAYLOAD
     assert result.signature is not None
@@ -82,17 +79,18 @@ def test_signed_payload_is_verified_and_the_signer_reported(pki: PKI, signed_con
 
 
 def test_without_signing_keys_no_signature_is_fetched(pki: PKI, root_pinned_config: PinConfig,
-                                                      tmp_path: Path) -> None:
-    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server:
+                                                      tmp_path: Path, https_server: ServeHTTPS) -> None:
+    with https_server({"/app.bin": Response(200, PAYLOAD)}) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=root_pinned_config)
     assert result.signature is None
     assert server.requests == ["/app.bin"]
 
 
-def test_second_key_of_the_pinset_is_accepted_for_rollover(pki: PKI, tmp_path: Path) -> None:
+def test_second_key_of_the_pinset_is_accepted_for_rollover(pki: PKI, tmp_path: Path,
+                                                           https_server: ServeHTTPS) -> None:
     config = config_with_keys(pki, tmp_path / "cfg", STRANGER, PUBLISHER)
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed())}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=config)
     assert result.signature is not None
     assert result.signature.key_id_hex == PUBLISHER.key_id_hex
@@ -100,14 +98,15 @@ def test_second_key_of_the_pinset_is_accepted_for_rollover(pki: PKI, tmp_path: P
 
 @pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
 def test_resumed_download_is_verified_over_the_whole_file(pki: PKI, signed_config: PinConfig,
-                                                          tmp_path: Path, prehash: bool) -> None:
+                                                          tmp_path: Path, prehash: bool,
+                                                          https_server: ServeHTTPS) -> None:
     # The second run keeps the first run's bytes, which its stream never saw: the signature must
     # still cover them (a tampered kept prefix is refused).
     dest = tmp_path / "app.bin"
     sig = Response(200, signed(prehash=prehash))
     routes = {"/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/app.bin.minisig": sig,
               "/v2/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/v2/app.bin.minisig": sig}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         with pytest.raises(NetworkError):
             fetch_update(server.url("/app.bin"), dest, config=signed_config, retries=0)
         assert (tmp_path / "app.bin.part").stat().st_size > 0
@@ -131,7 +130,8 @@ def test_resumed_download_is_verified_over_the_whole_file(pki: PKI, signed_confi
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["prehashed", "legacy"])
 def test_signature_made_by_the_minisign_tool_verifies_through_fetch(pki: PKI, tmp_path: Path,
-                                                                   legacy: bool) -> None:
+                                                                   legacy: bool,
+                                                                   https_server: ServeHTTPS) -> None:
     tool = shutil.which("minisign")
     if tool is None:
         pytest.skip("the minisign binary is not installed (Debian package: minisign)")
@@ -146,7 +146,7 @@ def test_signature_made_by_the_minisign_tool_verifies_through_fetch(pki: PKI, tm
     public = ms.PublicKey.from_file(pub)
     routes = {"/app.bin": Response(200, PAYLOAD),
               "/app.bin.minisig": Response(200, (tmp_path / "app.bin.src.minisig").read_bytes())}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin",
                               config=config_with_keys(pki, tmp_path / "cfg"), signing_keys=[public])
     assert result.signature is not None
@@ -186,14 +186,14 @@ REFUSALS: dict[str, tuple[Callable[[], dict[str, Response]], bool, str]] = {
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_bad_signature_is_exit_5_and_dest_keeps_its_old_bytes(
         pki: PKI, signed_config: PinConfig, tmp_path: Path, case: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     make_routes, payload_may_be_requested, message = REFUSALS[case]
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed()),
               **make_routes()}
     dest = tmp_path / "app.bin"
     dest.write_bytes(OLD)
     assert signed_config.path is not None
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         code = fetch_main([server.url("/app.bin"), "-o", str(dest), "--pins", str(signed_config.path),
                            "--retries", "0", "-q"])
     err = capsys.readouterr().err
@@ -207,9 +207,10 @@ def test_bad_signature_is_exit_5_and_dest_keeps_its_old_bytes(
 
 
 def test_signature_errors_are_signature_errors_in_the_library(pki: PKI, signed_config: PinConfig,
-                                                              tmp_path: Path) -> None:
+                                                              tmp_path: Path,
+                                                              https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
-    with serve(pki, tmp_path, routes) as server, pytest.raises(SignatureError) as info:
+    with https_server(routes) as server, pytest.raises(SignatureError) as info:
         fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=signed_config)
     assert info.value.exit_code == 5
     assert PUBLISHER.key_id_hex in info.value.message
@@ -217,9 +218,9 @@ def test_signature_errors_are_signature_errors_in_the_library(pki: PKI, signed_c
 
 
 def test_server_error_for_the_signature_is_a_network_error_not_an_unsigned_install(
-        pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, signed_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(503, b"busy")}
-    with serve(pki, tmp_path, routes) as server, pytest.raises(NetworkError):
+    with https_server(routes) as server, pytest.raises(NetworkError):
         fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=signed_config, retries=FAST)
     assert server.requests == ["/app.bin.minisig"] * 3
     assert not (tmp_path / "app.bin").exists()
@@ -228,11 +229,12 @@ def test_server_error_for_the_signature_is_a_network_error_not_an_unsigned_insta
 # --------------------------------------------------------------------------- --signature, --signing-key
 
 
-def test_signature_from_a_file_or_another_url(pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+def test_signature_from_a_file_or_another_url(pki: PKI, signed_config: PinConfig, tmp_path: Path,
+                                              https_server: ServeHTTPS) -> None:
     sig_file = tmp_path / "release.minisig"
     sig_file.write_bytes(signed())
     routes = {"/app.bin": Response(200, PAYLOAD), "/sigs/app.sig": Response(200, signed())}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         by_file = fetch_update(server.url("/app.bin"), tmp_path / "a", config=signed_config,
                                signature=sig_file)
         by_url = fetch_update(server.url("/app.bin"), tmp_path / "b", config=signed_config,
@@ -244,14 +246,14 @@ def test_signature_from_a_file_or_another_url(pki: PKI, signed_config: PinConfig
 
 
 def test_signature_url_on_a_rogue_server_is_refused_by_the_pins(pki: PKI, signed_config: PinConfig,
-                                                               tmp_path: Path) -> None:
-    rogue = TLSServer(pki.rogue_root.issue_leaf("sigs.updates.test"), tmp_path / "rogue",
-                      routes={"/app.bin.minisig": Response(200, signed())})
+                                                               tmp_path: Path,
+                                                               https_server: ServeHTTPS) -> None:
+    rogue = https_server({"/app.bin.minisig": Response(200, signed())}, issuer=pki.rogue_root, host="sigs.updates.test")
     body = pinset("example-updates", [HOST, "sigs.updates.test"],
                   f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
     body += f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
     config = load_pins(write_pins(tmp_path / "cfg2", body, bundle=pki.bundle))
-    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server, rogue:
+    with https_server({"/app.bin": Response(200, PAYLOAD)}) as server, rogue:
         with pytest.raises(PinViolation):
             fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=config,
                          signature=rogue.url("/app.bin.minisig", host="sigs.updates.test"))
@@ -260,13 +262,14 @@ def test_signature_url_on_a_rogue_server_is_refused_by_the_pins(pki: PKI, signed
 
 
 def test_cli_signature_and_signing_key_options(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               capsys: pytest.CaptureFixture[str],
+                                               https_server: ServeHTTPS) -> None:
     # The pinset has no keys: --signing-key supplies one, --signature a local file.
     sig_file = tmp_path / "app.bin.minisig"
     sig_file.write_bytes(signed())
     assert root_pinned_config.path is not None
     pins = str(root_pinned_config.path)
-    with serve(pki, tmp_path, {"/app.bin": Response(200, PAYLOAD)}) as server:
+    with https_server({"/app.bin": Response(200, PAYLOAD)}) as server:
         url = server.url("/app.bin")
         ok = fetch_main([url, "-o", str(tmp_path / "a"), "--pins", pins, "--signature", str(sig_file),
                          "--signing-key", PUBLISHER.public_key.to_string()])
@@ -288,9 +291,10 @@ def test_cli_signature_and_signing_key_options(pki: PKI, root_pinned_config: Pin
     assert not (tmp_path / "c").exists()
 
 
-def test_library_signing_keys_replace_the_pinsets(pki: PKI, signed_config: PinConfig, tmp_path: Path) -> None:
+def test_library_signing_keys_replace_the_pinsets(pki: PKI, signed_config: PinConfig, tmp_path: Path,
+                                                  https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
-    with serve(pki, tmp_path, routes) as server:
+    with https_server(routes) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "a", config=signed_config,
                               signing_keys=[STRANGER.public_key.to_string()])
         assert result.signature is not None

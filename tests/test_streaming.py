@@ -16,12 +16,12 @@ import urllib3
 
 import pinclient._download.partfile as partfile
 from pinclient import NetworkError, PinningPoolManager, StorageError, fetch_update
+from pinclient._demo import Response
 from pinclient._download.body import body_reader
 from pinclient._download.pipeline import Pipeline
 from pinclient.config import PinConfig
 
-from .conftest import HOST, PKI
-from .servers import Response, TLSServer
+from .conftest import PKI, ServeHTTPS
 from .test_download_storage import FullDisk
 
 MiB = 1024 * 1024
@@ -35,10 +35,6 @@ def sha(data: bytes) -> str:
 
 def workers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == WORKER]
-
-
-def serve(pki: PKI, tmp: Path, response: Response) -> TLSServer:
-    return TLSServer(pki.pinned_int.issue_leaf(HOST), tmp, routes={"/u.bin": response})
 
 
 def pieces(data: bytes, size: int) -> list[bytes]:
@@ -69,9 +65,10 @@ FRAMINGS = {
 
 @pytest.mark.parametrize("framing", sorted(FRAMINGS))
 def test_body_spanning_many_buffers_is_saved_and_hashed_exactly(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, framing: str) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, framing: str,
+        https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
-    with serve(pki, tmp_path, FRAMINGS[framing]()) as server:
+    with https_server({"/u.bin": FRAMINGS[framing]()}) as server:
         result = fetch_update(server.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(BIG))
     assert dest.read_bytes() == BIG
     assert (result.size, result.sha256) == (len(BIG), sha(BIG))
@@ -79,24 +76,25 @@ def test_body_spanning_many_buffers_is_saved_and_hashed_exactly(
 
 
 def test_identity_body_is_read_below_urllib3_into_reused_buffers(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        https_server: ServeHTTPS) -> None:
     # The fast path: not one urllib3 read1/read call for a Content-Length body.
     calls: list[int] = []
     for name in ("read", "read1"):
         real = getattr(urllib3.HTTPResponse, name)
         monkeypatch.setattr(urllib3.HTTPResponse, name,
                             lambda self, *a, _real=real, **k: calls.append(1) or _real(self, *a, **k))
-    with serve(pki, tmp_path, Response(200, BIG)) as server:
+    with https_server({"/u.bin": Response(200, BIG)}) as server:
         fetch_update(server.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(BIG))
     assert calls == []
 
 
 def test_downloads_through_one_manager_share_one_connection_and_one_pin_check(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # The fast path ends the response as http.client would, so the connection goes back to the pool
     # and carries the next download: keep-alive costs one handshake and one pin check.
     pm = PinningPoolManager(root_pinned_config)
-    with serve(pki, tmp_path, Response(200, BIG)) as server:
+    with https_server({"/u.bin": Response(200, BIG)}) as server:
         for i in range(3):
             fetch_update(server.url("/u.bin"), tmp_path / f"u{i}.bin", config=root_pinned_config,
                          sha256=sha(BIG), manager=pm)
@@ -107,10 +105,10 @@ def test_downloads_through_one_manager_share_one_connection_and_one_pin_check(
 
 
 def test_body_reader_ends_the_response_so_the_next_request_reuses_the_connection(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # The response stays referenced here, so nothing but body_reader itself can end it.
     pm = PinningPoolManager(root_pinned_config)
-    with serve(pki, tmp_path, Response(200, BIG)) as server:
+    with https_server({"/u.bin": Response(200, BIG)}) as server:
         resp = pm.urlopen("GET", server.url("/u.bin"), preload_content=False, retries=False)
         readinto1 = body_reader(resp)
         buf = memoryview(bytearray(MiB))
@@ -127,7 +125,7 @@ def test_body_reader_ends_the_response_so_the_next_request_reuses_the_connection
 
 @pytest.mark.parametrize("body", ["truncated", "malformed"])
 def test_broken_chunked_body_is_a_network_error_and_dest_is_untouched(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, body: str) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, body: str, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"old version")
     if body == "truncated":
@@ -136,7 +134,7 @@ def test_broken_chunked_body_is_a_network_error_and_dest_is_untouched(
     else:
         route = Response(200, lambda: iter([b"10\r\n" + b"x" * 16 + b"\r\nzz\r\n"]),
                          headers={"Transfer-Encoding": "chunked"}, content_length=None)
-    with serve(pki, tmp_path, route) as server:
+    with https_server({"/u.bin": route}) as server:
         with pytest.raises(NetworkError) as info:
             fetch_update(server.url("/u.bin"), dest, config=root_pinned_config, retries=0)
     assert info.value.exit_code == 6
@@ -145,7 +143,8 @@ def test_broken_chunked_body_is_a_network_error_and_dest_is_untouched(
 
 
 def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        https_server: ServeHTTPS) -> None:
     FullDisk.quota = 0
     monkeypatch.setattr(partfile, "_open_file",
                         lambda fd: io.BufferedRandom(FullDisk(fd, "r+"), partfile.WRITE_BUFFER))
@@ -157,7 +156,7 @@ def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
             sent[0] += MiB
             yield block
 
-    with serve(pki, tmp_path, Response(200, body, content_length=total)) as server:
+    with https_server({"/u.bin": Response(200, body, content_length=total)}) as server:
         with pytest.raises(StorageError, match="No space left on device"):
             fetch_update(server.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config)
         server.wait_idle()
@@ -167,12 +166,12 @@ def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
 
 
 def test_interrupt_mid_body_joins_the_worker(pki: PKI, root_pinned_config: PinConfig,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, https_server: ServeHTTPS) -> None:
     def progress(done: int, total: int | None) -> None:
         if done > MiB:
             raise KeyboardInterrupt
 
-    with serve(pki, tmp_path, Response(200, BIG)) as server:
+    with https_server({"/u.bin": Response(200, BIG)}) as server:
         with pytest.raises(KeyboardInterrupt):
             fetch_update(server.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                          progress=progress)
@@ -235,7 +234,8 @@ def test_consumer_error_wins_over_the_readers_error_but_not_over_an_interrupt() 
 
 
 def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        https_server: ServeHTTPS) -> None:
     # Without the hint a large download reaches the disk only at the fsyncs, while the transfer waits.
     if not hasattr(os, "posix_fadvise"):
         pytest.skip("no posix_fadvise on this platform")
@@ -249,7 +249,7 @@ def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(
 
     monkeypatch.setattr(os, "posix_fadvise", advise)
     data = os.urandom(partfile.WRITE_BACK * 2 + MiB)
-    with serve(pki, tmp_path, Response(200, data)) as server:
+    with https_server({"/u.bin": Response(200, data)}) as server:
         fetch_update(server.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(data))
     assert (tmp_path / "u.bin").read_bytes() == data
     assert len(ranges) == 2

@@ -31,12 +31,12 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import Updater
 
 from pinclient import PinViolation
+from pinclient._demo import LoopbackServer, Response
 from pinclient.config import PinConfig
 from pinclient.errors import UsageError
 from pinclient.tuf import PinnedFetcher
 
-from .conftest import HOST, PKI, pinset, write_pins
-from .servers import Response, TLSServer
+from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 TARGET = "app-2.1.tar.gz"
 PAYLOAD = b"the TUF-verified update\n" * 2000
@@ -73,7 +73,7 @@ def routes(files: dict[str, bytes], target: bytes | None = None) -> dict[str, Re
     return served
 
 
-def updater(tmp: Path, server: TLSServer, fetcher: PinnedFetcher, root: bytes) -> Updater:
+def updater(tmp: Path, server: LoopbackServer, fetcher: PinnedFetcher, root: bytes) -> Updater:
     (tmp / "metadata").mkdir(parents=True, exist_ok=True)
     (tmp / "targets").mkdir(exist_ok=True)
     return Updater(str(tmp / "metadata"), server.url("/metadata/"), str(tmp / "targets"),
@@ -81,9 +81,9 @@ def updater(tmp: Path, server: TLSServer, fetcher: PinnedFetcher, root: bytes) -
 
 
 def test_pinned_tuf_repository_refreshes_and_downloads_the_verified_target(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     files = tuf_repository()
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path / "srv", routes=routes(files)) as server, \
+    with https_server(routes(files)) as server, \
             PinnedFetcher(root_pinned_config) as fetcher:
         client = updater(tmp_path / "client", server, fetcher, files["/metadata/root.json"])
         client.refresh()
@@ -98,10 +98,10 @@ def test_pinned_tuf_repository_refreshes_and_downloads_the_verified_target(
 
 
 def test_rogue_issuer_makes_refresh_fail_with_the_pin_violation_as_cause(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     files = tuf_repository()
     # A valid certificate for the host, from a trusted root that is not pinned (Comodo 2011).
-    with TLSServer(pki.rogue_root.issue_leaf(HOST), tmp_path / "srv", routes=routes(files)) as server, \
+    with https_server(routes(files), issuer=pki.rogue_root) as server, \
             PinnedFetcher(root_pinned_config) as fetcher:
         client = updater(tmp_path / "client", server, fetcher, files["/metadata/root.json"])
         with pytest.raises(exceptions.DownloadError) as info:
@@ -118,12 +118,11 @@ def test_rogue_issuer_makes_refresh_fail_with_the_pin_violation_as_cause(
 
 
 def test_tampered_target_from_the_pinned_server_is_refused_by_tuf(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path) -> None:
+        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # Defence in depth: the right server, the wrong bytes (a compromised server) -> TUF refuses.
     files = tuf_repository()
     evil = PAYLOAD[:-1] + b"!"
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path / "srv",
-                   routes=routes(files, target=evil)) as server, PinnedFetcher(root_pinned_config) as fetcher:
+    with https_server(routes(files, target=evil)) as server, PinnedFetcher(root_pinned_config) as fetcher:
         client = updater(tmp_path / "client", server, fetcher, files["/metadata/root.json"])
         info = client.get_targetinfo(TARGET)
         assert info is not None
@@ -133,8 +132,8 @@ def test_tampered_target_from_the_pinned_server_is_refused_by_tuf(
 
 
 def test_http_error_status_is_a_download_http_error(pki: PKI, root_pinned_config: PinConfig,
-                                                    tmp_path: Path) -> None:
-    with TLSServer(pki.pinned_int.issue_leaf(HOST), tmp_path / "srv") as server, \
+                                                    tmp_path: Path, https_server: ServeHTTPS) -> None:
+    with https_server() as server, \
             PinnedFetcher(root_pinned_config) as fetcher:
         with pytest.raises(exceptions.DownloadHTTPError) as info:
             fetcher.download_bytes(server.url("/metadata/2.root.json"), 1000)
@@ -148,7 +147,8 @@ def test_fetcher_needs_exactly_one_of_config_and_manager(root_pinned_config: Pin
         PinnedFetcher(root_pinned_config, manager=fetcher.manager)
 
 
-def test_tuf_updater_example_downloads_and_refuses_a_rogue_server(pki: PKI, tmp_path: Path) -> None:
+def test_tuf_updater_example_downloads_and_refuses_a_rogue_server(pki: PKI, tmp_path: Path,
+                                                                  https_server: ServeHTTPS) -> None:
     # The example runs as a user would run it; its certificates are for "localhost", which the child
     # process resolves without the tests' DNS patching.
     files = tuf_repository()
@@ -158,19 +158,19 @@ def test_tuf_updater_example_downloads_and_refuses_a_rogue_server(pki: PKI, tmp_
     root.write_bytes(files["/metadata/root.json"])
     env = {**os.environ, "no_proxy": "localhost,127.0.0.1", "NO_PROXY": "localhost,127.0.0.1"}
 
-    def run(server: TLSServer, cache: Path) -> subprocess.CompletedProcess[str]:
+    def run(server: LoopbackServer, cache: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(EXAMPLE), "--pins", str(pins), "--root", str(root),
              "--metadata-url", server.url("/metadata/", host="localhost"),
              "--targets-url", server.url("/targets/", host="localhost"), "--cache", str(cache),
              TARGET], env=env, capture_output=True, text=True, timeout=60)
 
-    with TLSServer(pki.pinned_int.issue_leaf("localhost"), tmp_path / "good", routes=routes(files)) as good:
+    with https_server(routes(files), host="localhost") as good:
         ok = run(good, tmp_path / "cache-good")
     assert ok.returncode == 0, ok.stderr
     saved = Path(ok.stdout.strip().splitlines()[-1])
     assert saved.read_bytes() == PAYLOAD
-    with TLSServer(pki.rogue_root.issue_leaf("localhost"), tmp_path / "bad", routes=routes(files)) as bad:
+    with https_server(routes(files), issuer=pki.rogue_root, host="localhost") as bad:
         refused = run(bad, tmp_path / "cache-bad")
     assert refused.returncode == 3, refused.stderr
     assert "pinning failure" in refused.stderr
