@@ -309,7 +309,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 class LoopbackHTTP:
-    """An HTTP server on 127.0.0.1 with settable routes and per-path hit counts."""
+    """An HTTP server on 127.0.0.1 with settable routes and per-path hit counts. Not the update
+    server (pinclient._demo.LoopbackServer, the ``https_server`` fixture): OCSP and CRLs go over
+    plain HTTP, and OCSP requests are POSTs whose bodies the routes answer, which http.server reads."""
 
     def __init__(self) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
