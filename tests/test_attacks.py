@@ -70,7 +70,7 @@ def test_cross_signed_chain_verified_through_the_other_root_is_refused(pki: PKI,
 @pytest.mark.parametrize("first", ["cross-signed", "rogue-signed"])
 def test_both_paths_served_the_verdict_follows_the_verified_one(pki: PKI, cross: tuple[CA, CA],
                                                                 root_pinned_config: PinConfig,
-                                                                tmp_path: Path, first: str,
+                                                                first: str,
                                                                 https_server: ServeHTTPS) -> None:
     # Which path OpenSSL builds when both intermediates are sent is its business; pinclient's
     # verdict must agree with the chain it reports as verified, whichever that is.
@@ -133,7 +133,7 @@ def test_unicode_pinset_name_covers_the_idna_2008_host_urllib3_connects_to(pki: 
 
 @pytest.mark.parametrize("weakening", ["CERT_NONE", "no-hostname-check"])
 def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, root_pinned_config: PinConfig,
-                                                                    tmp_path: Path, weakening: str,
+                                                                    weakening: str,
                                                                     https_server: ServeHTTPS) -> None:
     # Even when the chain would satisfy the pins: with verification (or the host-name check) off,
     # get_verified_chain() reports what OpenSSL *tried*, which an attacker controls. The kwargs
@@ -166,7 +166,7 @@ def test_guard_refuses_a_connection_made_without_full_verification(pki: PKI, roo
 # --------------------------------------------------------------------------- hostile URLs and paths
 
 
-def test_redirect_to_an_unparsable_location_is_a_network_error(pki: PKI, root_pinned_config: PinConfig,
+def test_redirect_to_an_unparsable_location_is_a_network_error(root_pinned_config: PinConfig,
                                                               tmp_path: Path,
                                                               https_server: ServeHTTPS) -> None:
     # A hostile server's Location used to escape as a bare ValueError (a traceback in the CLI).
@@ -207,7 +207,7 @@ def test_cli_malformed_urls_and_paths_are_usage_errors(pki: PKI, tmp_path: Path,
 # --------------------------------------------------------------------------- concurrent writers
 
 
-def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(pki: PKI, root_pinned_config: PinConfig,
+def test_concurrent_writers_to_one_dest_are_serialised_by_its_lock(root_pinned_config: PinConfig,
                                                                   tmp_path: Path, payload: bytes,
                                                                   https_server: ServeHTTPS) -> None:
     # Two updaters fetching to the same DEST would share DEST.part. The second one waits for the

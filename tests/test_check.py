@@ -34,7 +34,7 @@ def expected_kind(i: int) -> str:
 
 
 @pytest.fixture
-def fleet(pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> Iterator[list[tuple[str, str, LoopbackServer]]]:
+def fleet(pki: PKI, https_server: ServeHTTPS) -> Iterator[list[tuple[str, str, LoopbackServer]]]:
     """40 servers: pinned (ok), rogue-root (violation), untrusted-root (TLS error) and rogue under a
     report-only pinset, in a fixed pattern."""
     with ExitStack() as stack:

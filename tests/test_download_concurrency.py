@@ -19,7 +19,7 @@ from pinclient._demo import Response
 from pinclient._download.lock import dest_lock
 from pinclient.config import PinConfig
 
-from .conftest import PKI, ServeHTTPS
+from .conftest import ServeHTTPS
 from .hostile import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def child(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_on_one_dest_take_turns(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_two_processes_on_one_dest_take_turns(root_pinned_config: PinConfig, tmp_path: Path,
                                               https_server: ServeHTTPS) -> None:
     data = os.urandom(400_000)
     gate = threading.Event()
@@ -87,7 +87,7 @@ def test_lock_timeout_in_process(tmp_path: Path) -> None:
         pass
 
 
-def test_threads_share_one_pool_manager(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_threads_share_one_pool_manager(root_pinned_config: PinConfig, tmp_path: Path,
                                         https_server: ServeHTTPS) -> None:
     files = {f"/f{i}": os.urandom(50_000 + i) for i in range(8)}
     routes = {path: Response(200, body, headers={"ETag": f'"{path}"'}) for path, body in files.items()}

@@ -30,7 +30,7 @@ def stop() -> Iterator[threading.Event]:
 
 
 def test_content_length_ten_times_the_declared_size_aborts_before_the_body(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     counter: dict[str, int] = {}
     response = Response(200, endless(counter, cap=10 * 100_000), content_length=10 * 100_000)
     with https_server({"/u": response}) as s:
@@ -40,7 +40,7 @@ def test_content_length_ten_times_the_declared_size_aborts_before_the_body(
 
 
 def test_body_ten_times_the_declared_size_is_cut_off_at_the_limit(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # No Content-Length (close-delimited): the only defence is counting.
     counter: dict[str, int] = {}
     with https_server({"/u": Response(200, endless(counter, cap=10 * 1_000_000), content_length=None)}) as s:
@@ -51,7 +51,7 @@ def test_body_ten_times_the_declared_size_is_cut_off_at_the_limit(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("u")) == []
 
 
-def test_unbounded_body_stops_at_max_size_with_little_memory(pki: PKI, root_pinned_config: PinConfig,
+def test_unbounded_body_stops_at_max_size_with_little_memory(root_pinned_config: PinConfig,
                                                              tmp_path: Path,
                                                              https_server: ServeHTTPS) -> None:
     counter: dict[str, int] = {}
@@ -112,7 +112,7 @@ def test_max_size_accepts_units() -> None:
 # --------------------------------------------------------------------------- slow retrieval
 
 
-def test_one_byte_per_second_is_aborted_by_the_read_gap(pki: PKI, root_pinned_config: PinConfig,
+def test_one_byte_per_second_is_aborted_by_the_read_gap(root_pinned_config: PinConfig,
                                                         tmp_path: Path, stop: threading.Event,
                                                         https_server: ServeHTTPS) -> None:
     response = Response(200, trickle(b"x" * 100, 1.0, stop), content_length=100)
@@ -124,7 +124,7 @@ def test_one_byte_per_second_is_aborted_by_the_read_gap(pki: PKI, root_pinned_co
     assert not (tmp_path / "u").exists()
 
 
-def test_trickle_inside_the_read_gap_is_aborted_by_min_rate(pki: PKI, root_pinned_config: PinConfig,
+def test_trickle_inside_the_read_gap_is_aborted_by_min_rate(root_pinned_config: PinConfig,
                                                             tmp_path: Path, stop: threading.Event,
                                                             https_server: ServeHTTPS) -> None:
     # One byte every 0.05 s never trips a 2 s read gap; the rate check (100 B/s over 0.5 s) does.
@@ -135,7 +135,7 @@ def test_trickle_inside_the_read_gap_is_aborted_by_min_rate(pki: PKI, root_pinne
                          min_rate=100, rate_window=0.5, retries=0)
 
 
-def test_slow_retrieval_is_retried_then_gives_up(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_slow_retrieval_is_retried_then_gives_up(root_pinned_config: PinConfig, tmp_path: Path,
                                                 stop: threading.Event, https_server: ServeHTTPS) -> None:
     from pinclient._download.retry import RetryPolicy
 
@@ -148,7 +148,7 @@ def test_slow_retrieval_is_retried_then_gives_up(pki: PKI, root_pinned_config: P
     assert len(s.requests) == 2
 
 
-def test_deadline_bounds_a_stalled_server(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_deadline_bounds_a_stalled_server(root_pinned_config: PinConfig, tmp_path: Path,
                                           stop: threading.Event, https_server: ServeHTTPS) -> None:
     # The read gap (30 s) would wait; the deadline (0.5 s) shortens it and ends the fetch,
     # retries or not.
@@ -160,7 +160,7 @@ def test_deadline_bounds_a_stalled_server(pki: PKI, root_pinned_config: PinConfi
     assert info.value.exit_code == 6
 
 
-def test_min_rate_zero_turns_the_check_off(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_min_rate_zero_turns_the_check_off(root_pinned_config: PinConfig, tmp_path: Path,
                                            stop: threading.Event, https_server: ServeHTTPS) -> None:
     response = Response(200, trickle(b"abcde", 0.05, stop), content_length=5)
     with https_server({"/u": response}) as s:

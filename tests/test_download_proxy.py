@@ -61,7 +61,7 @@ def test_connect_proxy_to_rogue_origin_is_refused(pki: PKI, root_pinned_config: 
     assert not (tmp_path / "u").exists()
 
 
-def test_proxy_credentials_go_on_connect_only(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_proxy_credentials_go_on_connect_only(root_pinned_config: PinConfig, tmp_path: Path,
                                               payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
         url = proxy.url.replace("http://", "http://alice:s%40fe@")
@@ -71,7 +71,7 @@ def test_proxy_credentials_go_on_connect_only(pki: PKI, root_pinned_config: PinC
     assert b"alice" not in bytes(proxy.tunnels[0].client_bytes)
 
 
-def test_https_proxy_from_the_environment_and_no_proxy(pki: PKI, root_pinned_config: PinConfig,
+def test_https_proxy_from_the_environment_and_no_proxy(root_pinned_config: PinConfig,
                                                        tmp_path: Path, payload: bytes,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        https_server: ServeHTTPS) -> None:
@@ -88,7 +88,7 @@ def test_https_proxy_from_the_environment_and_no_proxy(pki: PKI, root_pinned_con
     assert len(proxy.tunnels) == 1, "NO_PROXY, proxy=False and --no-proxy all went direct"
 
 
-def test_cli_proxy_flag(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+def test_cli_proxy_flag(root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
                         https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(200, payload)}) as s, ConnectProxy() as proxy:
         code = fetch_main([s.url("/u"), "-o", str(tmp_path / "u"), "--pins", str(root_pinned_config.path),

@@ -20,7 +20,7 @@ def two_host_config(pki: PKI, tmp_path: Path) -> PinConfig:
     return load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
 
 
-def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_redirect_to_http_is_refused(root_pinned_config: PinConfig, tmp_path: Path,
                                      https_server: ServeHTTPS) -> None:
     routes = {"/u": Response(301, headers={"Location": "http://updates.test/u"})}
     with https_server(routes) as s:
@@ -31,7 +31,7 @@ def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tm
 
 
 def test_redirect_to_an_unpinned_host_is_refused_before_connecting(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+        root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
         https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(200, payload)}, host="mirror.test") as mirror:
         routes = {"/u": Response(302, headers={"Location": mirror.url("/u", "mirror.test")})}
@@ -55,7 +55,7 @@ def test_redirect_to_an_unpinned_host_follows_when_allowed(pki: PKI, tmp_path: P
     assert result.pinset is None
 
 
-def test_redirect_loop_is_refused_and_not_retried(pki: PKI, root_pinned_config: PinConfig,
+def test_redirect_loop_is_refused_and_not_retried(root_pinned_config: PinConfig,
                                                   tmp_path: Path, https_server: ServeHTTPS) -> None:
     routes = {"/a": Response(302, headers={"Location": "/b"}),
               "/b": Response(307, headers={"Location": "/a"})}
@@ -66,7 +66,7 @@ def test_redirect_loop_is_refused_and_not_retried(pki: PKI, root_pinned_config: 
     assert s.requests == ["/a", "/b"]
 
 
-def test_more_than_max_redirects_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_more_than_max_redirects_is_refused(root_pinned_config: PinConfig, tmp_path: Path,
                                             payload: bytes, https_server: ServeHTTPS) -> None:
     routes: dict[str, Response] = {f"/{i}": Response(302, headers={"Location": f"/{i + 1}"}) for i in range(6)}
     routes["/6"] = Response(200, payload)

@@ -14,7 +14,7 @@ from pinclient import HashMismatch, NetworkError, StorageError, fetch_update
 from pinclient._download.retry import RetryPolicy
 from pinclient.config import PinConfig
 
-from .conftest import PKI, ServeHTTPS
+from .conftest import ServeHTTPS
 from .hostile import Seen, ranged
 
 FAST = RetryPolicy(retries=3, backoff=0.01)
@@ -36,7 +36,7 @@ def leftovers(folder: Path, name: str = "u.bin") -> list[str]:
 # --------------------------------------------------------------------------- within one call
 
 
-def test_dropped_connection_mid_body_resumes_with_a_correct_hash(pki: PKI, root_pinned_config: PinConfig,
+def test_dropped_connection_mid_body_resumes_with_a_correct_hash(root_pinned_config: PinConfig,
                                                                  tmp_path: Path, big: bytes,
                                                                  https_server: ServeHTTPS) -> None:
     seen = Seen()
@@ -53,7 +53,7 @@ def test_dropped_connection_mid_body_resumes_with_a_correct_hash(pki: PKI, root_
     assert leftovers(tmp_path) == [], "no .part, .part.json or .lock left after success"
 
 
-def test_server_ignoring_range_restarts_cleanly(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_server_ignoring_range_restarts_cleanly(root_pinned_config: PinConfig, tmp_path: Path,
                                                big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     dest = tmp_path / "u.bin"
@@ -66,7 +66,7 @@ def test_server_ignoring_range_restarts_cleanly(pki: PKI, root_pinned_config: Pi
     assert leftovers(tmp_path) == []
 
 
-def test_changed_file_is_not_spliced_onto_the_old_part(pki: PKI, root_pinned_config: PinConfig,
+def test_changed_file_is_not_spliced_onto_the_old_part(root_pinned_config: PinConfig,
                                                        tmp_path: Path, big: bytes,
                                                        https_server: ServeHTTPS) -> None:
     # The file changes between the two requests: If-Range makes the server send the new one whole.
@@ -84,7 +84,7 @@ def test_changed_file_is_not_spliced_onto_the_old_part(pki: PKI, root_pinned_con
     assert dest.read_bytes() == new
 
 
-def test_no_validator_means_no_resume(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_no_validator_means_no_resume(root_pinned_config: PinConfig, tmp_path: Path,
                                       big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen, etag=None, drop_after={0: 100_000})}) as s:
@@ -94,7 +94,7 @@ def test_no_validator_means_no_resume(pki: PKI, root_pinned_config: PinConfig, t
     assert result.resumed_from == 0
 
 
-def test_weak_etag_is_not_used_but_last_modified_is(pki: PKI, root_pinned_config: PinConfig,
+def test_weak_etag_is_not_used_but_last_modified_is(root_pinned_config: PinConfig,
                                                     tmp_path: Path, big: bytes,
                                                     https_server: ServeHTTPS) -> None:
     seen = Seen()
@@ -105,7 +105,7 @@ def test_weak_etag_is_not_used_but_last_modified_is(pki: PKI, root_pinned_config
     assert seen.requests[1]["if-range"] == stamp
 
 
-def test_no_resume_starts_every_retry_from_zero(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_no_resume_starts_every_retry_from_zero(root_pinned_config: PinConfig, tmp_path: Path,
                                                 big: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen, drop_after={0: 100_000})}) as s:
@@ -119,7 +119,7 @@ def test_no_resume_starts_every_retry_from_zero(pki: PKI, root_pinned_config: Pi
 
 
 def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+        root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
         https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"version 1")
@@ -142,7 +142,7 @@ def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
     assert leftovers(tmp_path) == []
 
 
-def test_final_hash_covers_the_kept_prefix(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_final_hash_covers_the_kept_prefix(root_pinned_config: PinConfig, tmp_path: Path,
                                            big: bytes, https_server: ServeHTTPS) -> None:
     # Corrupt the kept bytes between runs: the resumed download must fail its hash, because the
     # prefix is hashed again from disk, and the bad part must go.
@@ -160,7 +160,7 @@ def test_final_hash_covers_the_kept_prefix(pki: PKI, root_pinned_config: PinConf
     assert leftovers(tmp_path) == []
 
 
-def test_part_for_another_hash_or_url_is_not_resumed(pki: PKI, root_pinned_config: PinConfig,
+def test_part_for_another_hash_or_url_is_not_resumed(root_pinned_config: PinConfig,
                                                      tmp_path: Path, big: bytes,
                                                      https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
@@ -174,7 +174,7 @@ def test_part_for_another_hash_or_url_is_not_resumed(pki: PKI, root_pinned_confi
     assert result.resumed_from == 0
 
 
-def test_part_longer_than_the_declared_size_restarts(pki: PKI, root_pinned_config: PinConfig,
+def test_part_longer_than_the_declared_size_restarts(root_pinned_config: PinConfig,
                                                      tmp_path: Path, big: bytes,
                                                      https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
@@ -192,7 +192,7 @@ def test_part_longer_than_the_declared_size_restarts(pki: PKI, root_pinned_confi
 
 
 @pytest.mark.parametrize("sidecar_text", ["not json", '{"version": 99}', '{"version": 1, "url": 5}', ""])
-def test_garbled_sidecar_restarts(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+def test_garbled_sidecar_restarts(root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
                                   sidecar_text: str, https_server: ServeHTTPS) -> None:
     (tmp_path / "u.bin.part").write_bytes(big[:1000])
     (tmp_path / "u.bin.part.json").write_text(sidecar_text)
@@ -204,7 +204,7 @@ def test_garbled_sidecar_restarts(pki: PKI, root_pinned_config: PinConfig, tmp_p
 
 
 def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+        root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
         https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen)}) as s:
@@ -223,7 +223,7 @@ def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
 
 
 @pytest.mark.parametrize("name", ["u.bin.part", "u.bin.part.json", "u.bin.lock", "u.bin.part.json.tmp"])
-def test_symlink_next_to_dest_is_never_written_through(pki: PKI, root_pinned_config: PinConfig,
+def test_symlink_next_to_dest_is_never_written_through(root_pinned_config: PinConfig,
                                                        tmp_path: Path, big: bytes, name: str,
                                                        https_server: ServeHTTPS) -> None:
     victim = tmp_path / "victim.txt"
@@ -310,7 +310,7 @@ def test_sizes() -> None:
     assert format_size(12) == "12 B"
 
 
-def test_a_206_for_a_file_of_another_length_restarts(pki: PKI, root_pinned_config: PinConfig,
+def test_a_206_for_a_file_of_another_length_restarts(root_pinned_config: PinConfig,
                                                      tmp_path: Path, big: bytes,
                                                      https_server: ServeHTTPS) -> None:
     # Same validator, different total: not the file the part came from.

@@ -32,7 +32,7 @@ FAST = RetryPolicy(retries=3, backoff=0.01, retry_after_cap=0.05)
 
 
 @pytest.mark.parametrize("status", [503, 429])
-def test_retry_after_then_200_succeeds(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_retry_after_then_200_succeeds(root_pinned_config: PinConfig, tmp_path: Path,
                                        payload: bytes, status: int,
                                        caplog: pytest.LogCaptureFixture, https_server: ServeHTTPS) -> None:
     seen = Seen()
@@ -48,7 +48,7 @@ def test_retry_after_then_200_succeeds(pki: PKI, root_pinned_config: PinConfig, 
     assert "Retrying in 0.1 s" in caplog.text or "Retrying in 0.0 s" in caplog.text
 
 
-def test_5xx_is_retried_until_the_retries_run_out(pki: PKI, root_pinned_config: PinConfig,
+def test_5xx_is_retried_until_the_retries_run_out(root_pinned_config: PinConfig,
                                                   tmp_path: Path, https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(502, b"bad gateway")}) as s:
         with pytest.raises(HTTPStatusError) as info:
@@ -59,7 +59,7 @@ def test_5xx_is_retried_until_the_retries_run_out(pki: PKI, root_pinned_config: 
 
 
 @pytest.mark.parametrize("status", [400, 403, 404, 410])
-def test_other_4xx_is_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_other_4xx_is_never_retried(root_pinned_config: PinConfig, tmp_path: Path,
                                     status: int, https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(status, b"no")}) as s:
         with pytest.raises(HTTPStatusError) as info:
@@ -87,7 +87,7 @@ def test_tls_validation_failure_is_never_retried(pki: PKI, root_pinned_config: P
     assert len(s.conns) == 1
 
 
-def test_integrity_failures_are_never_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_integrity_failures_are_never_retried(root_pinned_config: PinConfig, tmp_path: Path,
                                               payload: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u": ranged(payload, seen)}) as s:
@@ -110,7 +110,7 @@ def test_refused_connection_is_retried(root_pinned_config: PinConfig, tmp_path: 
     assert info.value.transient
 
 
-def test_broken_bodies_are_retried_and_resumed_each_time(pki: PKI, root_pinned_config: PinConfig,
+def test_broken_bodies_are_retried_and_resumed_each_time(root_pinned_config: PinConfig,
                                                          tmp_path: Path, https_server: ServeHTTPS) -> None:
     import hashlib
     import os

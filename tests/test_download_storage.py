@@ -21,7 +21,7 @@ from pinclient._cli.main import fetch_main
 from pinclient._demo import Response
 from pinclient.config import PinConfig
 
-from .conftest import PKI, ServeHTTPS
+from .conftest import ServeHTTPS
 from .hostile import Seen, ranged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ class FullDisk(io.FileIO):
         return super().write(data[:room])
 
 
-def test_enospc_keeps_old_dest_and_only_a_resumable_part(pki: PKI, root_pinned_config: PinConfig,
+def test_enospc_keeps_old_dest_and_only_a_resumable_part(root_pinned_config: PinConfig,
                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          https_server: ServeHTTPS) -> None:
     data = os.urandom(3 * 1024 * 1024)
@@ -99,7 +99,7 @@ print(json.dumps(out))
 """
 
 
-def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_enospc_on_a_real_tiny_tmpfs(root_pinned_config: PinConfig, tmp_path: Path,
                                      https_server: ServeHTTPS) -> None:
     # The tmpfs lives in a private mount namespace (unshare -m): it vanishes with the child process,
     # so nothing is ever left mounted, even if the test is killed.
@@ -136,7 +136,7 @@ def test_enospc_on_a_real_tiny_tmpfs(pki: PKI, root_pinned_config: PinConfig, tm
 # --------------------------------------------------------------------------- durability
 
 
-def test_part_is_fsynced_before_the_rename_and_the_folder_after(pki: PKI, root_pinned_config: PinConfig,
+def test_part_is_fsynced_before_the_rename_and_the_folder_after(root_pinned_config: PinConfig,
                                                                 tmp_path: Path, payload: bytes,
                                                                 monkeypatch: pytest.MonkeyPatch,
                                                                 https_server: ServeHTTPS) -> None:
@@ -168,7 +168,7 @@ def test_part_is_fsynced_before_the_rename_and_the_folder_after(pki: PKI, root_p
 # --------------------------------------------------------------------------- progress and headers
 
 
-def test_progress_callback_gets_done_and_total(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_progress_callback_gets_done_and_total(root_pinned_config: PinConfig, tmp_path: Path,
                                                https_server: ServeHTTPS) -> None:
     data = os.urandom(500_000)
     calls: list[tuple[int, int | None]] = []
@@ -183,7 +183,7 @@ def test_progress_callback_gets_done_and_total(pki: PKI, root_pinned_config: Pin
     assert (200_000, len(data)) in calls, "the resumed attempt starts from its kept bytes"
 
 
-def test_progress_without_content_length(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_progress_without_content_length(root_pinned_config: PinConfig, tmp_path: Path,
                                          payload: bytes, https_server: ServeHTTPS) -> None:
     calls: list[tuple[int, int | None]] = []
     with https_server({"/u.bin": Response(200, payload, content_length=None)}) as s:
@@ -198,7 +198,7 @@ class FakeTTY(io.StringIO):
 
 
 @pytest.mark.parametrize(("tty", "quiet", "bar"), [(True, False, True), (True, True, False), (False, False, False)])
-def test_cli_progress_bar_only_on_a_terminal(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_cli_progress_bar_only_on_a_terminal(root_pinned_config: PinConfig, tmp_path: Path,
                                              payload: bytes, monkeypatch: pytest.MonkeyPatch,
                                              tty: bool, quiet: bool, bar: bool,
                                              https_server: ServeHTTPS) -> None:
@@ -216,7 +216,7 @@ def test_cli_progress_bar_only_on_a_terminal(pki: PKI, root_pinned_config: PinCo
         assert text.endswith("\n")
 
 
-def test_user_agent_and_extra_headers(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_user_agent_and_extra_headers(root_pinned_config: PinConfig, tmp_path: Path,
                                       payload: bytes, https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u.bin": ranged(payload, seen)}) as s:
@@ -249,7 +249,7 @@ def test_bad_download_flags_are_usage_errors(root_pinned_config: PinConfig, flag
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_cli_json_reports_attempts_and_resume(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_cli_json_reports_attempts_and_resume(root_pinned_config: PinConfig, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str],
                                               https_server: ServeHTTPS) -> None:
     data = os.urandom(300_000)

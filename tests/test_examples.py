@@ -114,7 +114,7 @@ def test_embedded_updater_refuses_a_rogue_server_and_changes_nothing(pki: PKI, p
     assert sorted(p.name for p in app.iterdir()) == ["CURRENT", "versions"]
 
 
-def test_embedded_updater_rejects_a_tampered_archive(pki: PKI, pins: Path, tmp_path: Path,
+def test_embedded_updater_rejects_a_tampered_archive(pins: Path, tmp_path: Path,
                                                      https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"
     (app / "versions" / "1.0.0").mkdir(parents=True)
@@ -131,7 +131,7 @@ def test_embedded_updater_rejects_a_tampered_archive(pki: PKI, pins: Path, tmp_p
     assert sorted(p.name for p in (app / "versions").iterdir()) == ["1.0.0"]
 
 
-def test_embedded_updater_refuses_an_archive_escaping_its_folder(pki: PKI, pins: Path,
+def test_embedded_updater_refuses_an_archive_escaping_its_folder(pins: Path,
                                                                  tmp_path: Path,
                                                                  https_server: ServeHTTPS) -> None:
     app = tmp_path / "app"

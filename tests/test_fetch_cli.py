@@ -26,7 +26,7 @@ from pinclient.config import PinConfig
 from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 
 
-def test_hash_mismatch_keeps_the_old_file(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_hash_mismatch_keeps_the_old_file(root_pinned_config: PinConfig, tmp_path: Path,
                                           payload: bytes, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.bin"
     dest.write_bytes(b"the previous version")
@@ -39,7 +39,7 @@ def test_hash_mismatch_keeps_the_old_file(pki: PKI, root_pinned_config: PinConfi
     assert info.value.exit_code == 5
 
 
-def test_oversized_body_is_stopped_at_the_limit(pki: PKI, root_pinned_config: PinConfig,
+def test_oversized_body_is_stopped_at_the_limit(root_pinned_config: PinConfig,
                                                 tmp_path: Path, https_server: ServeHTTPS) -> None:
     sent = {"bytes": 0}
 
@@ -61,7 +61,7 @@ def test_oversized_body_is_stopped_at_the_limit(pki: PKI, root_pinned_config: Pi
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".app")] == []
 
 
-def test_declared_length_over_the_limit_aborts_before_the_body(pki: PKI, root_pinned_config: PinConfig,
+def test_declared_length_over_the_limit_aborts_before_the_body(root_pinned_config: PinConfig,
                                                                tmp_path: Path, payload: bytes,
                                                                https_server: ServeHTTPS) -> None:
     with https_server({"/u": Response(200, payload)}) as s:
@@ -71,7 +71,7 @@ def test_declared_length_over_the_limit_aborts_before_the_body(pki: PKI, root_pi
             fetch_update(s.url("/u"), tmp_path / "a", config=root_pinned_config, size=len(payload) - 1)
 
 
-def test_truncated_body_is_a_network_error_and_saves_nothing(pki: PKI, root_pinned_config: PinConfig,
+def test_truncated_body_is_a_network_error_and_saves_nothing(root_pinned_config: PinConfig,
                                                              tmp_path: Path, payload: bytes,
                                                              https_server: ServeHTTPS) -> None:
     routes = {"/u": Response(200, payload[:1000], content_length=len(payload))}
@@ -82,7 +82,7 @@ def test_truncated_body_is_a_network_error_and_saves_nothing(pki: PKI, root_pinn
     assert not (tmp_path / "a").exists()
 
 
-def test_short_close_delimited_body_fails_the_size_check(pki: PKI, root_pinned_config: PinConfig,
+def test_short_close_delimited_body_fails_the_size_check(root_pinned_config: PinConfig,
                                                          tmp_path: Path, payload: bytes,
                                                          https_server: ServeHTTPS) -> None:
     routes = {"/u": Response(200, payload[:1000], content_length=None)}
@@ -92,7 +92,7 @@ def test_short_close_delimited_body_fails_the_size_check(pki: PKI, root_pinned_c
     assert not (tmp_path / "a").exists()
 
 
-def test_http_error_status(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_http_error_status(root_pinned_config: PinConfig, tmp_path: Path,
                            https_server: ServeHTTPS) -> None:
     with https_server() as s:
         with pytest.raises(HTTPStatusError) as info:
@@ -101,7 +101,7 @@ def test_http_error_status(pki: PKI, root_pinned_config: PinConfig, tmp_path: Pa
     assert info.value.exit_code == 6
 
 
-def test_symlink_at_dest_is_replaced_not_followed(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_symlink_at_dest_is_replaced_not_followed(root_pinned_config: PinConfig, tmp_path: Path,
                                                   payload: bytes, https_server: ServeHTTPS) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"do not touch")
@@ -114,7 +114,7 @@ def test_symlink_at_dest_is_replaced_not_followed(pki: PKI, root_pinned_config: 
     assert dest.read_bytes() == payload
 
 
-def test_write_failure_is_a_storage_error_with_dest_intact(pki: PKI, root_pinned_config: PinConfig,
+def test_write_failure_is_a_storage_error_with_dest_intact(root_pinned_config: PinConfig,
                                                            tmp_path: Path, payload: bytes,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            https_server: ServeHTTPS) -> None:
@@ -181,7 +181,7 @@ def test_cli_json_output(pki: PKI, pins_file: Path, tmp_path: Path, payload: byt
     assert data["expected"] == [f"sha256/{pki.pin_of(pki.pinned_root)}"]
 
 
-def test_cli_pins_from_environment_and_default_dest(pki: PKI, pins_file: Path, tmp_path: Path,
+def test_cli_pins_from_environment_and_default_dest(pins_file: Path, tmp_path: Path,
                                                     payload: bytes, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str],
                                                     https_server: ServeHTTPS) -> None:

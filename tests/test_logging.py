@@ -42,7 +42,7 @@ def pins_file(pki: PKI, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("entry", ["fetch-update", "pinclient fetch"])
-def test_cli_verbosity_flags(pki: PKI, pins_file: Path, tmp_path: Path, payload: bytes,
+def test_cli_verbosity_flags(pins_file: Path, tmp_path: Path, payload: bytes,
                              capsys: pytest.CaptureFixture[str], entry: str,
                              https_server: ServeHTTPS) -> None:
     def run(*flags: str) -> tuple[int, str, str]:

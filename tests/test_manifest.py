@@ -144,7 +144,7 @@ def test_manifest_for_another_product_is_refused() -> None:
 # --------------------------------------------------------------------------- over TLS
 
 
-def test_manifest_happy_path(pki: PKI, config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+def test_manifest_happy_path(config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
     dest.write_bytes(OLD)
     with https_server(routes(manifest_doc())) as server:
@@ -162,7 +162,7 @@ def test_manifest_happy_path(pki: PKI, config: PinConfig, tmp_path: Path, https_
                                "/channel/app-2.1.tar.gz"]
 
 
-def test_cli_manifest_prints_the_manifest_and_the_download(pki: PKI, config: PinConfig, tmp_path: Path,
+def test_cli_manifest_prints_the_manifest_and_the_download(config: PinConfig, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str],
                                                            https_server: ServeHTTPS) -> None:
     with https_server(routes(manifest_doc())) as server:
@@ -182,7 +182,7 @@ def test_cli_manifest_prints_the_manifest_and_the_download(pki: PKI, config: Pin
     assert data["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
 
 
-def test_same_version_as_installed_fetches_nothing(pki: PKI, config: PinConfig, tmp_path: Path,
+def test_same_version_as_installed_fetches_nothing(config: PinConfig, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str],
                                                    https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
@@ -212,7 +212,7 @@ def test_same_version_as_installed_fetches_nothing(pki: PKI, config: PinConfig, 
     ("wrong product", lambda: routes(manifest_doc()), ["--manifest-name", "other"], "is for 'app'"),
 ])
 def test_refused_manifests_are_exit_5_and_dest_keeps_its_old_bytes(
-        pki: PKI, config: PinConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str,
+        config: PinConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str,
         served: object, extra: list[str], message: str, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.tar.gz"
     dest.write_bytes(OLD)
@@ -245,7 +245,7 @@ def test_payload_named_by_the_manifest_goes_through_the_same_pins(pki: PKI, tmp_
     assert not (tmp_path / "app.tar.gz").exists()
 
 
-def test_manifest_needs_a_signing_key(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_manifest_needs_a_signing_key(root_pinned_config: PinConfig,
                                       https_server: ServeHTTPS) -> None:
     with https_server(routes(manifest_doc())) as server:
         with pytest.raises(UsageError, match="must be signed"):

@@ -43,7 +43,7 @@ def test_pin_output_pasted_into_pins_toml_verifies_the_same_server(
             fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
 
 
-def test_pin_output_lists_the_chain_and_labels_each_ca(pki: PKI, tmp_path: Path,
+def test_pin_output_lists_the_chain_and_labels_each_ca(pki: PKI,
                                                         capsys: pytest.CaptureFixture[str],
                                                         https_server: ServeHTTPS) -> None:
     with https_server() as server:

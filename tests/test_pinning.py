@@ -240,7 +240,7 @@ def test_blocked_spki_is_refused_anywhere_in_the_chain(pki: PKI, tmp_path: Path,
 # --------------------------------------------------------------------------- unpinned hosts
 
 
-def test_unpinned_host_is_refused_by_default(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_unpinned_host_is_refused_by_default(root_pinned_config: PinConfig, tmp_path: Path,
                                              payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}, host="elsewhere.test") as server:
         with pytest.raises(PinViolation) as info:
@@ -297,7 +297,7 @@ def test_wildcard_pinset_covers_one_label(pki: PKI, tmp_path: Path, payload: byt
 # --------------------------------------------------------------------------- redirects
 
 
-def test_redirect_to_unpinned_host_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_redirect_to_unpinned_host_is_refused(root_pinned_config: PinConfig, tmp_path: Path,
                                              payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}, host="mirror.test") as mirror:
         routes = {"/update.bin": Response(302, headers={"Location": mirror.url("/update.bin", "mirror.test")})}
@@ -325,7 +325,7 @@ def test_redirect_to_a_pinned_host_is_checked_again(pki: PKI, tmp_path: Path, pa
                         fetch_update(origin.url("/update.bin"), tmp_path / "u", config=config)
 
 
-def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_redirect_to_http_is_refused(root_pinned_config: PinConfig, tmp_path: Path,
                                      https_server: ServeHTTPS) -> None:
     routes = {"/update.bin": Response(302, headers={"Location": "http://updates.test/update.bin"})}
     with https_server(routes) as origin:
@@ -334,8 +334,7 @@ def test_redirect_to_http_is_refused(pki: PKI, root_pinned_config: PinConfig, tm
     assert info.value.reason == "insecure-redirect"
 
 
-def test_pool_manager_refuses_http_even_through_urllib3_redirects(pki: PKI, root_pinned_config: PinConfig,
-                                                                  tmp_path: Path,
+def test_pool_manager_refuses_http_even_through_urllib3_redirects(root_pinned_config: PinConfig,
                                                                   https_server: ServeHTTPS) -> None:
     routes = {"/r": Response(302, headers={"Location": "http://updates.test/x"})}
     with https_server(routes) as origin:
@@ -369,7 +368,7 @@ def test_unsafe_pool_kwargs_per_request_are_refused(root_pinned_config: PinConfi
 
 
 def test_resumed_session_with_empty_verified_chain_fails_closed(pki: PKI, root_pinned_config: PinConfig,
-                                                                tmp_path: Path, payload: bytes,
+                                                                payload: bytes,
                                                                 https_server: ServeHTTPS) -> None:
     # A resumed TLS session is not re-verified, so OpenSSL has no verified chain for it. The guard
     # must refuse rather than find "nothing blocked" in an empty chain.
@@ -394,8 +393,8 @@ def test_resumed_session_with_empty_verified_chain_fails_closed(pki: PKI, root_p
     assert info.value.reason == "no-verified-chain"
 
 
-def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_config: PinConfig,
-                                                          tmp_path: Path, payload: bytes,
+def test_keep_alive_costs_one_handshake_and_one_pin_check(root_pinned_config: PinConfig,
+                                                          payload: bytes,
                                                           https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}) as server:
         pm = PinningPoolManager(root_pinned_config)
@@ -413,7 +412,7 @@ def test_one_context_is_shared_by_all_connections(pki: PKI, root_pinned_config: 
 
 
 def test_pin_violation_is_not_an_oserror_and_is_not_retried(pki: PKI, root_pinned_config: PinConfig,
-                                                            tmp_path: Path, payload: bytes,
+                                                            payload: bytes,
                                                             https_server: ServeHTTPS) -> None:
     assert not issubclass(PinViolation, (OSError, ssl.SSLError))
     with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:

@@ -37,7 +37,7 @@ def session(root_pinned_config: PinConfig) -> Iterator[requests.Session]:
 
 
 def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, session: requests.Session,
-                                                         tmp_path: Path, payload: bytes,
+                                                         payload: bytes,
                                                          https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         with pytest.raises(PinViolation) as info:
@@ -51,7 +51,7 @@ def test_comodo_replay_is_refused_before_any_request_byte(pki: PKI, session: req
     assert "UTN-USERFirst-Hardware" in str(info.value)
 
 
-def test_pinned_chain_is_accepted(pki: PKI, session: requests.Session, tmp_path: Path,
+def test_pinned_chain_is_accepted(session: requests.Session,
                                   payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}) as server:
         resp = session.get(server.url("/update.bin"), timeout=10)
@@ -60,7 +60,7 @@ def test_pinned_chain_is_accepted(pki: PKI, session: requests.Session, tmp_path:
 
 
 def test_pinned_ca_appended_to_rogue_chain_is_refused(pki: PKI, session: requests.Session,
-                                                       tmp_path: Path, payload: bytes,
+                                                       payload: bytes,
                                                        https_server: ServeHTTPS) -> None:
     # CVE-2016-2402: only the verified chain counts, not what the server sends.
     extra = [pki.pinned_int.cert, pki.pinned_root.cert]
@@ -71,7 +71,7 @@ def test_pinned_ca_appended_to_rogue_chain_is_refused(pki: PKI, session: request
     assert all(c.received == b"" for c in server.conns)
 
 
-def test_unpinned_host_is_refused(pki: PKI, session: requests.Session, tmp_path: Path,
+def test_unpinned_host_is_refused(session: requests.Session,
                                   payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}, host="elsewhere.test") as server:
         with pytest.raises(PinViolation) as info:
@@ -111,8 +111,8 @@ def test_requests_redirect_to_a_rogue_mirror_is_refused(pki: PKI, tmp_path: Path
     assert all(c.received == b"" for c in mirror.conns)
 
 
-def test_pinned_session_refuses_a_redirect_to_http(pki: PKI, root_pinned_config: PinConfig,
-                                                   tmp_path: Path, https_server: ServeHTTPS) -> None:
+def test_pinned_session_refuses_a_redirect_to_http(root_pinned_config: PinConfig,
+                                                   https_server: ServeHTTPS) -> None:
     routes = {"/update.bin": Response(302, headers={"Location": "http://updates.test/update.bin"})}
     with https_server(routes) as origin, \
             pinned_session(root_pinned_config) as s:
@@ -121,8 +121,8 @@ def test_pinned_session_refuses_a_redirect_to_http(pki: PKI, root_pinned_config:
     assert info.value.reason == "insecure-scheme"
 
 
-def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_config: PinConfig,
-                                                          tmp_path: Path, payload: bytes,
+def test_keep_alive_costs_one_handshake_and_one_pin_check(root_pinned_config: PinConfig,
+                                                          payload: bytes,
                                                           https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
     with requests.Session() as s, https_server({"/update.bin": payload}) as server:
@@ -133,7 +133,7 @@ def test_keep_alive_costs_one_handshake_and_one_pin_check(pki: PKI, root_pinned_
     assert adapter.guard.checks == 1
 
 
-def test_pin_violation_is_not_retried(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_pin_violation_is_not_retried(pki: PKI, root_pinned_config: PinConfig,
                                       payload: bytes, https_server: ServeHTTPS) -> None:
     with requests.Session() as s, https_server({"/update.bin": payload}, issuer=pki.rogue_root) as server:
         s.mount("https://", PinningAdapter(root_pinned_config, max_retries=5))
@@ -143,7 +143,7 @@ def test_pin_violation_is_not_retried(pki: PKI, root_pinned_config: PinConfig, t
 
 
 def test_after_check_hooks_on_the_guard_see_each_accepted_connection(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+        root_pinned_config: PinConfig, payload: bytes,
         https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
     seen: list[str] = []
@@ -157,7 +157,7 @@ def test_after_check_hooks_on_the_guard_see_each_accepted_connection(
 # --------------------------------------------------------------------------- requests' TLS options
 
 
-def test_verify_false_is_refused_before_connecting(pki: PKI, session: requests.Session, tmp_path: Path,
+def test_verify_false_is_refused_before_connecting(session: requests.Session,
                                                    payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match="verify=False"):
@@ -223,7 +223,7 @@ def test_client_cert_is_refused(pki: PKI, session: requests.Session, tmp_path: P
 
 
 def test_verify_true_does_not_load_certifi_into_the_shared_context(
-        pki: PKI, session: requests.Session, tmp_path: Path, payload: bytes,
+        pki: PKI, session: requests.Session, payload: bytes,
         https_server: ServeHTTPS) -> None:
     # requests' stock cert_verify sets the pool's ca_certs to certifi for verify=True, and urllib3
     # would load it into the shared context: every public CA trusted on top of the pins.toml bundle.
@@ -316,7 +316,7 @@ class ConnectProxy:
 
 
 def test_through_a_proxy_the_rogue_origin_is_refused_and_the_good_one_accepted(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+        pki: PKI, root_pinned_config: PinConfig, payload: bytes,
         https_server: ServeHTTPS) -> None:
     adapter = PinningAdapter(root_pinned_config)
     with ConnectProxy() as proxy, requests.Session() as s:
@@ -337,7 +337,7 @@ def test_through_a_proxy_the_rogue_origin_is_refused_and_the_good_one_accepted(
     assert adapter.guard.checks == 2
 
 
-def test_socks_proxies_are_refused(pki: PKI, session: requests.Session, tmp_path: Path,
+def test_socks_proxies_are_refused(session: requests.Session,
                                    payload: bytes, https_server: ServeHTTPS) -> None:
     with https_server({"/update.bin": payload}) as server:
         with pytest.raises(UsageError, match="SOCKS"):

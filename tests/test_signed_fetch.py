@@ -57,7 +57,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
-def test_signed_payload_is_verified_and_the_signer_reported(pki: PKI, signed_config: PinConfig,
+def test_signed_payload_is_verified_and_the_signer_reported(signed_config: PinConfig,
                                                             tmp_path: Path, prehash: bool,
                                                             https_server: ServeHTTPS) -> None:
     dest = tmp_path / "app.bin"
@@ -78,7 +78,7 @@ def test_signed_payload_is_verified_and_the_signer_reported(pki: PKI, signed_con
                                              "trusted_comment": "app 2.1", "prehashed": prehash}
 
 
-def test_without_signing_keys_no_signature_is_fetched(pki: PKI, root_pinned_config: PinConfig,
+def test_without_signing_keys_no_signature_is_fetched(root_pinned_config: PinConfig,
                                                       tmp_path: Path, https_server: ServeHTTPS) -> None:
     with https_server({"/app.bin": Response(200, PAYLOAD)}) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=root_pinned_config)
@@ -97,7 +97,7 @@ def test_second_key_of_the_pinset_is_accepted_for_rollover(pki: PKI, tmp_path: P
 
 
 @pytest.mark.parametrize("prehash", [True, False], ids=["prehashed", "legacy"])
-def test_resumed_download_is_verified_over_the_whole_file(pki: PKI, signed_config: PinConfig,
+def test_resumed_download_is_verified_over_the_whole_file(signed_config: PinConfig,
                                                           tmp_path: Path, prehash: bool,
                                                           https_server: ServeHTTPS) -> None:
     # The second run keeps the first run's bytes, which its stream never saw: the signature must
@@ -185,7 +185,7 @@ REFUSALS: dict[str, tuple[Callable[[], dict[str, Response]], bool, str]] = {
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_bad_signature_is_exit_5_and_dest_keeps_its_old_bytes(
-        pki: PKI, signed_config: PinConfig, tmp_path: Path, case: str,
+        signed_config: PinConfig, tmp_path: Path, case: str,
         capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
     make_routes, payload_may_be_requested, message = REFUSALS[case]
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed()),
@@ -206,7 +206,7 @@ def test_bad_signature_is_exit_5_and_dest_keeps_its_old_bytes(
         assert "/app.bin" not in server.requests, "refused before the payload was requested"
 
 
-def test_signature_errors_are_signature_errors_in_the_library(pki: PKI, signed_config: PinConfig,
+def test_signature_errors_are_signature_errors_in_the_library(signed_config: PinConfig,
                                                               tmp_path: Path,
                                                               https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
@@ -218,7 +218,7 @@ def test_signature_errors_are_signature_errors_in_the_library(pki: PKI, signed_c
 
 
 def test_server_error_for_the_signature_is_a_network_error_not_an_unsigned_install(
-        pki: PKI, signed_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        signed_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(503, b"busy")}
     with https_server(routes) as server, pytest.raises(NetworkError):
         fetch_update(server.url("/app.bin"), tmp_path / "app.bin", config=signed_config, retries=FAST)
@@ -229,7 +229,7 @@ def test_server_error_for_the_signature_is_a_network_error_not_an_unsigned_insta
 # --------------------------------------------------------------------------- --signature, --signing-key
 
 
-def test_signature_from_a_file_or_another_url(pki: PKI, signed_config: PinConfig, tmp_path: Path,
+def test_signature_from_a_file_or_another_url(signed_config: PinConfig, tmp_path: Path,
                                               https_server: ServeHTTPS) -> None:
     sig_file = tmp_path / "release.minisig"
     sig_file.write_bytes(signed())
@@ -261,7 +261,7 @@ def test_signature_url_on_a_rogue_server_is_refused_by_the_pins(pki: PKI, signed
     assert rogue.requests == []
 
 
-def test_cli_signature_and_signing_key_options(pki: PKI, root_pinned_config: PinConfig, tmp_path: Path,
+def test_cli_signature_and_signing_key_options(root_pinned_config: PinConfig, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
                                                https_server: ServeHTTPS) -> None:
     # The pinset has no keys: --signing-key supplies one, --signature a local file.
@@ -291,7 +291,7 @@ def test_cli_signature_and_signing_key_options(pki: PKI, root_pinned_config: Pin
     assert not (tmp_path / "c").exists()
 
 
-def test_library_signing_keys_replace_the_pinsets(pki: PKI, signed_config: PinConfig, tmp_path: Path,
+def test_library_signing_keys_replace_the_pinsets(signed_config: PinConfig, tmp_path: Path,
                                                   https_server: ServeHTTPS) -> None:
     routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
     with https_server(routes) as server:

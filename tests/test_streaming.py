@@ -21,7 +21,7 @@ from pinclient._download.body import body_reader
 from pinclient._download.pipeline import Pipeline
 from pinclient.config import PinConfig
 
-from .conftest import PKI, ServeHTTPS
+from .conftest import ServeHTTPS
 from .test_download_storage import FullDisk
 
 MiB = 1024 * 1024
@@ -65,7 +65,7 @@ FRAMINGS = {
 
 @pytest.mark.parametrize("framing", sorted(FRAMINGS))
 def test_body_spanning_many_buffers_is_saved_and_hashed_exactly(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, framing: str,
+        root_pinned_config: PinConfig, tmp_path: Path, framing: str,
         https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     with https_server({"/u.bin": FRAMINGS[framing]()}) as server:
@@ -76,7 +76,7 @@ def test_body_spanning_many_buffers_is_saved_and_hashed_exactly(
 
 
 def test_identity_body_is_read_below_urllib3_into_reused_buffers(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         https_server: ServeHTTPS) -> None:
     # The fast path: not one urllib3 read1/read call for a Content-Length body.
     calls: list[int] = []
@@ -90,7 +90,7 @@ def test_identity_body_is_read_below_urllib3_into_reused_buffers(
 
 
 def test_downloads_through_one_manager_share_one_connection_and_one_pin_check(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # The fast path ends the response as http.client would, so the connection goes back to the pool
     # and carries the next download: keep-alive costs one handshake and one pin check.
     pm = PinningPoolManager(root_pinned_config)
@@ -105,7 +105,7 @@ def test_downloads_through_one_manager_share_one_connection_and_one_pin_check(
 
 
 def test_body_reader_ends_the_response_so_the_next_request_reuses_the_connection(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, https_server: ServeHTTPS) -> None:
     # The response stays referenced here, so nothing but body_reader itself can end it.
     pm = PinningPoolManager(root_pinned_config)
     with https_server({"/u.bin": Response(200, BIG)}) as server:
@@ -125,7 +125,7 @@ def test_body_reader_ends_the_response_so_the_next_request_reuses_the_connection
 
 @pytest.mark.parametrize("body", ["truncated", "malformed"])
 def test_broken_chunked_body_is_a_network_error_and_dest_is_untouched(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, body: str, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, body: str, https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
     dest.write_bytes(b"old version")
     if body == "truncated":
@@ -143,7 +143,7 @@ def test_broken_chunked_body_is_a_network_error_and_dest_is_untouched(
 
 
 def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         https_server: ServeHTTPS) -> None:
     FullDisk.quota = 0
     monkeypatch.setattr(partfile, "_open_file",
@@ -165,7 +165,7 @@ def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
     assert not list(tmp_path.glob("u.bin*"))
 
 
-def test_interrupt_mid_body_joins_the_worker(pki: PKI, root_pinned_config: PinConfig,
+def test_interrupt_mid_body_joins_the_worker(root_pinned_config: PinConfig,
                                              tmp_path: Path, https_server: ServeHTTPS) -> None:
     def progress(done: int, total: int | None) -> None:
         if done > MiB:
@@ -234,7 +234,7 @@ def test_consumer_error_wins_over_the_readers_error_but_not_over_an_interrupt() 
 
 
 def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         https_server: ServeHTTPS) -> None:
     # Without the hint a large download reaches the disk only at the fsyncs, while the transfer waits.
     if not hasattr(os, "posix_fadvise"):

@@ -81,7 +81,7 @@ def updater(tmp: Path, server: LoopbackServer, fetcher: PinnedFetcher, root: byt
 
 
 def test_pinned_tuf_repository_refreshes_and_downloads_the_verified_target(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     files = tuf_repository()
     with https_server(routes(files)) as server, \
             PinnedFetcher(root_pinned_config) as fetcher:
@@ -118,7 +118,7 @@ def test_rogue_issuer_makes_refresh_fail_with_the_pin_violation_as_cause(
 
 
 def test_tampered_target_from_the_pinned_server_is_refused_by_tuf(
-        pki: PKI, root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
     # Defence in depth: the right server, the wrong bytes (a compromised server) -> TUF refuses.
     files = tuf_repository()
     evil = PAYLOAD[:-1] + b"!"
@@ -131,8 +131,8 @@ def test_tampered_target_from_the_pinned_server_is_refused_by_tuf(
     assert not list((tmp_path / "client" / "targets").iterdir())
 
 
-def test_http_error_status_is_a_download_http_error(pki: PKI, root_pinned_config: PinConfig,
-                                                    tmp_path: Path, https_server: ServeHTTPS) -> None:
+def test_http_error_status_is_a_download_http_error(root_pinned_config: PinConfig,
+                                                    https_server: ServeHTTPS) -> None:
     with https_server() as server, \
             PinnedFetcher(root_pinned_config) as fetcher:
         with pytest.raises(exceptions.DownloadHTTPError) as info:
