@@ -72,7 +72,8 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
     the verified chain (DER, leaf first) and sends no application data.
 
     Raises:
-        TLSError: validation failed (untrusted, expired, wrong-host certificate) or TLS broke.
+        TLSError: validation failed (untrusted, expired, wrong-host certificate), TLS broke, or
+            the context did not verify the certificate and host name (``tls_info().verified``).
         NetworkError: the host cannot be resolved or reached, or timed out.
     """
     where = f"{host}:{port}"
@@ -89,7 +90,7 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
     with raw:
         try:
             with ctx.wrap_socket(raw, server_hostname=host) as tls:
-                return tls_info(tls).chain
+                info = tls_info(tls)
         except ssl.SSLCertVerificationError as e:
             raise TLSError(f"TLS validation failed for {where}: {e.verify_message or e}") from None
         except ssl.SSLError as e:
@@ -98,6 +99,13 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
             raise NetworkError(f"the TLS handshake with {where} timed out") from None
         except OSError as e:
             raise NetworkError(f"the TLS handshake with {where} failed: {e.strerror or e}") from None
+    # As PinGuard.check does: with certificate or host-name verification off, the "verified" chain
+    # is what OpenSSL attempted with the certificates the server chose (cpython PR 109113), so
+    # neither a verdict nor a pin may be taken from it.
+    if not info.verified:
+        raise TLSError(f"the TLS connection to {where} was not made with certificate and host-name "
+                       "verification on, so its chain cannot be trusted; refusing.")
+    return info.chain
 
 
 def check(url: str, config: PinConfig, *, timeout: float = 10.0,

@@ -167,3 +167,36 @@ def test_check_text_output_and_usage_errors(pki: PKI, tmp_path: Path,
     assert main(["check", "https://a.fleet.test/", "http://b.fleet.test/", "--pins", str(pins)]) == 2
     assert main(["check", "https://a.fleet.test/", "--pins", str(pins), "--jobs", "0"]) == 2
     assert main(["check", "https://a.fleet.test/", "--pins", str(tmp_path / "none.toml")]) == 2
+
+
+@pytest.mark.parametrize("weakening", ["CERT_NONE", "no-hostname-check"])
+def test_check_refuses_a_handshake_made_without_full_verification(
+        pki: PKI, tmp_path: Path, weakening: str, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # The probe reads the chain as the transport does, so it must also refuse as the transport
+    # does when the context did not verify (PinGuard.check, reason "no-verified-chain"): the
+    # "verified" chain is then what OpenSSL attempted with the server's certificates, and `check`
+    # would call it ok and `pin` would print pins from it. A real, weakened context stands in for
+    # a misconfigured or injected one; the chain itself would satisfy the pins.
+    import ssl
+
+    from pinclient import _probe
+
+    def weak_context(bundle: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=bundle)
+        ctx.check_hostname = False
+        if weakening == "CERT_NONE":
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    config = load_pins(fleet_pins(pki, tmp_path))
+    with https_server(host="a.fleet.test") as server:
+        url = server.url("/", host="a.fleet.test")
+        assert pinclient.check(url, config).verdict == "ok"
+        monkeypatch.setattr(_probe, "shared_context", weak_context)
+        result = pinclient.check(url, config)
+        assert main(["pin", url, "--ca-bundle", str(pki.bundle)]) == 6
+    assert (result.verdict, result.exit_code, result.chain) == ("tls-error", 6, ())
+    assert "verification" in result.message
+    assert "Traceback" not in capsys.readouterr().err
