@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import NetworkError, PinViolation, fetch_update
-from pinclient._demo import Response
+from pinclient._demo import Response, Route
 from pinclient.config import PinConfig, load_pins
 
 from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
@@ -101,3 +101,43 @@ def test_every_hop_is_pin_checked_and_credentials_stay_home(pki: PKI, two_host_c
                     assert mirror.requests == []
     assert "authorization" not in seen[0], "credentials are not sent to another host"
     assert seen[0]["x-channel"] == "beta"
+
+
+
+CREDENTIALS = {"AUTHORIZATION": "Bearer s3cret", "cookie": "session=s3cret",
+               "Proxy-Authorization": "Basic czNjcmV0"}
+
+
+@pytest.mark.parametrize("hop", ["other port, same host", "other host, same port"])
+def test_credentials_are_dropped_on_any_change_of_origin_and_never_come_back(
+        pki: PKI, two_host_config: PinConfig, tmp_path: Path, payload: bytes, hop: str,
+        https_server: ServeHTTPS) -> None:
+    # Credentials belong to an origin (scheme, host, port), as in urllib3 and requests: another
+    # port on the same host may be another service. Once dropped they stay dropped, even when a
+    # later hop comes back to the first origin. Header names match in any case; a redirect that
+    # only respells the origin (case, trailing dot, explicit port) keeps them.
+    seen: dict[str, dict[str, str]] = {}
+
+    def record(name: str, response: Response) -> Route:
+        def route(path: str, headers: dict[str, str]) -> Response:
+            seen[name] = headers
+            return response
+        return route
+
+    both = pki.pinned_int.issue_leaf(HOST, "mirror.test")
+    with https_server(leaf=both) as origin, https_server(leaf=both) as other:
+        # Both names are 127.0.0.1: "other host, same port" reaches the origin's server by its
+        # other name, so only the host differs.
+        away = other.url("/away") if hop == "other port, same host" else origin.url("/away", "mirror.test")
+        origin.routes.update({
+            "/u": record("first", Response(302, headers={"Location": origin.url("/same", "UPDATES.test.")})),
+            "/same": record("same origin", Response(302, headers={"Location": away})),
+            "/away": record("away", Response(302, headers={"Location": origin.url("/back")})),
+            "/back": record("back home", Response(200, payload)),
+        })
+        other.routes["/away"] = origin.routes["/away"]
+        fetch_update(origin.url("/u"), tmp_path / "u", config=two_host_config, headers=CREDENTIALS)
+    for kept in ("first", "same origin"):
+        assert all(seen[kept].get(k.lower()) == v for k, v in CREDENTIALS.items()), kept
+    for dropped in ("away", "back home"):
+        assert not {k.lower() for k in CREDENTIALS} & set(seen[dropped]), dropped

@@ -16,7 +16,7 @@ import pytest
 requests = pytest.importorskip("requests")
 
 from pinclient import PinViolation, UsageError  # noqa: E402
-from pinclient._demo import Response  # noqa: E402
+from pinclient._demo import Response, Route  # noqa: E402
 from pinclient._tls import shared_context  # noqa: E402
 from pinclient.config import PinConfig, load_pins  # noqa: E402
 from pinclient.requests import PinningAdapter, pinned_session  # noqa: E402
@@ -353,3 +353,27 @@ def test_without_requests_the_import_error_names_the_extra() -> None:
             "try:\n    import pinclient.requests\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "pip install 'pinclient[requests]'" in out
+
+
+def test_requests_drops_credentials_on_a_redirect_to_another_port(root_pinned_config: PinConfig,
+                                                                  payload: bytes,
+                                                                  https_server: ServeHTTPS) -> None:
+    # requests follows redirects itself (Session.resolve_redirects, should_strip_auth) and the
+    # adapter must not bring credentials back: another port on the same host is another origin.
+    seen: dict[str, dict[str, str]] = {}
+
+    def record(name: str, response: Response) -> Route:
+        def route(path: str, headers: dict[str, str]) -> Response:
+            seen[name] = headers
+            return response
+        return route
+
+    with https_server() as other, https_server() as origin, pinned_session(root_pinned_config) as s:
+        other.routes["/u"] = record("other port", Response(200, payload))
+        origin.routes["/u"] = record("origin", Response(302, headers={"Location": other.url("/u")}))
+        r = s.get(origin.url("/u"), timeout=10, headers={"Authorization": "Bearer s3cret",
+                                                         "Cookie": "session=s3cret",
+                                                         "Proxy-Authorization": "Basic czNjcmV0"})
+    assert r.content == payload
+    assert {"authorization", "cookie", "proxy-authorization"} <= set(seen["origin"])
+    assert not {"authorization", "cookie", "proxy-authorization"} & set(seen["other port"])

@@ -31,7 +31,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import Updater
 
 from pinclient import PinViolation
-from pinclient._demo import LoopbackServer, Response
+from pinclient._demo import LoopbackServer, Response, Route
 from pinclient.config import PinConfig
 from pinclient.errors import UsageError
 from pinclient.tuf import PinnedFetcher
@@ -176,3 +176,26 @@ def test_tuf_updater_example_downloads_and_refuses_a_rogue_server(pki: PKI, tmp_
     assert "pinning failure" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert bad.requests == []
+
+
+def test_fetcher_drops_credentials_on_a_redirect_to_another_port(root_pinned_config: PinConfig,
+                                                                 https_server: ServeHTTPS) -> None:
+    # The fetcher lets urllib3 follow redirects; its Retry must keep urllib3's
+    # remove_headers_on_redirect, which drops credentials on any change of scheme, host or port.
+    seen: dict[str, dict[str, str]] = {}
+
+    def record(name: str, response: Response) -> Route:
+        def route(path: str, headers: dict[str, str]) -> Response:
+            seen[name] = headers
+            return response
+        return route
+
+    credentials = {"Authorization": "Bearer s3cret", "Cookie": "session=s3cret",
+                   "Proxy-Authorization": "Basic czNjcmV0"}
+    with https_server() as other, https_server() as origin, \
+            PinnedFetcher(root_pinned_config, headers=credentials) as fetcher:
+        other.routes["/t"] = record("other port", Response(200, b"target"))
+        origin.routes["/t"] = record("origin", Response(302, headers={"Location": other.url("/t")}))
+        assert fetcher.download_bytes(origin.url("/t"), 1000) == b"target"
+    assert {"authorization", "cookie", "proxy-authorization"} <= set(seen["origin"])
+    assert not {"authorization", "cookie", "proxy-authorization"} & set(seen["other port"])

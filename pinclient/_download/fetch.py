@@ -142,10 +142,10 @@ def fetch_update(
     a redirect to a host no pinset covers is refused unless ``unpinned = "allow"``.
 
     Transport: ``manager`` is a shared :class:`~pinclient.PinningPoolManager` (thread-safe);
-    otherwise one is built with ``options.proxy``. A cross-host redirect drops Authorization and
-    Cookie. ``progress(done, total)`` is called as bytes arrive, at most ten times a second and
-    once at the end. Another process fetching to the same DEST is waited for up to
-    ``options.lock_timeout`` seconds.
+    otherwise one is built with ``options.proxy``. A redirect to another origin (scheme, host or
+    port) drops Authorization, Cookie and Proxy-Authorization. ``progress(done, total)`` is called
+    as bytes arrive, at most ten times a second and once at the end. Another process fetching to
+    the same DEST is waited for up to ``options.lock_timeout`` seconds.
 
     Raises:
         TypeError: an unknown keyword argument.

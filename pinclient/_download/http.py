@@ -26,7 +26,8 @@ log = logging.getLogger("pinclient")
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _REDIRECT_BODY_DRAIN = 64 * 1024  # a larger (or endless) redirect body closes the connection instead
-# Dropped on a redirect to another host, as browsers and requests do: credentials stay with their host.
+# Dropped on a redirect to another origin (scheme, host or port), as urllib3 and requests do:
+# credentials stay with their origin.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
@@ -110,7 +111,7 @@ def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tup
 
 def _redirect(job: Job, source: str, target: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
     """Check one redirect before connecting anywhere: https only, to a pinned host (unless unpinned
-    hosts are allowed), without credentials when the host changes."""
+    hosts are allowed), without credentials when the origin (scheme, host or port) changes."""
     if urlsplit(target).scheme.lower() != "https":
         raise PinViolation(
             f"Refusing the redirect from {source} to {target}: pinclient follows only https:// "
@@ -125,9 +126,19 @@ def _redirect(job: Job, source: str, target: str, headers: dict[str, str]) -> tu
             f"Refusing the redirect from {source} to {url}: no pinset covers {host} and "
             'unpinned = "refuse", so pinclient will not connect to it.',
             host=host, port=urlsplit(url).port, reason="unpinned")
-    if host != urlsplit(source).hostname:
+    if _origin(url) != _origin(source):
         headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
     return url, headers
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a normalised URL, the port made explicit. Credentials belong to
+    an origin, not to a host name: urllib3 (``Retry.remove_headers_on_redirect``) and requests
+    (``should_strip_auth``) drop them on any change of scheme, host or port, and so does pinclient;
+    another port on the same host can be another service, or another user's."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def _discard(resp: Any) -> None:
