@@ -21,6 +21,7 @@ __all__ = [
     "normalize_url",
     "parse_target",
     "pattern_specificity",
+    "printable",
 ]
 
 
@@ -146,3 +147,24 @@ def parse_target(text: str, *, bare_ok: bool = False) -> tuple[str, int]:
         return normalize_host(parts.hostname), parts.port or 443
     except ValueError as e:
         raise UsageError(f"{text!r}: {e}") from None
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print, log or write into a comment or message: every character that is not
+    printable (``str.isprintable``: C0 and C1 controls such as newline, carriage return and ESC, DEL,
+    Unicode format characters such as U+202E RIGHT-TO-LEFT OVERRIDE, line and paragraph separators)
+    becomes a visible ``\\xHH``/``\\uHHHH`` escape.
+
+    Certificate names, header values and URLs are attacker-controlled; printed raw, a newline in a
+    subject injected a whole ``[[pinset]]`` into ``pinclient pin``'s output and an ESC sequence
+    reached the terminal. Every place that shows such text goes through this function (names through
+    :func:`pinclient._x509.name_text`, which uses the same rule).
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -9,7 +9,7 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-__all__ = ["NameKey", "canonical_name", "format_serial", "spki_sha256"]
+__all__ = ["NameKey", "canonical_name", "format_serial", "name_text", "spki_sha256"]
 
 #: A DN as compared by the policy: RDNs in order, each a sorted tuple of (OID, folded value).
 NameKey = tuple[tuple[tuple[str, str], ...], ...]
@@ -33,6 +33,23 @@ def canonical_name(name: x509.Name) -> NameKey:
         )
         rdns.append(tuple(attrs))
     return tuple(rdns)
+
+
+def name_text(name: x509.Name) -> str:
+    """A DN as pinclient shows it anywhere (messages, logs, comments, JSON): RFC 4514 text (which
+    already escapes ``"``, ``\\``, ``,``, ``+``, ``;``, ``<``, ``>``) with every character that is not
+    printable written as RFC 4514 hex pairs of its UTF-8 bytes (``\\0A`` for a newline, ``\\1B`` for
+    ESC), so the text stays one line, has no control characters, and still parses as the same DN.
+
+    Names in certificates are chosen by whoever made the certificate; see
+    :func:`pinclient._names.printable` for why this matters.
+    """
+    text = name.rfc4514_string()
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else "".join(f"\\{b:02X}" for b in ch.encode("utf-8",
+                                                                                       "surrogatepass"))
+                   for ch in text)
 
 
 def format_serial(serial: int) -> str:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 
-from ._names import host_matches, normalize_pattern, pattern_specificity
+from ._names import host_matches, normalize_pattern, pattern_specificity, printable
 from ._sizes import parse_size
-from ._x509 import NameKey, canonical_name, format_serial, spki_sha256
+from ._x509 import NameKey, canonical_name, format_serial, name_text, spki_sha256
 from .errors import PinsFileError, SignatureError
 
 if TYPE_CHECKING:
@@ -369,7 +369,7 @@ class _Loader:
         cert = self.read_cert(rel, pinset=pinset)
         if not label:
             cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-            label = str(cns[0].value) if cns else cert.subject.rfc4514_string()
+            label = printable(str(cns[0].value)) if cns else name_text(cert.subject)
         return Pin(kind="spki", spki_sha256=spki_sha256(cert), label=label, source=f"cert={rel}")
 
     def blocked(self, index: int, table: Mapping[str, Any]) -> BlockedCert:

@@ -22,7 +22,7 @@ from typing import Literal
 from cryptography import x509
 
 from ._names import normalize_host
-from ._x509 import NameKey, canonical_name, format_serial, spki_sha256
+from ._x509 import NameKey, canonical_name, format_serial, name_text, spki_sha256
 from .config import BlockedCert, Mode, Pin, PinConfig, Pinset
 from .errors import ChainEntry, PinViolation
 
@@ -49,13 +49,14 @@ class ChainCert:
 
     @property
     def subject_text(self) -> str:
-        return self.cert.subject.rfc4514_string()
+        """The subject as shown everywhere (escaped: it is the certificate maker's text)."""
+        return name_text(self.cert.subject)
 
     def entry(self) -> ChainEntry:
         return ChainEntry(
             subject=self.subject_text,
             spki_sha256=self.spki_b64,
-            issuer=self.cert.issuer.rfc4514_string(),
+            issuer=name_text(self.cert.issuer),
             serial=format_serial(self.cert.serial_number),
             not_after=self.cert.not_valid_after_utc.isoformat(),
         )

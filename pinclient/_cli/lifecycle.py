@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .._names import printable
 from ..errors import NetworkError, UsageError
 from .common import load_config
 
@@ -207,10 +208,13 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _label(cert: x509.Certificate) -> str:
+    """The subject's CN (else the whole subject), escaped: it is the certificate maker's text."""
     from cryptography.x509.oid import NameOID
 
+    from .._x509 import name_text  # deferred: cryptography, not for --help
+
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cns[0].value) if cns else cert.subject.rfc4514_string()
+    return printable(str(cns[0].value)) if cns else name_text(cert.subject)
 
 
 def _dns_names(cert: x509.Certificate) -> list[str]:
@@ -228,7 +232,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
     """The ``pin`` output, all of it valid TOML: the chain as comments, then a ``[[pinset]]`` with an
     SPKI pin for each CA above the leaf (every certificate with ``pin_all``), labelled with its
     subject CN and commented with its notAfter, and advice on a backup pin."""
-    from .._x509 import spki_sha256  # deferred: cryptography, not for --help
+    from .._x509 import name_text, spki_sha256  # deferred: cryptography, not for --help
 
     def b64(cert: x509.Certificate) -> str:
         import base64
@@ -237,7 +241,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
 
     lines = [f"# Certificate chain, leaf first, {source}:"]
     for i, cert in enumerate(chain):
-        lines.append(f"#   {i}: {cert.subject.rfc4514_string()}")
+        lines.append(f"#   {i}: {name_text(cert.subject)}")
         lines.append(f"#      sha256/{b64(cert)}  notAfter {cert.not_valid_after_utc.date()}")
     cas = list(chain) if pin_all else list(chain[1:])
     if not cas:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._names import printable
 from .._version import __version__
 from ..errors import PinclientError
 from . import demo, fetch, lifecycle, sign
@@ -43,13 +44,25 @@ def _commands() -> dict[str, Command]:
     }
 
 
+def _terminal(text: str) -> str:
+    """Text for the terminal: its lines kept, every other control character escaped. The names in
+    messages are escaped where they are made (``_x509.name_text``); this is the last line of defence
+    for the rest (an HTTP reason phrase, a URL) against ESC sequences."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class _Printable(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return _terminal(super().format(record))
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     verbose = getattr(args, "verbose", 0)
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
     if getattr(args, "quiet", False):
         level = logging.ERROR
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pinclient: %(message)s"))
+    handler.setFormatter(_Printable("pinclient: %(message)s"))
     logger = logging.getLogger("pinclient")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
@@ -64,7 +77,7 @@ def _execute(run: Runner, args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, **e.to_json()}, indent=2))
         else:
-            print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {e.message}",
+            print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {_terminal(e.message)}",
                   file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

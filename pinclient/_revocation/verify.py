@@ -43,6 +43,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from .._x509 import name_text
 from ..errors import RevocationCheckFailed
 
 __all__ = [
@@ -235,7 +236,7 @@ class RevocationSources:
 def describe_certificate(cert: x509.Certificate) -> str:
     """``"CN=leaf,O=Example (serial 01:02:…)"``: how messages name a certificate."""
     raw = cert.serial_number.to_bytes((cert.serial_number.bit_length() + 7) // 8 or 1, "big")
-    return f"{cert.subject.rfc4514_string() or '<empty subject>'} (serial {raw.hex(':')})"
+    return f"{name_text(cert.subject) or '<empty subject>'} (serial {raw.hex(':')})"
 
 
 def revocation_sources(cert: x509.Certificate) -> RevocationSources:
@@ -416,7 +417,7 @@ def _verify_ocsp_signature(
             problems.append(e)
             continue
         _check_signature(response, candidate, "the delegated responder")
-        return candidate.subject.rfc4514_string()
+        return name_text(candidate.subject)
     raise problems[0]
 
 
