@@ -5,7 +5,9 @@ All judgement lives in :mod:`pinclient._revocation.verify`; this module only mov
 and CRL distribution points are normally plain ``http://``. That is fine: every byte fetched is
 signed by the issuer (or a delegate it authorised) and verified before it is believed, and the
 freshness window bounds replay. Someone on the path can only *withhold* answers, and what happens
-then is exactly what ``soft-fail`` versus ``hard-fail`` decides.
+then is exactly what ``soft-fail`` versus ``hard-fail`` decides. For that to hold, a fetch follows no
+redirect (a redirect could send the updater's requests to any host, port or scheme: a loopback
+admin page, the intranet) and is bounded in time as a whole, not per read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -50,9 +53,6 @@ _V = TypeVar("_V", OCSPVerdict, CRLVerdict)
 
 _USER_AGENT = f"{USER_AGENT} (revocation check)"
 _CHUNK = 64 * 1024
-# CRL distribution points are sometimes moved behind a redirect; the CRL is signed, so following a
-# few is safe. OCSP POSTs are never redirected (a POST body cannot be replayed portably).
-_CRL_RETRIES = urllib3.Retry(total=3, connect=0, read=0, status=0, other=0, redirect=3)
 
 
 def default_cache_dir() -> Path:
@@ -219,7 +219,6 @@ class RevocationChecker:
                 body=build_ocsp_request(cert, issuer),
                 headers={"Content-Type": "application/ocsp-request"},
                 limit=self.policy.max_ocsp_size,
-                retries=False,
             )
             verdict = verify(der)
             if verdict.status is not CertStatus.UNKNOWN:  # "unknown" may change any moment
@@ -240,7 +239,7 @@ class RevocationChecker:
             cached = self._cached(path, self.policy.max_crl_size, verify)
             if cached is not None:
                 return cached
-            data = self._fetch("GET", url, limit=self.policy.max_crl_size, retries=_CRL_RETRIES)
+            data = self._fetch("GET", url, limit=self.policy.max_crl_size)
             verdict = verify(data)
             self._cache.write(path, data)
             return verdict
@@ -273,11 +272,14 @@ class RevocationChecker:
         url: str,
         *,
         limit: int,
-        retries: urllib3.Retry | bool,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> bytes:
         """The body of a 200 answer, at most ``limit`` bytes, within the policy's timeout.
+
+        No redirect is followed and no request retried: a responder or distribution point that
+        answers 3xx gave no answer (issue 14: an on-path attacker answered OCSP with 503 and
+        redirected the CRL GET to a loopback or intranet URL, and urllib3 followed it).
 
         Raises _FetchFailed.
         """
@@ -292,7 +294,8 @@ class RevocationChecker:
                 preload_content=False,
                 # No decompression: a small compressed body must not inflate past the cap.
                 decode_content=False,
-                retries=retries,
+                retries=False,
+                redirect=False,
                 timeout=urllib3.Timeout(total=timeout),
             )
         except urllib3.exceptions.HTTPError as e:
@@ -334,11 +337,29 @@ class _DiskCache:
         return self.folder / f"{kind}-{digest}.der"
 
     def read(self, path: Path, limit: int) -> bytes | None:
+        """The entry's bytes, or None (a miss). Entry names are predictable, so anything may sit
+        at one: it is opened without following a link and without blocking (a FIFO or a device
+        would otherwise hold every fetch in ``open()``, past any deadline), and only a regular file
+        owned by this user is read; anything else is a miss with a warning (issue 14)."""
         try:
-            with path.open("rb") as f:
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as e:  # ELOOP: a symbolic link; ENXIO: a FIFO without a writer; ...
+            _log.warning("ignoring revocation cache entry %s: cannot open it safely (%s)", path,
+                         e.strerror or e)
+            return None
+        try:
+            problem = _not_ours(os.fstat(fd))
+            if problem is not None:
+                _log.warning("ignoring revocation cache entry %s: %s", path, problem)
+                return None
+            with os.fdopen(os.dup(fd), "rb") as f:
                 data = f.read(limit + 1)
         except OSError:
             return None
+        finally:
+            os.close(fd)
         return data if len(data) <= limit else None
 
     def write(self, path: Path, data: bytes) -> None:
@@ -346,6 +367,8 @@ class _DiskCache:
         tmp: str | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self._replaceable(path):
+                return
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".der")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -362,7 +385,34 @@ class _DiskCache:
 
     def discard(self, path: Path) -> None:
         with contextlib.suppress(OSError):
-            path.unlink()
+            if self._replaceable(path):
+                path.unlink()
+
+    @staticmethod
+    def _replaceable(path: Path) -> bool:
+        """Whether ``path`` is free or one of our entries: something else found at an entry's name
+        (a link, a FIFO, another user's file) is left alone, with a warning."""
+        try:
+            problem = _not_ours(os.lstat(path))
+        except FileNotFoundError:
+            return True
+        if problem is not None:
+            _log.warning("not replacing revocation cache entry %s: %s", path, problem)
+        return problem is None
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def _not_ours(st: os.stat_result) -> str | None:
+    """Why a cache entry with this status is not one pinclient wrote, or None."""
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
+    getuid = getattr(os, "getuid", None)  # POSIX; Windows has no owners to compare here
+    if getuid is not None and st.st_uid != getuid():
+        return f"it is owned by uid {st.st_uid}, not by this user (uid {getuid()})"
+    return None
 
 
 def _issuer_in(chain: Sequence[x509.Certificate], index: int) -> x509.Certificate | None:
