@@ -10,6 +10,7 @@ compared as its IDNA 2008 A-label, the form urllib3 connects to.
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import UsageError
@@ -70,17 +71,71 @@ def _a_label(label: str, host: str) -> str:
 def normalize_pattern(pattern: str) -> str:
     """Normalise a pins.toml host pattern: an exact name, or ``*.`` followed by a name.
 
+    A pattern must be able to match a host urllib3 connects to: a host name of letters, digits,
+    hyphens (and underscores) in labels of at most 63 characters, an IDNA 2008 name, or an IP
+    address. A URL, a port, a path or spaces are refused with a "did you mean", never loaded as a
+    pattern that matches nothing (``"https://addons.mozilla.org"`` once left that host unpinned).
+
     Raises:
-        ValueError: the pattern is not one of those two forms.
+        ValueError: the pattern is not one of those forms; the message suggests the fix.
     """
-    if pattern.startswith("*."):
-        rest = normalize_host(pattern[2:])
+    text = pattern.strip()
+    _refuse_non_host(pattern, text)
+    if text.startswith("*."):
+        rest = normalize_host(text[2:])
         if "*" in rest:
             raise ValueError(f"{pattern!r}: '*' is allowed only as the whole first label")
+        _check_host_name(pattern, rest)
         return "*." + rest
-    if "*" in pattern:
+    if "*" in text:
         raise ValueError(f"{pattern!r}: '*' is allowed only as '*.' at the start")
-    return normalize_host(pattern)
+    host = normalize_host(text)
+    _check_host_name(pattern, host)
+    return host
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _refuse_non_host(pattern: str, text: str) -> None:
+    """Refuse the things people paste instead of a host name, saying what they meant."""
+    if "://" in text:
+        try:
+            host = urlsplit(text).hostname
+        except ValueError:
+            host = None
+        hint = f'did you mean "{host}"? ' if host else ""
+        raise ValueError(f"{pattern!r} is a URL; hosts lists host names: {hint}"
+                         "(the pins apply to every URL and port on the host)")
+    if any(ch.isspace() for ch in text):
+        words = text.replace(",", " ").split()
+        hint = ("did you mean " + ", ".join(f'"{w}"' for w in words) + " as separate entries? "
+                if len(words) > 1 else "")
+        raise ValueError(f"{pattern!r}: a host name has no spaces; {hint}"
+                         "(a CA or certificate name belongs in issuers, not hosts)")
+    port = re.fullmatch(r"\[([^\]]*)\]:(\d*)|([^:\[\]]*):(\d*)", text)
+    if port:
+        host = port.group(1) or port.group(3)
+        raise ValueError(f"{pattern!r} has a port; pins apply to every port of a host: "
+                         f'did you mean "{host}"?')
+    if "/" in text or "?" in text or "#" in text or "@" in text:
+        host = re.split(r"[/?#]", text.rpartition("@")[2])[0]
+        raise ValueError(f"{pattern!r} is not a host name: did you mean \"{host}\"?")
+
+
+def _check_host_name(pattern: str, host: str) -> None:
+    """``host`` (normalised) is an IP address or a name urllib3 can connect to and match."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if len(host) > 253:
+        raise ValueError(f"{pattern!r}: a host name is at most 253 characters")
+    for label in host.split("."):
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"{pattern!r}: {label!r} is not a host name label (letters, digits and "
+                             "'-', at most 63, not starting or ending with '-')")
 
 
 def host_matches(pattern: str, host: str) -> bool:

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from ._names import host_matches, normalize_pattern, pattern_specificity, printable
 from ._sizes import parse_size
-from ._x509 import NameKey, canonical_name, format_serial, name_text, spki_sha256
+from ._x509 import NameKey, canonical_name, format_serial, name_text, parse_dn, parse_serial, spki_sha256
 from .errors import PinsFileError, SignatureError
 
 if TYPE_CHECKING:
@@ -505,23 +505,22 @@ class _Loader:
         return digest
 
     def dn(self, text: str, *, key: str, pinset: str | None) -> NameKey:
+        """A DN in any form :func:`pinclient._x509.parse_dn` reads, as the policy compares it."""
         try:
-            name = x509.Name.from_rfc4514_string(_tidy_dn(text))
+            return canonical_name(parse_dn(text))
         except ValueError as e:
-            raise self.error(f"{text!r} is not an RFC 4514 distinguished name: {e}",
-                             pinset=pinset, key=key) from None
-        if not name.rdns:
-            raise self.error("the distinguished name is empty", pinset=pinset, key=key)
-        return canonical_name(name)
+            raise self.error(f"bad distinguished name: {e}", pinset=pinset, key=key) from None
 
     def serial(self, value: object) -> int:
+        """A serial in one unambiguous spelling (:func:`pinclient._x509.parse_serial`)."""
         if isinstance(value, int) and not isinstance(value, bool):
-            raise self.error("write the serial as a hex string, e.g. \"92:39:d5:…\"", key="serial")
+            raise self.error('write the serial as a hex string as OpenSSL prints it ("92:39:d5:…"), '
+                             f'or, if {value} is the decimal serial, as "dec:{value}"', key="serial")
         text = self.string(value, key="serial")
-        digits = text.strip().lower().removeprefix("0x").replace(":", "")
-        if not digits or not re.fullmatch(r"[0-9a-f]+", digits):
-            raise self.error(f"{text!r} is not a hex serial number", key="serial")
-        return int(digits, 16)
+        try:
+            return parse_serial(text)
+        except ValueError as e:
+            raise self.error(str(e), key="serial") from None
 
     def read_cert(self, rel: str, *, pinset: str) -> x509.Certificate:
         cert_path = self.base_dir / rel
@@ -553,36 +552,6 @@ _REVOCATION_KEYS = {"revocation", "crl"}
 
 
 _MAX_CERT_FILE = 1024 * 1024
-
-
-def _tidy_dn(text: str) -> str:
-    """Accept the way people write DNs: spaces after commas, lower-case attribute names
-    (``cn=Example CA, o=Example``). cryptography's RFC 4514 parser is strict about both."""
-    parts: list[str] = []
-    current = ""
-    escaped = False
-    for ch in text:
-        if escaped:
-            current += ch
-            escaped = False
-        elif ch == "\\":
-            current += ch
-            escaped = True
-        elif ch in ",+":
-            parts.extend([current, ch])
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    out = []
-    for part in parts:
-        if part in (",", "+"):
-            out.append(part)
-            continue
-        attr, eq, value = part.partition("=")
-        attr = attr.strip()
-        out.append((attr.upper() if attr.isalpha() else attr) + eq + value.strip() if eq else part)
-    return "".join(out)
 
 
 def _type_name(value: object) -> str:

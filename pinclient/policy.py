@@ -22,7 +22,7 @@ from typing import Literal
 from cryptography import x509
 
 from ._names import normalize_host
-from ._x509 import NameKey, canonical_name, format_serial, name_text, spki_sha256
+from ._x509 import NameKey, canonical_name, format_serial, load_der_certificate, name_text, spki_sha256
 from .config import BlockedCert, Mode, Pin, PinConfig, Pinset
 from .errors import ChainEntry, PinViolation
 
@@ -42,6 +42,7 @@ class ChainCert:
     spki_sha256: bytes
     subject: NameKey
     issuer: NameKey
+    serial: int = 0  # read once, so a serial-0 root (Go Daddy G2) warns nowhere (see _x509)
 
     @property
     def spki_b64(self) -> str:
@@ -57,7 +58,7 @@ class ChainCert:
             subject=self.subject_text,
             spki_sha256=self.spki_b64,
             issuer=name_text(self.cert.issuer),
-            serial=format_serial(self.cert.serial_number),
+            serial=format_serial(self.serial),
             not_after=self.cert.not_valid_after_utc.isoformat(),
         )
 
@@ -66,9 +67,10 @@ class ChainCert:
 def _parse_der(der: bytes) -> ChainCert:
     # Cached: a server's chain is the same on every connection, and parsing plus hashing the
     # SPKI is most of the pin check's cost.
-    cert = x509.load_der_x509_certificate(der)
+    cert, serial = load_der_certificate(der)
     return ChainCert(der=der, cert=cert, spki_sha256=spki_sha256(cert),
-                     subject=canonical_name(cert.subject), issuer=canonical_name(cert.issuer))
+                     subject=canonical_name(cert.subject), issuer=canonical_name(cert.issuer),
+                     serial=serial)
 
 
 def parse_chain(chain: Sequence[bytes]) -> tuple[ChainCert, ...]:
@@ -133,9 +135,20 @@ def _blocked_entry(config: PinConfig, chain: Sequence[ChainCert]) -> tuple[Block
             if entry.spki_sha256 is not None:
                 if entry.spki_sha256 == cert.spki_sha256:
                     return entry, cert
-            elif entry.serial == cert.cert.serial_number and entry.issuer == cert.issuer:
+            elif entry.serial == cert.serial and entry.issuer is not None \
+                    and _name_covers(entry.issuer, cert.issuer):
                 return entry, cert
     return None
+
+
+def _name_covers(partial: NameKey, name: NameKey) -> bool:
+    """Whether every attribute of a blocklist entry's ``issuer`` is in the certificate's issuer.
+
+    A blocklist entry may name the issuer partly (``CN=UTN-USERFirst-Hardware``) and in either
+    order; it must never silently mean nothing. Matching more is the safe direction for a blocklist
+    (the serial must match too); pins compare whole names (see :func:`_matching_pin`)."""
+    have = {attr for rdn in name for attr in rdn}
+    return all(attr in have for rdn in partial for attr in rdn)
 
 
 def _matching_pin(pinset: Pinset, chain: Sequence[ChainCert]) -> Pin | None:
@@ -181,14 +194,21 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
     matters for ``expires``; None reads the clock (callers that want purity pass it).
 
     Raises:
-        ValueError: ``host`` is not a valid host name, or a certificate cannot be parsed.
+        ValueError: ``host`` is not a valid host name.
+        PinViolation: a certificate of the chain cannot be parsed (reason ``"unparsable-chain"``):
+            what cannot be read cannot be checked, so it is refused in every mode.
     """
     name = normalize_host(host)
     pinset = config.pinset_for(name)
     mode, expired = effective_mode(config, pinset, now or dt.datetime.now(dt.timezone.utc))
     if not chain:
         return Verdict(name, False, "no-verified-chain", (), pinset, expired=expired)
-    certs = parse_chain(chain)
+    try:
+        certs = parse_chain(chain)
+    except ValueError as e:
+        raise PinViolation(f"Certificate pinning failure for {name}: the verified chain holds a "
+                           f"certificate pinclient cannot read ({e}); refusing.", host=name,
+                           pinset=pinset.name if pinset else None, reason="unparsable-chain") from None
     hit = _blocked_entry(config, certs)
     if hit is not None:
         return Verdict(name, False, "blocked", certs, pinset, blocked=hit[0], blocked_cert=hit[1],
