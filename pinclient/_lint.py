@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._names import host_matches
-from .config import Pin, PinConfig, Pinset
+from ._x509 import MAX_SERIAL_OCTETS
+from .config import BlockedCert, Pin, PinConfig, Pinset
 from .policy import evaluate
 
 __all__ = ["EXPIRY_NOTICE_DAYS", "PUBLIC_SUFFIXES", "Finding", "Severity", "against", "exit_status",
@@ -96,6 +97,7 @@ def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
         findings += _expiry(pinset, today)
         findings += _public_suffix(pinset)
     findings += _host_overlaps(config.pinsets)
+    findings += _blocked_entries(config)
     return findings
 
 
@@ -189,6 +191,37 @@ def _host_overlaps(pinsets: Sequence[Pinset]) -> list[Finding]:
                     f'name wins, so "{e_set.name}" applies to it',
                     "fine if the override is intended; otherwise remove one of the two patterns"))
     return findings
+
+
+def _blocked_entries(config: PinConfig) -> list[Finding]:
+    """A ``[[blocked]]`` entry that can never match, or that blocks a key a pinset pins (so every
+    connection the pin was meant to allow is refused): both are a file that does not do what it
+    says."""
+    findings: list[Finding] = []
+    for entry in config.blocked:
+        where = f"[[blocked]] #{entry.index + 1} ({entry.describe()})"
+        if entry.serial is not None and entry.serial.bit_length() > 8 * MAX_SERIAL_OCTETS:
+            findings.append(Finding(
+                "error", "blocked-never-matches", None,
+                f"{where}: the serial has {(entry.serial.bit_length() + 7) // 8} octets; RFC 5280 caps "
+                f"serial numbers at {MAX_SERIAL_OCTETS}, so no CA's certificate has it",
+                "copy the serial again (`openssl x509 -noout -serial` prints it as hex; a decimal "
+                'serial is written "dec:…")'))
+        findings += _blocked_and_pinned(config, entry, where)
+    return findings
+
+
+def _blocked_and_pinned(config: PinConfig, entry: BlockedCert, where: str) -> list[Finding]:
+    if entry.spki_sha256 is None:
+        return []
+    return [Finding(
+        "error", "blocked-and-pinned", pinset.name,
+        f"{_pin_text(pin)} is pinned here and blocked by {where}: the block wins everywhere in the "
+        "chain, so every connection through that CA is refused",
+        "remove the pin (the key is blocked for a reason) and pin the CA you are moving to, or remove "
+        "the [[blocked]] entry")
+        for pinset in config.pinsets for pin in pinset.issuers
+        if pin.kind == "spki" and pin.spki_sha256 == entry.spki_sha256]
 
 
 def _exact_under_wildcard(a: Pinset, b: Pinset) -> list[tuple[str, str, Pinset, Pinset]]:

@@ -320,3 +320,42 @@ def test_a_certificate_that_cannot_be_parsed_is_a_typed_refusal(tmp_path: Path) 
         evaluate(config, HOST, [b"\x30\x03\x02\x01\x05"])
     assert info.value.reason == "unparsable-chain"
     assert "cannot read" in str(info.value)
+
+
+# --------------------------------------------------------------------------- lint
+
+
+def test_lint_flags_a_key_both_pinned_and_blocked(tmp_path: Path) -> None:
+    from pinclient._lint import exit_status, lint
+
+    pin = "C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M="
+    other = base64.b64encode(b"\x01" * 32).decode()
+    body = ("version = 1\n" + pinset("updates", [HOST], f'{{ spki_sha256 = "{pin}", label = "R1" }}',
+                                     f'{{ spki_sha256 = "{other}" }}')
+            + f'[[blocked]]\nspki_sha256 = "{pin}"\nreason = "leaked"\n')
+    findings = lint(parse_pins(body, base_dir=tmp_path), today=dt.date(2026, 6, 1))
+    hits = [f for f in findings if f.code == "blocked-and-pinned"]
+    assert len(hits) == 1
+    assert hits[0].severity == "error"
+    assert hits[0].pinset == "updates"
+    assert "R1" in hits[0].message
+    assert exit_status(findings) == 2
+    # The same file blocking a key nobody pins is fine.
+    body = body.replace(f'spki_sha256 = "{pin}"\nreason', f'spki_sha256 = "{base64.b64encode(bytes(32)).decode()}"\nreason')
+    assert not [f for f in lint(parse_pins(body, base_dir=tmp_path), today=dt.date(2026, 6, 1))
+                if f.code.startswith("blocked")]
+
+
+@pytest.mark.parametrize(("serial", "flagged"), [
+    ("0x" + "ff" * 21, True),  # 21 octets of magnitude: no conforming CA issues it
+    (f"dec:{10 ** 60}", True),
+    ("0x" + "7f" + "ff" * 19, False),  # the largest 20-octet serial
+    (ROGUE_HEX, False), ("0", False),
+])
+def test_lint_flags_a_blocked_serial_no_certificate_can_have(serial: str, flagged: bool,
+                                                              tmp_path: Path) -> None:
+    from pinclient._lint import lint
+
+    config = parse_pins("version = 1\n" + blocked(UTN_RFC4514, serial), base_dir=tmp_path)
+    codes = [f.code for f in lint(config, today=dt.date(2026, 6, 1))]
+    assert ("blocked-never-matches" in codes) is flagged
