@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._names import parse_target
-from ._tls import shared_context, tls_info
+from ._tls import missing_anchor_hint, shared_context, tls_info
 from .config import PinConfig
 from .errors import ChainEntry, NetworkError, TLSError, UsageError
 from .policy import evaluate, expiry_warning, format_refusal, format_report_only
@@ -92,7 +92,9 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
             with ctx.wrap_socket(raw, server_hostname=host) as tls:
                 info = tls_info(tls)
         except ssl.SSLCertVerificationError as e:
-            raise TLSError(f"TLS validation failed for {where}: {e.verify_message or e}") from None
+            detail = str(e.verify_message or e)
+            raise TLSError(f"TLS validation failed for {where}: {detail}.{missing_anchor_hint(detail)}"
+                           ) from None
         except ssl.SSLError as e:
             raise TLSError(f"TLS handshake with {where} failed: {e}") from None
         except TimeoutError:

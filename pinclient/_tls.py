@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-__all__ = ["TLSInfo", "served_chain", "shared_context", "tls_info"]
+__all__ = ["TLSInfo", "missing_anchor_hint", "served_chain", "shared_context", "tls_info"]
 
 
 class TLSInfo:
@@ -128,3 +128,20 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
                 ctx.load_cert_chain(cert_file, key_file, key_password)
             _contexts[key] = ctx
         return ctx
+
+
+#: How OpenSSL says that the trust bundle holds no anchor for the chain it was sent
+#: (X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, _UNABLE_TO_GET_ISSUER_CERT, _DEPTH_ZERO_SELF_SIGNED_CERT
+#: and _SELF_SIGNED_CERT_IN_CHAIN; OpenSSL 1.1 wrote "self signed").
+_NO_ANCHOR = ("unable to get local issuer certificate", "unable to get issuer certificate",
+              "self-signed certificate", "self signed certificate")
+
+
+def missing_anchor_hint(error: str) -> str:
+    """``""``, or a sentence to append to a TLS validation error whose cause is a trust bundle
+    without the chain's root: OpenSSL's words name nothing the user can change, the pins file does."""
+    if not any(words in error for words in _NO_ANCHOR):
+        return ""
+    return (" The trust bundle holds no root for this chain: set ca_bundle in [defaults] of the pins "
+            "file (or pass --ca-bundle) to the PEM bundle that holds it (`pinclient pin` writes the "
+            "one it validated against).")

@@ -1,26 +1,33 @@
-"""``pinclient pin``: the printed block, pasted into a pins.toml, verifies the same server and
-refuses an impostor; ``--pem`` works offline; failures have the right exit codes."""
+"""``pinclient pin``: its output, saved as pins.toml, verifies the same server and refuses an
+impostor; ``--pem`` works offline, knows a v1 root for a CA and drops no certificate; failures
+have the right exit codes and say what to change."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID
 
 from pinclient import PinViolation, fetch_update, load_pins
-from pinclient._cli.main import main
+from pinclient._cli.main import fetch_main, main
 from pinclient._demo import Response
+from pinclient._pki import name, new_key
 from pinclient.config import tomllib  # tomli on Python 3.10
+from pinclient.policy import spki_sha256
 
-from .conftest import HOST, PKI, ServeHTTPS
+from .conftest import HOST, PKI, ServeHTTPS, b64, pinset, write_pins
 
 
-def paste(tmp_path: Path, output: str, bundle: Path) -> Path:
-    """What an operator does: a new pins.toml with the printed output below [defaults]."""
-    folder = tmp_path / "pasted"
+def save(tmp_path: Path, output: str) -> Path:
+    """What an operator does: `pinclient pin … > pins.toml`, nothing added."""
+    folder = tmp_path / "saved"
     folder.mkdir(exist_ok=True)
     path = folder / "pins.toml"
-    path.write_text(f'version = 1\n[defaults]\nca_bundle = "{bundle}"\n\n{output}')
+    path.write_text(output)
     return path
 
 
@@ -33,7 +40,7 @@ def test_pin_output_pasted_into_pins_toml_verifies_the_same_server(
         output = capsys.readouterr().out
         server.wait_idle()
         assert server.requests == [], "pin only handshakes"
-        config = load_pins(paste(tmp_path, output, pki.bundle))
+        config = load_pins(save(tmp_path, output))
         result = fetch_update(server.url("/update.bin"), tmp_path / "u", config=config)
     assert result.pinset == HOST
     assert result.size == len(payload)
@@ -140,3 +147,118 @@ def test_pin_refused_connection_exits_6(tmp_path: Path, capsys: pytest.CaptureFi
         port = s.getsockname()[1]
     assert main(["pin", f"127.0.0.1:{port}", "--timeout", "5"]) == 6
     assert "cannot connect" in capsys.readouterr().err
+
+
+def test_pin_output_saved_as_is_works_with_fetch_update(
+        pki: PKI, tmp_path: Path, payload: bytes, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
+    # `pinclient pin HOST --ca-bundle B > pins.toml`, then `fetch-update --pins pins.toml`: once
+    # failed twice (no `version = 1`, and the bundle it verified against was dropped).
+    with https_server({"/update.bin": Response(200, payload)}) as server:
+        assert main(["pin", f"{HOST}:{server.port}", "--ca-bundle", str(pki.bundle)]) == 0
+        pins = save(tmp_path, capsys.readouterr().out)
+        doc = tomllib.loads(pins.read_text())
+        assert doc["version"] == 1
+        assert doc["defaults"]["ca_bundle"] == str(pki.bundle.resolve())
+        assert fetch_main([server.url("/update.bin"), "-o", str(tmp_path / "u"),
+                           "--pins", str(pins)]) == 0
+    assert (tmp_path / "u").read_bytes() == payload
+
+
+def test_missing_trust_anchor_says_to_set_ca_bundle(
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
+    # A pins file without ca_bundle validates against certifi's bundle, which lacks the test root:
+    # OpenSSL's "unable to get local issuer certificate" names nothing in pins.toml; the message does.
+    pin = f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}'
+    pins = write_pins(tmp_path / "cfg", pinset("p", [HOST], pin))
+    with https_server({"/u": b"x"}) as server:
+        assert fetch_main([server.url("/u"), "-o", str(tmp_path / "u"), "--pins", str(pins)]) == 6
+        assert main(["pin", f"{HOST}:{server.port}"]) == 6
+        assert main(["check", server.url("/u"), "--pins", str(pins)]) == 6
+        captured = capsys.readouterr()
+    fetch_err, pin_err = captured.err.strip().split("\n")
+    for text in (fetch_err, pin_err, captured.out):
+        assert "unable to get local issuer certificate" in text
+        assert "set ca_bundle in [defaults]" in text
+    assert not (tmp_path / "u").exists()
+
+
+def _root_without_extensions(common_name: str) -> x509.Certificate:
+    """An X.509 v1-style root: self-signed, with no extensions at all (no basicConstraints)."""
+    key = new_key()
+    subject = name(common_name, "Old PKI")
+    now = dt.datetime.now(dt.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=999))
+            .sign(key, hashes.SHA256()))
+
+
+def _pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def test_pin_pem_takes_a_root_without_basic_constraints_for_a_ca(
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v1 = _root_without_extensions("Class 3 Public Primary Certification Authority")
+    pem = tmp_path / "roots.pem"
+    for certs in ([v1], [v1, pki.untrusted_root.cert], [pki.untrusted_root.cert, v1]):
+        pem.write_bytes(_pem(*certs))
+        assert main(["pin", "--pem", str(pem)]) == 0
+        [block] = tomllib.loads(capsys.readouterr().out)["pinset"]
+        assert [i["spki_sha256"] for i in block["issuers"]] == [b64(spki_sha256(c)) for c in certs]
+    # Below a leaf, too.
+    leaf = pki.pinned_int.issue_leaf(HOST)
+    pem.write_bytes(_pem(leaf.cert, v1))
+    assert main(["pin", "--pem", str(pem)]) == 0
+    [block] = tomllib.loads(capsys.readouterr().out)["pinset"]
+    assert [i["spki_sha256"] for i in block["issuers"]] == [b64(spki_sha256(v1))]
+
+
+def test_pin_pem_never_drops_a_certificate_silently(
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    leaf = pki.pinned_int.issue_leaf(HOST)
+    pem = tmp_path / "mixed.pem"
+    pem.write_bytes(_pem(pki.untrusted_root.cert, leaf.cert))  # a leaf inside a bundle of CAs
+    assert main(["pin", "--pem", str(pem)]) == 2
+    err = capsys.readouterr().err
+    assert "certificate 2" in err
+    assert "not a CA" in err
+
+
+def test_pin_pem_with_an_unparsable_extension_is_a_usage_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = new_key()
+    subject = name("Odd Policies Root", "Old PKI")
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(7)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+            .add_extension(x509.UnrecognizedExtension(ExtensionOID.CERTIFICATE_POLICIES,
+                                                      b"\x30\x03\x02\x01\x00"), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = tmp_path / "odd.pem"
+    pem.write_bytes(_pem(cert))
+    assert main(["pin", "--pem", str(pem)]) == 2
+    err = capsys.readouterr().err
+    assert "certificate 1 (Odd Policies Root) has an extension that cannot be parsed" in err
+    assert "Traceback" not in err
+
+
+def test_pin_pem_leaf_without_san_suggests_its_cn(pki: PKI, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    key = new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    leaf = (x509.CertificateBuilder().subject_name(name("old.updates.test", "Old"))
+            .issuer_name(pki.pinned_int.subject).public_key(key.public_key()).serial_number(9)
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=9))
+            .sign(pki.pinned_int.key, hashes.SHA256()))
+    pem = tmp_path / "chain.pem"
+    pem.write_bytes(_pem(leaf, pki.pinned_int.cert))
+    assert main(["pin", "--pem", str(pem)]) == 0
+    out = capsys.readouterr().out
+    [block] = tomllib.loads(out)["pinset"]
+    assert block["hosts"] == ["old.updates.test"]
+    assert "CHANGE-ME" not in out
+    assert "no subjectAltName" in out

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .._names import printable
+from .._names import normalize_pattern, printable
 from ..errors import NetworkError, UsageError
 from .common import load_config
 
@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 LINT_HELP = "check a pins file for the mistakes that brick updaters (missing backup pin, …)"
-PIN_HELP = "print a ready-to-paste [[pinset]] for a live server or a PEM chain"
+PIN_HELP = ("print a complete pins.toml (version, the ca_bundle it validated against, a [[pinset]]) "
+            "for a live server or a PEM chain")
 CHECK_HELP = "handshake with each URL's host (download nothing) and report its pin verdict"
 
 LINT_EPILOG = """\
@@ -156,20 +157,30 @@ def run_pin(args: argparse.Namespace) -> int:
 
     if args.pem is not None:  # `--pem ""` is a bad file, not "no --pem" (found by fuzz/fuzz_cli.py)
         certs = _read_pem(args.pem)
-        first_is_ca = _is_ca(certs[0])
+        kinds = [_is_ca(cert, f"{args.pem}: certificate {i + 1}") for i, cert in enumerate(certs)]
+        # Leaf first, or CA certificates only: every certificate but a leading leaf is pinned, so
+        # none may be silently dropped (a leaf in the middle of a bundle is a mistake to show).
+        for i, is_ca in enumerate(kinds[1:], start=1):
+            if not is_ca:
+                raise UsageError(f"{args.pem}: certificate {i + 1} ({_label(certs[i])}) is not a CA "
+                                 "certificate, so it cannot be an issuer pin; give a chain, leaf "
+                                 "first, or CA certificates only.")
+        bundle = _pin_bundle(args) if args.ca_bundle or args.pins else None
         print(render_pinset(certs, host=None, source=f"read from {args.pem} (not verified)",
-                            pin_all=first_is_ca))
+                            pin_all=kinds[0], bundle=bundle))
         return 0
     host, port = parse_target(args.target, bare_ok=True)
     bundle = _pin_bundle(args)
-    ders = handshake(host, port, bundle, timeout=args.timeout)
+    ders = handshake(host, port, _bundle_file(bundle), timeout=args.timeout)
     certs = [x509.load_der_x509_certificate(d) for d in ders]
     where = host if port == 443 else f"{host}:{port}"
-    print(render_pinset(certs, host=host, source=f"verified for {where} against {bundle}"))
+    print(render_pinset(certs, host=host, source=f"verified for {where} against {bundle}",
+                        bundle=bundle))
     return 0
 
 
 def _pin_bundle(args: argparse.Namespace) -> str:
+    """The trust bundle ``pin`` validates against: an absolute path, or ``"certifi"``."""
     from pathlib import Path
 
     if args.ca_bundle:
@@ -177,7 +188,13 @@ def _pin_bundle(args: argparse.Namespace) -> str:
             raise UsageError(f"--ca-bundle {args.ca_bundle!r} is not a readable file.")
         return str(Path(args.ca_bundle).resolve())
     if args.pins:
-        return _load(args.pins).trust_bundle()
+        return _load(args.pins).defaults.ca_bundle
+    return "certifi"
+
+
+def _bundle_file(bundle: str) -> str:
+    if bundle != "certifi":
+        return bundle
     import certifi
 
     return str(certifi.where())
@@ -198,13 +215,41 @@ def _read_pem(path: str) -> list[x509.Certificate]:
     return certs
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def _is_ca(cert: x509.Certificate, where: str) -> bool:
+    """Whether ``cert`` is a CA: basicConstraints says so, or it has none and is self-signed (an
+    X.509 v1 root such as VeriSign Class 3 or GTE CyberTrust: 18 of the 155 roots Mozilla shipped in
+    2011 had no extensions at all, and a trust anchor is a CA by being one).
+
+    Raises:
+        UsageError: an extension cryptography cannot parse (named with ``where``).
+    """
     from cryptography import x509
 
     try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        return bool(_extensions(cert, where).get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
+        return _self_signed(cert)
+
+
+def _extensions(cert: x509.Certificate, where: str) -> x509.Extensions:
+    try:
+        return cert.extensions
+    except ValueError as e:  # cryptography parses every extension at once, and refuses bad DER
+        raise UsageError(f"{where} ({_label(cert)}) has an extension that cannot be parsed "
+                         f"({printable(str(e))[:200]}); pinclient cannot tell what it is. Give the "
+                         "CA's certificate from its publisher, or its spki_sha256 pin.") from None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+    if cert.issuer != cert.subject:
         return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (InvalidSignature, UnsupportedAlgorithm, TypeError, ValueError):  # not its own issuer
+        return False
+    return True
 
 
 def _label(cert: x509.Certificate) -> str:
@@ -217,21 +262,38 @@ def _label(cert: x509.Certificate) -> str:
     return printable(str(cns[0].value)) if cns else name_text(cert.subject)
 
 
-def _dns_names(cert: x509.Certificate) -> list[str]:
+def _leaf_hosts(cert: x509.Certificate) -> tuple[list[str], str]:
+    """The leaf's DNS names and a note: with no subjectAltName, its CN if that is a host name (how
+    leaves named their host before SANs), noted so that the operator checks it."""
     from cryptography import x509
+    from cryptography.x509.oid import NameOID
 
+    note = ""
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        san = _extensions(cert, "the leaf").get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return []
-    return [str(n) for n in san.get_values_for_type(x509.DNSName)]
+        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        note = "  # the leaf's CN (it has no subjectAltName): check it"
+    else:
+        names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    out = []
+    for name in names:
+        try:
+            out.append(normalize_pattern(name))
+        except ValueError:  # not a host name: the operator writes one
+            continue
+    return out, note if out else ""
 
 
 def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source: str,
-                  pin_all: bool = False) -> str:
-    """The ``pin`` output, all of it valid TOML: the chain as comments, then a ``[[pinset]]`` with an
-    SPKI pin for each CA above the leaf (every certificate with ``pin_all``), labelled with its
-    subject CN and commented with its notAfter, and advice on a backup pin."""
+                  pin_all: bool = False, bundle: str | None = None) -> str:
+    """The ``pin`` output, a complete pins.toml that works as it is (``pinclient pin HOST >
+    pins.toml``): ``version = 1``, ``[defaults]`` with the ``ca_bundle`` the chain was verified
+    against (``bundle``: a path or ``"certifi"``; None leaves it as a comment), the chain as
+    comments, then a ``[[pinset]]`` with an SPKI pin for each CA above the leaf (every certificate
+    with ``pin_all``), labelled with its subject CN and commented with its notAfter, and advice on a
+    backup pin. Every name in it is escaped (certificate subjects are the certificate maker's text).
+    """
     from .._x509 import name_text, spki_sha256  # deferred: cryptography, not for --help
 
     def b64(cert: x509.Certificate) -> str:
@@ -239,7 +301,19 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
 
         return base64.b64encode(spki_sha256(cert)).decode()
 
-    lines = [f"# Certificate chain, leaf first, {source}:"]
+    lines = [
+        "# pins.toml written by `pinclient pin`: save it as it is, or copy the [[pinset]] block below",
+        "# into an existing pins.toml.",
+        "version = 1",
+        "",
+        "[defaults]",
+    ]
+    if bundle is not None:
+        lines += ["# The trust bundle this chain was validated against; fetches must use it too.",
+                  f"ca_bundle = {json.dumps(bundle)}"]
+    else:
+        lines += ["# ca_bundle = \"/path/to/bundle.pem\"  # when the chain's root is not in certifi's bundle"]
+    lines += ["", f"# Certificate chain, leaf first, {printable(source)}:"]
     for i, cert in enumerate(chain):
         lines.append(f"#   {i}: {name_text(cert.subject)}")
         lines.append(f"#      sha256/{b64(cert)}  notAfter {cert.not_valid_after_utc.date()}")
@@ -247,7 +321,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
     if not cas:
         raise UsageError("the chain has no CA certificate above the leaf to pin; give the full "
                          "chain, or the CA's certificate with --pem")
-    names = [host] if host else (_dns_names(chain[0]) if not pin_all else [])
+    names, note = ([host], "") if host else _leaf_hosts(chain[0]) if not pin_all else ([], "")
     name = names[0] if names else "CHANGE-ME"
     hosts = ", ".join(json.dumps(h) for h in names) if names else '"CHANGE-ME.example.com"'
     lines += [
@@ -259,7 +333,7 @@ def render_pinset(chain: Sequence[x509.Certificate], *, host: str | None, source
         "# and check the file with `pinclient lint --against URL`.",
         "[[pinset]]",
         f"name = {json.dumps(name)}",
-        f"hosts = [{hosts}]" + ("" if names else "  # your update hosts"),
+        f"hosts = [{hosts}]" + (note if names else "  # your update hosts"),
         "issuers = [",
     ]
     for cert in cas:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import re
 import ssl
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib3 import exceptions as u3
 
 from .._names import normalize_url
+from .._tls import missing_anchor_hint
 from ..errors import HTTPStatusError, NetworkError, PinclientError, PinViolation, SizeError, TLSError
 from .job import Job
 from .retry import parse_retry_after
@@ -176,29 +178,66 @@ def network_error(e: Exception, url: str, *, during_body: bool = False) -> Netwo
     """Convert urllib3's exceptions at one boundary into pinclient's tree.
 
     Certificate validation failures (of the origin or of an https:// proxy) become :class:`TLSError`,
-    which is never retried; everything else is a transient :class:`NetworkError`.
+    which is never retried; everything else is a transient :class:`NetworkError`. The message names
+    the host and port in words and the system's reason (``connection refused``), never urllib3's
+    objects (``PinnedHTTPSConnection(host='localhost', port=9): …``).
     """
     reason: BaseException = e
     if isinstance(e, u3.MaxRetryError) and e.reason is not None:
         reason = e.reason
-    where = "while reading the body" if during_body else ""
+    parts = urlsplit(url)
+    where = f"{parts.hostname} port {parts.port or 443}"
+    during = " while reading the body" if during_body else ""
     if isinstance(reason, u3.ProxyError):
         cause = reason.original_error
         if _is_cert_failure(cause):
-            return TLSError(f"TLS validation of the proxy failed for {url}: {cause}", url=url)
-        return NetworkError(f"the proxy failed for {url}: {cause}", url=url)
+            detail = _words(cause)
+            return TLSError(f"TLS validation of the proxy failed (fetching {url}): {detail}."
+                            f"{missing_anchor_hint(detail)}", url=url)
+        return NetworkError(f"the proxy failed (fetching {url}): {_words(cause)}", url=url)
     if isinstance(reason, u3.SSLError):
+        detail = _words(reason)
         if _is_cert_failure(reason):
-            return TLSError(f"TLS validation failed for {url}: {reason}", url=url)
-        return NetworkError(f"the TLS connection to {url} broke {where}: {reason}".replace("  ", " "),
+            return TLSError(f"TLS validation failed for {where} ({url}): {detail}."
+                            f"{missing_anchor_hint(detail)}", url=url)
+        return NetworkError(f"the TLS connection to {where} broke{during} ({url}): {detail}", url=url)
+    if isinstance(reason, u3.NameResolutionError):
+        return NetworkError(f"cannot resolve the host name {parts.hostname} ({url}): {_words(reason)}",
                             url=url)
     if isinstance(reason, u3.NewConnectionError):  # a subclass of ConnectTimeoutError: test it first
-        return NetworkError(f"cannot connect to {url}: {reason}", url=url)
+        return NetworkError(f"cannot connect to {where} ({url}): {_words(reason)}", url=url)
     if isinstance(reason, u3.ConnectTimeoutError):
-        return NetworkError(f"connecting to {url} timed out", url=url)
+        return NetworkError(f"connecting to {where} timed out ({url})", url=url)
     if isinstance(reason, u3.ReadTimeoutError):
-        return NetworkError(f"reading from {url} timed out (no data for the read timeout)", url=url)
-    if isinstance(reason, u3.ProtocolError):
-        return NetworkError(f"the connection to {url} broke {where}: {reason}".replace("  ", " "),
+        return NetworkError(f"reading from {where} timed out: no data for the read timeout ({url})",
                             url=url)
-    return NetworkError(f"fetching {url} failed: {reason}", url=url)
+    if isinstance(reason, u3.ProtocolError):
+        return NetworkError(f"the connection to {where} broke{during} ({url}): {_words(reason)}",
+                            url=url)
+    return NetworkError(f"fetching {url} failed: {_words(reason)}", url=url)
+
+
+# urllib3 prefixes its messages with the connection or pool object: "PinnedHTTPSConnection(host=
+# 'localhost', port=9): Failed to establish a new connection: [Errno 111] Connection refused".
+_OBJECT_PREFIX = re.compile(r"^\w+\(host=[^)]*\):\s*")
+
+
+def _words(exc: BaseException) -> str:
+    """The system's reason for ``exc`` in words: the innermost ``OSError``'s ``strerror`` (lower
+    case, as in "connection refused"), else the message without urllib3's object prefix."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop(0)
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if (isinstance(err, OSError) and not isinstance(err, (u3.HTTPError, ssl.SSLError))
+                and err.strerror):
+            return err.strerror[:1].lower() + err.strerror[1:]
+        if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
+            return str(err.verify_message)
+        todo.extend(a for a in err.args if isinstance(a, BaseException))
+        todo.extend(x for x in (err.__cause__, err.__context__) if x is not None)
+    text = _OBJECT_PREFIX.sub("", str(exc))
+    return text.replace("Failed to establish a new connection: ", "") or type(exc).__name__
