@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._sizes import ascii_decimal, parse_size
+from .._sizes import parse_size
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -113,10 +113,9 @@ def wait(text: str) -> float:
 
 
 def count(text: str) -> int:
-    number = ascii_decimal(text)  # not isdigit(): int("²") raises ValueError
-    if number is None:
+    if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return number
+    return int(text)
 
 
 def header(text: str) -> tuple[str, str]:
