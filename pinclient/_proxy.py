@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from ._names import normalize_host
+from ._sizes import ascii_decimal
 from .errors import UsageError
 
 __all__ = ["ProxyRoute", "no_proxy_matches", "parse_no_proxy", "parse_proxy_url", "proxy_route"]
@@ -75,10 +76,10 @@ def parse_no_proxy(text: str | None) -> tuple[str, ...]:
 def _split_port(entry: str) -> tuple[str, int | None]:
     if entry.startswith("["):  # [::1]:8443
         host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+        return host, ascii_decimal(rest[1:]) if rest.startswith(":") else None
     if entry.count(":") == 1:
         host, _, port = entry.partition(":")
-        return host, int(port) if port.isdigit() else None
+        return host, ascii_decimal(port)  # "²".isdigit() is True, int("²") a crash
     return entry, None
 
 

@@ -9,7 +9,10 @@ needs to (a redirect to an internal URL, one header byte every 50 ms).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import datetime as dt
+import hashlib
 import logging
 import os
 import socket
@@ -21,10 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from pinclient import RetryPolicy, fetch_update
+from pinclient._cli.common import count
+from pinclient._cli.main import fetch_main
+from pinclient._download.resume import parse_content_range
+from pinclient._download.retry import parse_retry_after
+from pinclient._proxy import _split_port
 from pinclient._revocation.checker import RevocationChecker
 from pinclient._revocation.verify import RevocationPolicy
+from pinclient._sizes import ascii_decimal
+from pinclient.config import PinConfig
 from pinclient.errors import RevocationCheckFailed
+from tests.conftest import PKI, pinset, write_pins
 from tests.revocation_pki import RevocationPKI
 
 HOST = "updates.test"
@@ -265,3 +279,106 @@ def test_own_regular_cache_entry_is_still_used(
     make_checker("hard-fail", timeout=5).check(rpki.chain(leaf), host=HOST)
     make_checker("hard-fail", timeout=5).check(rpki.chain(leaf), host=HOST)
     assert len(front.requests) == 2  # the second check was answered from the cache
+
+
+# --- item 6: numbers in answers are ASCII decimals -----------------------------------------------
+# http.client decodes header bytes as Latin-1, so b"\xb2" arrives as "²": str.isdigit() says yes,
+# int() raises ValueError. Every such field now goes through pinclient._sizes.ascii_decimal.
+
+
+def raw_answer(status: bytes, headers: list[bytes], body: bytes = b"") -> Handler:
+    """Exactly these bytes: no Content-Length unless given (then the body ends at close)."""
+
+    def handle(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 " + status + b"\r\n" + b"".join(h + b"\r\n" for h in headers)
+                     + b"Connection: close\r\n\r\n" + body)
+
+    return handle
+
+
+@pytest.fixture
+def tls_server(pki: PKI, raw_server: Callable[..., RawServer]) -> Callable[[Handler], RawServer]:
+    """A RawServer with a certificate for updates.test from the pinned intermediate."""
+    context = pki.pinned_int.issue_leaf(HOST).server_context()
+    return lambda handler: raw_server(handler, context=context)
+
+
+def url_of(server: RawServer, path: str = "/update.bin") -> str:
+    return f"https://{HOST}:{server.port}{path}"
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"\xb9", b"\xb3", b"1\xb2", b"\xb2\xb2\xb2"])
+def test_content_length_in_superscript_digits_is_no_length_not_a_crash(
+    tls_server: Callable[[Handler], RawServer], root_pinned_config: PinConfig, tmp_path: Path,
+    payload: bytes, value: bytes,
+) -> None:  # fmt: skip
+    server = tls_server(raw_answer(b"200 OK", [b"Content-Length: " + value], payload))
+    dest = tmp_path / "update.bin"
+    result = fetch_update(url_of(server), dest, config=root_pinned_config, retries=0,
+                          sha256=hashlib.sha256(payload).hexdigest())
+    assert result.size == len(payload)  # read to the close, then verified by its hash
+    assert dest.read_bytes() == payload
+
+
+def test_retry_after_in_superscript_digits_falls_back_to_backoff(
+    tls_server: Callable[[Handler], RawServer], root_pinned_config: PinConfig, tmp_path: Path,
+    payload: bytes,
+) -> None:  # fmt: skip
+    busy = raw_answer(b"503 Busy", [b"Retry-After: \xb9", b"Content-Length: 0"])
+    good = raw_answer(b"200 OK", [b"Content-Length: %d" % len(payload)], payload)
+    server = tls_server(lambda sock, request: (busy if len(server.requests) == 1 else good)(sock, request))
+    dest = tmp_path / "update.bin"
+    result = fetch_update(url_of(server), dest, config=root_pinned_config,
+                          retries=RetryPolicy(retries=1, backoff=0.01))
+    assert (result.attempts, len(server.requests)) == (2, 2)
+    assert dest.read_bytes() == payload
+
+
+@pytest.mark.parametrize("header", [b"Retry-After: \xb9", b"Content-Length: \xb2"])
+def test_cli_exit_codes_for_superscript_numbers_without_traceback(
+    pki: PKI, tls_server: Callable[[Handler], RawServer], tmp_path: Path, payload: bytes,
+    capsys: pytest.CaptureFixture[str], header: bytes,
+) -> None:  # fmt: skip
+    pins = write_pins(tmp_path / "cfg", pinset("example", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}'),
+                      bundle=pki.bundle)
+    status = b"503 Busy" if header.startswith(b"Retry") else b"200 OK"
+    server = tls_server(raw_answer(status, [header], payload))
+    dest = str(tmp_path / "out.bin")
+    code = fetch_main([url_of(server), "-o", dest, "--pins", str(pins), "--retries", "0"])
+    assert code == (6 if status == b"503 Busy" else 0)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_revocation_answer_with_superscript_length_is_read_not_a_crash(
+    rpki: RevocationPKI, front: RawServer, make_checker: Any
+) -> None:
+    leaf = rpki.leaf(crl=False)
+    answers = {b"/ocsp": lambda: rpki.ocsp_response(leaf.cert), b"/root.crl": lambda: rpki.crl(rpki.root)}
+    front.handler = lambda sock, request: raw_answer(b"200 OK", [b"Content-Length: \xb2"],
+                                                     answers[request.split(b" ")[1]]())(sock, request)
+    for mode in ("soft-fail", "hard-fail"):
+        assert make_checker(mode, timeout=5).check(rpki.chain(leaf), host=HOST) == []
+
+
+@given(st.text(st.sampled_from("0123456789 \t+-_x\xb2\xb3\xb9\u0663\u06f9") | st.characters(), max_size=40))
+def test_number_fields_are_ascii_decimal_or_nothing(text: str) -> None:
+    ascii_digits = text.strip(" \t")
+    expected = int(ascii_digits) if ascii_digits and all("0" <= c <= "9" for c in ascii_digits) else None
+    assert ascii_decimal(text) == expected
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    delay = parse_retry_after(text, now)  # never raises
+    assert delay is None or delay >= 0
+    parsed = parse_content_range(f"bytes {text}-{text}/{text}")  # never raises
+    assert parsed is None or expected is not None
+
+
+@pytest.mark.parametrize("text", ["²", "¹", "٣", "1_0", "+5", "-1", "0x10", "9" * 5000])
+def test_non_ascii_decimal_spellings_are_refused_everywhere(text: str) -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert ascii_decimal(text) is None
+    assert parse_retry_after(text, now) is None
+    assert parse_content_range(f"bytes {text}-{text}/{text}") is None
+    assert parse_content_range(f"bytes 0-{text}/100") is None
+    with pytest.raises(argparse.ArgumentTypeError):
+        count(text)
+    assert _split_port(f"proxy.example:{text}") == ("proxy.example", None)

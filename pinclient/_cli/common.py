@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._sizes import parse_size
+from .._sizes import ascii_decimal, parse_size
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -113,9 +113,10 @@ def wait(text: str) -> float:
 
 
 def count(text: str) -> int:
-    if not text.isdigit():
+    number = ascii_decimal(text)  # not isdigit(): int("²") raises ValueError
+    if number is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return int(text)
+    return number
 
 
 def header(text: str) -> tuple[str, str]:

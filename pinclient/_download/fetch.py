@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from urllib3 import exceptions as u3
 
 from .._names import normalize_url
+from .._sizes import ascii_decimal
 from ..config import PinConfig
 from ..errors import (
     ChainEntry,
@@ -349,8 +350,7 @@ def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
                            transient=False)
     limit, why = job.limit_for(urlsplit(url).hostname or "")
     if total is None:
-        declared = (resp.headers.get("Content-Length") or "").strip()
-        total = int(declared) if declared.isdigit() else None
+        total = ascii_decimal(resp.headers.get("Content-Length"))  # "²" is no length (issue 14)
     if total is not None:
         if job.size is not None and total != job.size:
             raise SizeError(f"{url} declares {total} bytes; expected exactly {job.size}.")

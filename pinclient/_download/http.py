@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib3 import exceptions as u3
 
 from .._names import normalize_url
+from .._sizes import ascii_decimal
 from .._tls import missing_anchor_hint
 from ..errors import HTTPStatusError, NetworkError, PinclientError, PinViolation, SizeError, TLSError
 from .job import Job
@@ -146,9 +147,9 @@ def _origin(url: str) -> tuple[str, str, int]:
 def _discard(resp: Any) -> None:
     """Finish with a redirect response: reuse the connection if its body is small, else close it
     (drain_conn would read an endless body to its end)."""
-    length = (resp.headers.get("Content-Length") or "").strip()
+    length = ascii_decimal(resp.headers.get("Content-Length"))
     try:
-        if length.isdigit() and int(length) <= _REDIRECT_BODY_DRAIN:
+        if length is not None and length <= _REDIRECT_BODY_DRAIN:
             resp.drain_conn()
             resp.release_conn()
             return

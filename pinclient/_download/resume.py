@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from .._sizes import ascii_decimal
+
 __all__ = [
     "PartInfo",
     "ResumeAction",
@@ -101,7 +103,8 @@ def range_headers(offset: int, validator: str) -> dict[str, str]:
     return {"Range": f"bytes={offset}-", "If-Range": validator}
 
 
-_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
+# ASCII digits only: ``\d`` would also take Arabic-Indic digits, which int() reads (issue 14).
+_CONTENT_RANGE = re.compile(r"[ \t]*bytes[ \t]+([0-9]+)-([0-9]+)/([0-9]+|\*)[ \t]*", re.IGNORECASE)
 
 
 def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None:
@@ -109,8 +112,10 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     m = _CONTENT_RANGE.fullmatch(value or "")
     if m is None:
         return None
-    first, last = int(m.group(1)), int(m.group(2))
-    total = None if m.group(3) == "*" else int(m.group(3))
+    first, last = ascii_decimal(m.group(1)), ascii_decimal(m.group(2))
+    total = None if m.group(3) == "*" else ascii_decimal(m.group(3))
+    if first is None or last is None or (total is None and m.group(3) != "*"):
+        return None  # more digits than any file has bytes
     if last < first or (total is not None and last >= total):
         return None
     return first, last, total

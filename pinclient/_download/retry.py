@@ -13,9 +13,12 @@ import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from .._sizes import ascii_decimal
 from ..errors import NetworkError, PinclientError
 
 __all__ = ["RetryPolicy", "parse_retry_after", "retry_delay"]
+
+_FOREVER = 10**12  # seconds: longer than any cap, small enough for a float
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,18 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
 
     Unparsable values give None (the caller falls back to its own backoff); dates in the past give 0.
+    Delta-seconds are ASCII digits only (:func:`~pinclient._sizes.ascii_decimal`: ``¹`` is not 1);
+    a huge value is kept huge (the policy's ``retry_after_cap`` shortens it), never an overflow.
     """
     if not value:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(int(text))
+    seconds = ascii_decimal(text)
+    if seconds is not None:
+        return float(min(seconds, _FOREVER))
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)

@@ -30,6 +30,7 @@ import urllib3
 from cryptography import x509
 
 from .._paths import user_cache_dir
+from .._sizes import ascii_decimal
 from .._version import USER_AGENT
 from ..errors import CertificateRevoked, RevocationCheckFailed
 from .verify import (
@@ -304,8 +305,8 @@ class RevocationChecker:
         try:
             if response.status != 200:
                 raise _FetchFailed(f"the server answered HTTP {response.status}")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
+            declared = ascii_decimal(response.headers.get("Content-Length"))  # "²": no length
+            if declared is not None and declared > limit:
                 raise _FetchFailed(f"the answer is {declared} bytes, more than the {limit} bytes allowed")
             data = bytearray()
             # read1() returns after one socket read, so the deadline is checked between reads and
