@@ -16,12 +16,19 @@ on (cpython PR 109113 and 17938).
 
 from __future__ import annotations
 
+import os
 import ssl
 import sys
 import threading
+import warnings
 from typing import Any
 
-__all__ = ["TLSInfo", "missing_anchor_hint", "served_chain", "shared_context", "tls_info"]
+from urllib3.util.ssl_ import resolve_ssl_version
+
+from .errors import UsageError
+
+__all__ = ["ContextFrozen", "PinnedContext", "TLSInfo", "missing_anchor_hint", "served_chain",
+           "shared_context", "tls_info"]
 
 
 class TLSInfo:
@@ -94,16 +101,155 @@ def tls_info(sock: Any) -> TLSInfo:
     return TLSInfo(obj.server_hostname, _verified_chain(obj), verified)
 
 
-_contexts: dict[str, ssl.SSLContext] = {}
+class ContextFrozen(UsageError):
+    """Something tried to change pinclient's shared verifying SSLContext after it was built."""
+
+
+def _frozen_property(name: str) -> property:
+    base = getattr(ssl.SSLContext, name)
+
+    def fget(self: PinnedContext) -> Any:
+        return base.__get__(self, type(self))
+
+    def fset(self: PinnedContext, value: Any) -> None:
+        # urllib3 re-applies the pool's verify_mode on every connect; the same value is a no-op.
+        if self._frozen and fget(self) != value:
+            raise ContextFrozen(f"pinclient's shared verifying SSLContext cannot be changed ({name}="
+                                f"{value!r}): it serves every pinned connection in the process.")
+        base.__set__(self, value)
+
+    return property(fget, fset, doc=f"As :attr:`ssl.SSLContext.{name}`; read-only once frozen.")
+
+
+def _frozen_method(name: str) -> Any:
+    base = getattr(ssl.SSLContext, name)
+
+    def method(self: PinnedContext, *args: Any, **kwargs: Any) -> Any:
+        if self._frozen:
+            raise ContextFrozen(f"pinclient's shared verifying SSLContext cannot be changed ({name}()): "
+                                "it serves every pinned connection in the process; pass trust and "
+                                "client-certificate options to the manager's constructor.")
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+class PinnedContext(ssl.SSLContext):
+    """The verifying context pinclient shares between connections, read-only once built.
+
+    urllib3 applies a pool's TLS attributes to the context it is handed, on every connect
+    (``verify_mode``, ``check_hostname=False`` for ``assert_hostname``, ``load_verify_locations``
+    for ``ca_certs``, ``load_cert_chain`` for ``cert_file``, ``set_alpn_protocols``). On a shared
+    context that would change trust for every manager in the process (issue 17), so once
+    :func:`shared_context` has built it, every setter and loader raises :class:`ContextFrozen`,
+    except a setter given the value already set. ``set_alpn_protocols`` is the one silent case: the
+    context always offers exactly ``http/1.1``, because pinclient's connections speak HTTP/1.1
+    whatever ``urllib3.http2.inject_into_urllib3()`` asked for.
+    """
+
+    _frozen = False
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    def set_alpn_protocols(self, alpn_protocols: Any) -> None:
+        if not self._frozen:
+            super().set_alpn_protocols(alpn_protocols)
+
+    verify_mode = _frozen_property("verify_mode")
+    check_hostname = _frozen_property("check_hostname")
+    verify_flags = _frozen_property("verify_flags")
+    options = _frozen_property("options")
+    minimum_version = _frozen_property("minimum_version")
+    maximum_version = _frozen_property("maximum_version")
+    hostname_checks_common_name = _frozen_property("hostname_checks_common_name")
+    post_handshake_auth = _frozen_property("post_handshake_auth")
+    keylog_filename = _frozen_property("keylog_filename")
+    sni_callback = _frozen_property("sni_callback")
+    load_verify_locations = _frozen_method("load_verify_locations")
+    load_cert_chain = _frozen_method("load_cert_chain")
+    load_default_certs = _frozen_method("load_default_certs")
+    set_default_verify_paths = _frozen_method("set_default_verify_paths")
+    set_ciphers = _frozen_method("set_ciphers")
+    set_ecdh_curve = _frozen_method("set_ecdh_curve")
+    set_servername_callback = _frozen_method("set_servername_callback")
+
+
+def _no_password() -> str:
+    # OpenSSL calls this only for an encrypted key. Without it, OpenSSL would prompt
+    # "Enter PEM pass phrase:" on the terminal and block (urllib3 guards the same case in ssl_wrap_socket).
+    raise UsageError("the client private key is encrypted: pass key_password= with it.")
+
+
+def _load_client_cert(ctx: PinnedContext, cert_file: str, key_file: str | None,
+                      key_password: str | None) -> None:
+    try:
+        ctx.load_cert_chain(cert_file, key_file, key_password if key_password is not None else _no_password)
+    except (OSError, ssl.SSLError) as e:
+        what = "the key_password does not open it" if key_password is not None else e
+        raise UsageError(f"cannot load the client certificate {cert_file!r} / key "
+                         f"{key_file or cert_file!r}: {what}") from e
+
+
+class OptionError(UsageError, ValueError):
+    """A keyword argument has a value pinclient cannot use (also a :class:`ValueError`, which is what
+    urllib3 raises for the same mistakes, so existing handlers still catch it)."""
+
+
+_PROTOCOL_TO_TLS = {getattr(ssl, f"PROTOCOL_TLSv1{minor}", None): getattr(ssl.TLSVersion, f"TLSv1{minor}")
+                    for minor in ("", "_1", "_2")}
+
+
+def tls_versions(version: Any, lo: Any, hi: Any) -> tuple[ssl.TLSVersion | None, ssl.TLSVersion | None]:
+    """The (minimum, maximum) that urllib3's ``ssl_version``, ``ssl_minimum_version`` and
+    ``ssl_maximum_version`` ask for, read the way ``create_urllib3_context`` reads them (None: the
+    default, TLS 1.2 up to the highest OpenSSL supports).
+
+    Raises:
+        OptionError: an unknown version, both ``ssl_version`` and a minimum/maximum, a minimum above
+            the maximum, or anything that allows a TLS version below 1.2.
+    """
+    try:
+        protocol = None if version is None else resolve_ssl_version(version)
+        lo = None if lo is None else ssl.TLSVersion(lo)
+        hi = None if hi is None else ssl.TLSVersion(hi)
+    except (AttributeError, ValueError) as e:
+        raise OptionError(f"not a TLS version: {e}") from None
+    if protocol not in (None, ssl.PROTOCOL_TLS, ssl.PROTOCOL_TLS_CLIENT):
+        if lo is not None or hi is not None:
+            raise OptionError("Can't specify both 'ssl_version' and either 'ssl_minimum_version' or "
+                              "'ssl_maximum_version'")
+        warnings.warn("'ssl_version' option is deprecated and will be removed in urllib3 v3.0. "
+                      "Instead use 'ssl_minimum_version'", FutureWarning, stacklevel=3)
+        lo = hi = _PROTOCOL_TO_TLS.get(protocol, ssl.TLSVersion.MINIMUM_SUPPORTED)
+    hi = None if hi == ssl.TLSVersion.MAXIMUM_SUPPORTED else hi
+    lo = ssl.TLSVersion.TLSv1_3 if lo == ssl.TLSVersion.MAXIMUM_SUPPORTED else lo
+    for name, value in (("ssl_minimum_version", lo), ("ssl_maximum_version", hi)):
+        # MINIMUM_SUPPORTED is -2: below TLS 1.2 too.
+        if value is not None and value < ssl.TLSVersion.TLSv1_2:
+            raise OptionError(f"refusing {name}={value!r}"
+                              f"{f' (from ssl_version={version!r})' if version is not None else ''}: "
+                              "pinclient does not offer TLS below 1.2.")
+    if lo is not None and hi is not None and lo > hi:
+        raise OptionError(f"ssl_minimum_version={lo!r} is above ssl_maximum_version={hi!r}")
+    return lo, hi
+
+
+_contexts: dict[tuple[Any, ...], PinnedContext] = {}
 _contexts_lock = threading.Lock()
 
 
 def shared_context(bundle: str, cert_file: str | None = None, key_file: str | None = None,
-                   key_password: str | None = None) -> ssl.SSLContext:
-    """One verifying SSLContext per trust bundle, built once per process.
+                   key_password: str | None = None, *, minimum_version: ssl.TLSVersion | None = None,
+                   maximum_version: ssl.TLSVersion | None = None) -> PinnedContext:
+    """One verifying, frozen :class:`PinnedContext` per (trust bundle, client certificate, TLS
+    versions), built once per process.
 
     urllib3's ``ca_certs=`` reloads the bundle for every new connection (tens of ms with certifi's;
     measured 25 vs 330 handshakes/s), so pinclient builds the context once and shares it.
+    ``minimum_version`` defaults to TLS 1.2 (urllib3's floor); ``maximum_version`` to the highest
+    OpenSSL supports.
 
     Python 3.13 (and urllib3 on it) sets ``VERIFY_X509_PARTIAL_CHAIN``, which ends the verified chain
     at the first certificate found in the bundle, an intermediate included. A root pin would then
@@ -112,22 +258,42 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
 
     Raises:
         OSError / ssl.SSLError: the bundle cannot be read.
+        UsageError: the client certificate or key cannot be loaded (an encrypted key without
+            ``key_password``, a wrong password); OpenSSL never prompts for one.
     """
-    key = "\0".join((bundle, cert_file or "", key_file or "", key_password or ""))
+    key = (bundle, cert_file, key_file, key_password, minimum_version, maximum_version)
     with _contexts_lock:
         ctx = _contexts.get(key)
         if ctx is None:
-            from urllib3.util.ssl_ import create_urllib3_context
-
-            ctx = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
-            ctx.check_hostname = True
-            partial = getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
-            ctx.verify_flags &= ~partial
-            ctx.load_verify_locations(cafile=bundle)
+            ctx = _build_context(bundle, minimum_version, maximum_version)
             if cert_file:
-                ctx.load_cert_chain(cert_file, key_file, key_password)
+                _load_client_cert(ctx, cert_file, key_file, key_password)
+            ctx.freeze()
             _contexts[key] = ctx
         return ctx
+
+
+def _build_context(bundle: str, minimum_version: ssl.TLSVersion | None,
+                   maximum_version: ssl.TLSVersion | None) -> PinnedContext:
+    # What urllib3's create_urllib3_context(cert_reqs=CERT_REQUIRED) sets, built as a PinnedContext.
+    ctx = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = minimum_version or ssl.TLSVersion.TLSv1_2
+    if maximum_version is not None:
+        ctx.maximum_version = maximum_version
+    ctx.options |= ssl.OP_NO_SSLv2 | ssl.OP_NO_SSLv3 | ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
+    ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
+    if sys.version_info >= (3, 13):
+        ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    ctx.post_handshake_auth = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    ctx.hostname_checks_common_name = False
+    keylog = os.environ.get("SSLKEYLOGFILE")
+    if keylog:
+        ctx.keylog_filename = os.path.expandvars(keylog)
+    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.load_verify_locations(cafile=bundle)
+    return ctx
 
 
 #: How OpenSSL says that the trust bundle holds no anchor for the chain it was sent

@@ -15,20 +15,25 @@ from typing import Any
 from urllib3 import PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ProxySchemeUnknown
+from urllib3.poolmanager import PoolKey
+from urllib3.util.ssl_ import resolve_cert_reqs
 
 from ._proxy import no_proxy_matches, proxy_route
 from ._reporting import DEFAULT_REPORT_TIMEOUT, MAX_RESPONSE, Reporter, has_report_destination
 from ._revocation.hook import RevocationHook
-from ._tls import served_chain, shared_context, tls_info
+from ._tls import OptionError, PinnedContext, served_chain, shared_context, tls_info, tls_versions
 from .config import PinConfig
 from .errors import PinViolation, UsageError
 from .policy import Verdict, evaluate, expiry_warning, format_report_only
 
 __all__ = [
+    "OptionError",
     "PinGuard",
     "PinnedHTTPSConnection",
     "PinningPoolManager",
     "PinningProxyManager",
+    "ProxySchemeError",
     "check_pool_kwargs",
     "pinning_manager",
 ]
@@ -116,6 +121,7 @@ class PinnedHTTPSConnection(HTTPSConnection):
         self.verdict: Verdict | None = None
 
     def connect(self) -> None:
+        _check_connection_tls(self)
         super().connect()
         try:
             # Through a proxy, self.port is the proxy's; the origin's is the tunnel's.
@@ -127,6 +133,42 @@ class PinnedHTTPSConnection(HTTPSConnection):
             if sock is not None:
                 sock.close()
             raise
+
+
+# A connection's TLS attributes come from its pool (pool.ca_certs, pool.assert_hostname, … and
+# pool.conn_kw), which anyone may change after the manager checked its keyword arguments. urllib3 would
+# apply them to the shared context on this connect; the frozen context refuses that, and this check,
+# run first, names the attribute. Either way only this pool's connection fails (issue 17).
+_CONNECTION_ATTRS = ("ca_certs", "ca_cert_dir", "ca_cert_data", "cert_file", "key_file", "key_password",
+                     "assert_hostname", "assert_fingerprint", "server_hostname", "ssl_version",
+                     "ssl_minimum_version", "ssl_maximum_version")
+
+
+def _check_connection_tls(conn: HTTPSConnection) -> None:
+    """Fail closed when a connection is about to use TLS settings pinclient did not choose.
+
+    Raises:
+        UsageError: a TLS attribute was set on the pool (or connection) after construction, or the
+            connection (or its https:// proxy) would verify with a context pinclient did not build.
+    """
+    def refuse(what: str) -> UsageError:
+        return UsageError(f"refusing to connect to {conn.host}: {what} was set on the connection pool "
+                          "after PinningPoolManager checked its options; TLS settings belong to the "
+                          "manager's constructor, where each set gets a verifying context of its own.")
+
+    for attr in _CONNECTION_ATTRS:
+        if getattr(conn, attr, None) is not None:
+            raise refuse(f"{attr}={getattr(conn, attr)!r}")
+    if conn.cert_reqs is not None and resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_REQUIRED:
+        raise refuse(f"cert_reqs={conn.cert_reqs!r}")
+    if not isinstance(conn.ssl_context, PinnedContext):
+        raise refuse(f"ssl_context={conn.ssl_context!r}")
+    proxy_config = conn.proxy_config
+    if conn.proxy is not None and conn.proxy.scheme == "https" and (
+            proxy_config is None or proxy_config.ssl_context is None or proxy_config.use_forwarding_for_https
+            or proxy_config.assert_hostname is not None or proxy_config.assert_fingerprint is not None):
+        # urllib3 would verify the proxy against the OS store, or forward requests to it in clear.
+        raise refuse(f"the proxy configuration {proxy_config!r}")
 
 
 class PinnedHTTPSConnectionPool(HTTPSConnectionPool):
@@ -151,15 +193,39 @@ _REFUSED = {
 
 # Options urllib3 would apply to the SSLContext itself on every connection: the manager takes them
 # once, into a context of their own (see _tls.shared_context).
-_CONTEXT_KEYS = ("ca_certs", "cert_file", "key_file", "key_password")
+_CONTEXT_KEYS = ("ca_certs", "cert_file", "key_file", "key_password", "ssl_version",
+                 "ssl_minimum_version", "ssl_maximum_version")
+
+# The keywords urllib3's PoolManager turns into a PoolKey; any other ends in "TypeError:
+# PoolKey.__new__() got an unexpected keyword argument" at the first request, so refuse it now.
+_POOL_KEYS = frozenset(field.removeprefix("key_") for field in PoolKey._fields)
+_PROXY_KEYS = ("proxy_url", "proxy_headers", "proxy_ssl_context", "use_forwarding_for_https",
+               "proxy_assert_hostname", "proxy_assert_fingerprint")
+
+
+class ProxySchemeError(OptionError, ProxySchemeUnknown):
+    """The proxy URL is not ``http://`` or ``https://`` (also urllib3's :class:`ProxySchemeUnknown`)."""
+
+    def __init__(self, message: str, scheme: str | None = None) -> None:
+        # Not super().__init__: ProxySchemeUnknown would rewrite the message around ``scheme``.
+        Exception.__init__(self, message)
+        self.message = message
+        self.scheme = scheme or ""
 
 
 def check_pool_kwargs(kwargs: Mapping[str, Any]) -> None:
-    """Refuse urllib3 pool options that would weaken the pin (see :class:`PinningPoolManager`).
+    """Refuse urllib3 pool options that would weaken the pin (see :class:`PinningPoolManager`), and
+    keywords urllib3's pools do not take.
 
     Raises:
         UsageError: one of them is set.
     """
+    for key in kwargs:
+        if key in _PROXY_KEYS:
+            raise UsageError(f"PinningPoolManager does not take {key}= (a ProxyManager keyword): use "
+                             "PinningProxyManager or pinning_manager(config, proxy=...).")
+        if key not in _POOL_KEYS:
+            raise UsageError(f"PinningPoolManager got an unexpected keyword argument {key!r}.")
     for key, why in _REFUSED.items():
         if kwargs.get(key) is not None:
             raise UsageError(f"PinningPoolManager refuses {key}=: {why}.")
@@ -205,11 +271,14 @@ class PinningPoolManager(PoolManager):
     handshake. Plain ``http://`` is refused. Keyword arguments go to urllib3, except those that
     would weaken the pin: ``cert_reqs`` other than required, ``assert_fingerprint``,
     ``assert_hostname``, ``server_hostname``, ``ssl_context``, ``ca_cert_dir``, ``ca_cert_data``
-    (each raises :class:`UsageError`). ``ca_certs=`` picks the trust bundle instead of the
-    config's ``ca_bundle``, and ``cert_file``/``key_file``/``key_password`` a client certificate;
-    either way one SSLContext per (bundle, client certificate) is built once and shared by all
-    connections. Per-request ``pool_kwargs`` may not change them (they would be loaded into the
-    shared context).
+    (each raises :class:`UsageError`), and keywords urllib3's pools do not take (``proxy_*``
+    included). ``ca_certs=`` picks the trust bundle instead of the config's ``ca_bundle``,
+    ``cert_file``/``key_file``/``key_password`` a client certificate, and ``ssl_minimum_version``/
+    ``ssl_maximum_version``/``ssl_version`` the TLS versions (TLS 1.2 at least); one frozen
+    SSLContext per (bundle, client certificate, versions) is built once and shared by all
+    connections, and always offers HTTP/1.1 alone in ALPN. Per-request ``pool_kwargs`` may not
+    change them, and a TLS attribute set on a pool later fails that pool's connections with
+    :class:`UsageError` (see ``_check_connection_tls``).
 
     When the host's pinset (or ``[defaults]``) sets ``revocation``, each new connection's verified
     chain is also checked by OCSP/CRL after the pins, before the request: a revoked certificate
@@ -221,7 +290,8 @@ class PinningPoolManager(PoolManager):
     ``send_reports=False`` turns reporting off (the reporter's own transport does that).
 
     Raises:
-        UsageError: an unsafe keyword argument.
+        UsageError: an unsafe or unknown keyword argument, or a client key that cannot be loaded.
+        OptionError: TLS versions that cannot be honoured (also a ``ValueError``).
         OSError / ssl.SSLError: the trust bundle cannot be read.
     """
 
@@ -232,8 +302,10 @@ class PinningPoolManager(PoolManager):
         check_pool_kwargs(connection_pool_kw)
         bundle = connection_pool_kw.pop("ca_certs", None) or config.trust_bundle()
         connection_pool_kw.pop("cert_reqs", None)
-        client_cert = tuple(connection_pool_kw.pop(k, None) for k in _CONTEXT_KEYS[1:])
-        connection_pool_kw["ssl_context"] = shared_context(bundle, *client_cert)
+        lo, hi = tls_versions(*(connection_pool_kw.pop(k, None) for k in _CONTEXT_KEYS[4:]))
+        client_cert = tuple(connection_pool_kw.pop(k, None) for k in _CONTEXT_KEYS[1:4])
+        connection_pool_kw["ssl_context"] = shared_context(bundle, *client_cert, minimum_version=lo,
+                                                           maximum_version=hi)
         super().__init__(num_pools=num_pools, headers=headers, **connection_pool_kw)
         self.config = config
         self.trust_bundle = bundle
@@ -277,6 +349,16 @@ class PinningPoolManager(PoolManager):
         return super().connection_from_host(host, port, scheme, pool_kwargs)
 
 
+_REFUSED_PROXY = {
+    "use_forwarding_for_https": "the proxy, not the origin, would answer the TLS handshake and see "
+    "every request in clear",
+    "proxy_assert_hostname": "it turns off host-name checking in the proxy's TLS context; give a "
+    "proxy_ssl_context of your own to verify the proxy differently",
+    "proxy_assert_fingerprint": "it checks only the proxy's leaf and turns host-name checking off; "
+    "give a proxy_ssl_context of your own to verify the proxy differently",
+}
+
+
 class PinningProxyManager(PinningPoolManager):
     """A :class:`PinningPoolManager` that tunnels its HTTPS connections through a proxy with
     ``CONNECT``: ``http://`` proxies in plain TCP, ``https://`` proxies over TLS (TLS in TLS).
@@ -284,12 +366,16 @@ class PinningProxyManager(PinningPoolManager):
     The proxy only carries the tunnel. The origin's TLS handshake runs end to end inside it, and the
     pin check reads the name and chain that *that* handshake verified (``_tls.py`` finds the inner
     TLS object), never the proxy's certificate. An ``https://`` proxy's certificate is validated
-    against the same trust bundle (or ``proxy_ssl_context``) but is not pinned. Hosts matching
+    against the same trust bundle (or ``proxy_ssl_context``, the one proxy TLS keyword honoured;
+    ``proxy_assert_hostname``, ``proxy_assert_fingerprint`` and ``use_forwarding_for_https=True``
+    are refused) but is not pinned. Hosts matching
     ``no_proxy`` (curl's ``NO_PROXY`` rules) connect directly. ``proxy_headers`` go on the CONNECT
     request only (for example ``Proxy-Authorization``).
 
     Raises:
-        UsageError: the proxy URL is not http:// or https://, or as :class:`PinningPoolManager`.
+        ProxySchemeError: the proxy URL is not http:// or https:// (also urllib3's
+            ``ProxySchemeUnknown``).
+        UsageError: a refused proxy keyword, or as :class:`PinningPoolManager`.
     """
 
     def __init__(self, config: PinConfig, proxy_url: str, *, no_proxy: tuple[str, ...] = (),
@@ -301,14 +387,18 @@ class PinningProxyManager(PinningPoolManager):
         try:
             proxy = parse_url(proxy_url)
         except ValueError as e:
-            raise UsageError(f"bad proxy URL: {e}") from None
+            raise OptionError(f"bad proxy URL: {e}") from None
         if proxy.scheme not in ("http", "https") or not proxy.host:
-            raise UsageError("the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].")
+            raise ProxySchemeError("the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].",
+                                   proxy.scheme)
         if proxy.port is None:
             proxy = proxy._replace(port=443 if proxy.scheme == "https" else 80)
-        if kwargs.pop("use_forwarding_for_https", False):
-            raise UsageError("PinningProxyManager refuses use_forwarding_for_https: the proxy, not the "
-                             "origin, would answer the TLS handshake.")
+        for key, why in _REFUSED_PROXY.items():
+            value = kwargs.pop(key, None)
+            # use_forwarding_for_https=False is urllib3's default; an assert_* of False still
+            # turns host-name checking off.
+            if value is not None and (value is not False or key != "use_forwarding_for_https"):
+                raise UsageError(f"PinningProxyManager refuses {key}={value!r}: {why}.")
         super().__init__(config, **kwargs)
         self.proxy = proxy
         self.no_proxy = tuple(no_proxy)

@@ -13,11 +13,14 @@ and neither does a compromised server without the TUF keys::
                       bootstrap=embedded_root_json)
     updater.refresh()
 
-Errors are converted at this one boundary the way tuf's own ``Urllib3Fetcher`` does (timeouts become
-``SlowRetrievalError``, HTTP error statuses ``DownloadHTTPError``, the rest ``DownloadError``), and
-every pinclient error is kept as the cause: a pin violation surfaces from ``Updater.refresh()`` as
-a ``DownloadError`` whose ``__cause__`` is the :class:`~pinclient.errors.PinViolation`, with its host,
-chain and expected pins.
+Errors are converted at this one boundary the way tuf's own ``Urllib3Fetcher`` does (timeouts, in
+the handshake, before the headers or mid-body, become ``SlowRetrievalError``, and so does a refused
+connection, which urllib3 counts as a connect timeout; HTTP error statuses ``DownloadHTTPError``, the
+rest ``DownloadError``; tests/test_dropin.py runs both fetchers side by side). One deliberate
+difference: a body that breaks off is a ``DownloadError`` here, where tuf's lets urllib3's
+``ProtocolError`` escape. Every pinclient error is kept as the cause: a pin violation surfaces
+from ``Updater.refresh()`` as a ``DownloadError`` whose ``__cause__`` is the
+:class:`~pinclient.errors.PinViolation`, with its host, chain and expected pins.
 """
 
 from __future__ import annotations

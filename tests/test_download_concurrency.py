@@ -70,19 +70,19 @@ def test_two_processes_on_one_dest_take_turns(root_pinned_config: PinConfig, tmp
                     proc.communicate()
     assert len(s.requests) == 2, "the process that gave up never sent a request"
     assert dest.read_bytes() == data
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("u.bin")) == ["u.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir() if "u.bin" in p.name) == ["u.bin"]
 
 
 def test_lock_timeout_in_process(tmp_path: Path) -> None:
     dest = tmp_path / "u.bin"
     with dest_lock(dest, 0):
-        assert (tmp_path / "u.bin.lock").read_text() == str(os.getpid())
+        assert (tmp_path / ".u.bin.pinclient-lock").read_text() == f"pinclient lock\n{os.getpid()}"
         with pytest.raises(StorageError, match="another process") as info:
             # flock locks belong to the open file, so a second open in the same process conflicts too.
             with dest_lock(dest, 0.2):
                 pass
         assert info.value.exit_code == 7
-    assert not (tmp_path / "u.bin.lock").exists(), "the lock file goes with the lock"
+    assert not (tmp_path / ".u.bin.pinclient-lock").exists(), "the lock file goes with the lock"
     with dest_lock(dest, 0):
         pass
 
@@ -105,4 +105,4 @@ def test_threads_share_one_pool_manager(root_pinned_config: PinConfig, tmp_path:
     for path, body in files.items():
         assert (tmp_path / path[1:]).read_bytes() == body
     assert pm.guard.checks <= 8, "connections are pooled and pinned once each"
-    assert sorted(p.name for p in tmp_path.iterdir() if ".part" in p.name or ".lock" in p.name) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if "pinclient" in p.name) == []

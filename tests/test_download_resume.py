@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pinclient import HashMismatch, NetworkError, StorageError, fetch_update
+from pinclient._download.partfile import part_paths
 from pinclient._download.retry import RetryPolicy
 from pinclient.config import PinConfig
 
@@ -30,7 +31,20 @@ def sha(data: bytes) -> str:
 
 
 def leftovers(folder: Path, name: str = "u.bin") -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(name + "."))
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name.startswith((name + ".", f".{name}.")))
+
+
+PART, SIDECAR = (p.name for p in part_paths(Path("u.bin")))  # .u.bin.pinclient-part(.json)
+
+
+def plant_part(folder: Path, data: bytes, download: dict[str, object] | None) -> Path:
+    """What an earlier run leaves: the part, and a sidecar that records its inode and download."""
+    part, sidecar = part_paths(folder / "u.bin")
+    part.write_bytes(data)
+    sidecar.write_text(json.dumps({"version": 2, "pinclient": "pinclient part sidecar",
+                                   "inode": part.stat().st_ino, "download": download}))
+    return part
 
 
 # --------------------------------------------------------------------------- within one call
@@ -76,7 +90,7 @@ def test_changed_file_is_not_spliced_onto_the_old_part(root_pinned_config: PinCo
     with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 100_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, retries=0)
-        assert (tmp_path / "u.bin.part").stat().st_size > 0
+        assert (tmp_path / PART).stat().st_size > 0
         s.routes["/u.bin"] = ranged(new, seen, etag='"v2"')
         result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
     assert seen.requests[0]["if-range"] == '"v1"'
@@ -128,12 +142,14 @@ def test_interrupted_run_leaves_a_resumable_part_and_the_next_run_finishes(
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
         assert dest.read_bytes() == b"version 1", "DEST keeps its old bytes"
-        assert leftovers(tmp_path) == ["u.bin.part", "u.bin.part.json"]
-        info = json.loads((tmp_path / "u.bin.part.json").read_text())
+        assert leftovers(tmp_path) == [PART, SIDECAR]
+        sidecar = json.loads((tmp_path / SIDECAR).read_text())
+        assert sidecar["inode"] == (tmp_path / PART).stat().st_ino
+        info = sidecar["download"]
         assert info["url"] == s.url("/u.bin")
         assert info["validator"] == '"v1"'
         assert info["total"] == len(big)
-        assert 0 < info["received"] <= (tmp_path / "u.bin.part").stat().st_size
+        assert 0 < info["received"] <= (tmp_path / PART).stat().st_size
         assert info["sha256"] == sha(big)
         result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big))
     assert result.resumed_from == info["received"]
@@ -150,7 +166,7 @@ def test_final_hash_covers_the_kept_prefix(root_pinned_config: PinConfig, tmp_pa
     with https_server({"/u.bin": ranged(big, Seen(), drop_after={0: 120_000})}) as s:
         with pytest.raises(NetworkError):
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(big), retries=0)
-        part = tmp_path / "u.bin.part"
+        part = tmp_path / PART
         data = bytearray(part.read_bytes())
         data[10] ^= 0xFF
         part.write_bytes(bytes(data))
@@ -178,24 +194,22 @@ def test_part_longer_than_the_declared_size_restarts(root_pinned_config: PinConf
                                                      tmp_path: Path, big: bytes,
                                                      https_server: ServeHTTPS) -> None:
     dest = tmp_path / "u.bin"
-    part, sidecar = tmp_path / "u.bin.part", tmp_path / "u.bin.part.json"
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen)}) as s:
-        part.write_bytes(big + b"extra")
-        sidecar.write_text(json.dumps({"version": 1, "url": s.url("/u.bin"), "validator": '"v1"',
-                                       "total": len(big) + 5, "received": len(big) + 5,
-                                       "sha256": None, "size": len(big)}))
+        plant_part(tmp_path, big + b"extra", {"url": s.url("/u.bin"), "validator": '"v1"',
+                                               "total": len(big) + 5, "received": len(big) + 5,
+                                               "sha256": None, "size": len(big)})
         result = fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, size=len(big))
     assert seen.ranges == [None]
     assert result.resumed_from == 0
     assert dest.read_bytes() == big
 
 
-@pytest.mark.parametrize("sidecar_text", ["not json", '{"version": 99}', '{"version": 1, "url": 5}', ""])
-def test_garbled_sidecar_restarts(root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
-                                  sidecar_text: str, https_server: ServeHTTPS) -> None:
-    (tmp_path / "u.bin.part").write_bytes(big[:1000])
-    (tmp_path / "u.bin.part.json").write_text(sidecar_text)
+@pytest.mark.parametrize("download", [None, {"version": 99}, {"url": 5}, {"url": "x", "bogus": 1}])
+def test_garbled_download_record_restarts(root_pinned_config: PinConfig, tmp_path: Path, big: bytes,
+                                          download: dict[str, object] | None,
+                                          https_server: ServeHTTPS) -> None:
+    plant_part(tmp_path, big[:1000], download)
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen)}) as s:
         fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config, sha256=sha(big))
@@ -208,10 +222,8 @@ def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
         https_server: ServeHTTPS) -> None:
     seen = Seen()
     with https_server({"/u.bin": ranged(big, seen)}) as s:
-        (tmp_path / "u.bin.part").write_bytes(big)
-        (tmp_path / "u.bin.part.json").write_text(json.dumps({
-            "version": 1, "url": s.url("/u.bin"), "validator": '"v1"', "total": len(big),
-            "received": len(big), "sha256": sha(big), "size": None}))
+        plant_part(tmp_path, big, {"url": s.url("/u.bin"), "validator": '"v1"', "total": len(big),
+                                   "received": len(big), "sha256": sha(big), "size": None})
         result = fetch_update(s.url("/u.bin"), tmp_path / "u.bin", config=root_pinned_config,
                               sha256=sha(big))
     assert seen.ranges == [f"bytes={len(big) - 1}-"]
@@ -222,7 +234,7 @@ def test_complete_part_fetches_the_last_byte_to_confirm_the_validator(
 # --------------------------------------------------------------------------- symlinks
 
 
-@pytest.mark.parametrize("name", ["u.bin.part", "u.bin.part.json", "u.bin.lock", "u.bin.part.json.tmp"])
+@pytest.mark.parametrize("name", [PART, SIDECAR, ".u.bin.pinclient-lock"])
 def test_symlink_next_to_dest_is_never_written_through(root_pinned_config: PinConfig,
                                                        tmp_path: Path, big: bytes, name: str,
                                                        https_server: ServeHTTPS) -> None:

@@ -63,9 +63,9 @@ def test_enospc_keeps_old_dest_and_only_a_resumable_part(root_pinned_config: Pin
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, sha256=sha(data))
         assert info.value.exit_code == 7
         assert dest.read_bytes() == b"old version"
-        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("u.bin")) == [
-            "u.bin", "u.bin.part", "u.bin.part.json"]
-        kept = json.loads((tmp_path / "u.bin.part.json").read_text())["received"]
+        assert sorted(p.name for p in tmp_path.iterdir() if "u.bin" in p.name) == [
+            ".u.bin.pinclient-part", ".u.bin.pinclient-part.json", "u.bin"]
+        kept = json.loads((tmp_path / ".u.bin.pinclient-part.json").read_text())["download"]["received"]
         assert 0 < kept <= FullDisk.quota
         assert len(seen.requests) == 1, "a storage error is not retried"
         # Space is freed: the next run continues from what was kept.
@@ -88,8 +88,8 @@ args = [url, "-o", dest, "--pins", pins, "--sha256", digest, "--retries", "0", "
 out = {"first": child_main(args), "after_first": sorted(os.listdir(folder))}
 with open(dest, "rb") as f:
     out["old"] = f.read().decode()
-with open(dest + ".part.json") as f:
-    out["kept"] = json.load(f)["received"]
+with open(os.path.join(folder, ".u.bin.pinclient-part.json")) as f:
+    out["kept"] = json.load(f)["download"]["received"]
 subprocess.run(["mount", "-o", "remount,size=8m", folder], check=True)
 out["second"] = child_main(args)
 out["after_second"] = sorted(os.listdir(folder))
@@ -123,7 +123,7 @@ def test_enospc_on_a_real_tiny_tmpfs(root_pinned_config: PinConfig, tmp_path: Pa
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["first"] == 7, done.stderr
     assert "No space left on device" in done.stderr
-    assert out["after_first"] == ["u.bin", "u.bin.part", "u.bin.part.json"]
+    assert out["after_first"] == [".u.bin.pinclient-part", ".u.bin.pinclient-part.json", "u.bin"]
     assert out["old"] == "old version"
     assert out["kept"] > 0
     assert out["second"] == 0, done.stderr
@@ -160,8 +160,8 @@ def test_part_is_fsynced_before_the_rename_and_the_folder_after(root_pinned_conf
         fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
     monkeypatch.setattr(os, "fsync", real_fsync)
     monkeypatch.setattr(os, "replace", real_replace)
-    final = events.index(("replace", f"{tmp_path / 'u.bin.part'} -> {dest}"))
-    assert ("fsync", str(tmp_path / "u.bin.part")) in events[:final]
+    final = events.index(("replace", f"{tmp_path / '.u.bin.pinclient-part'} -> {dest}"))
+    assert ("fsync", str(tmp_path / ".u.bin.pinclient-part")) in events[:final]
     assert ("fsync", str(tmp_path)) in events[final:]
 
 

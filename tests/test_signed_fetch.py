@@ -50,7 +50,7 @@ def signed_config(pki: PKI, tmp_path: Path) -> PinConfig:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("app.bin."))
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(("app.bin.", ".app.bin.")))
 
 
 # --------------------------------------------------------------------------- accepted
@@ -109,7 +109,7 @@ def test_resumed_download_is_verified_over_the_whole_file(signed_config: PinConf
     with https_server(routes) as server:
         with pytest.raises(NetworkError):
             fetch_update(server.url("/app.bin"), dest, config=signed_config, retries=0)
-        assert (tmp_path / "app.bin.part").stat().st_size > 0
+        assert (tmp_path / ".app.bin.pinclient-part").stat().st_size > 0
         result = fetch_update(server.url("/app.bin"), dest, config=signed_config)
         assert result.resumed_from > 0
         assert dest.read_bytes() == PAYLOAD
@@ -119,7 +119,7 @@ def test_resumed_download_is_verified_over_the_whole_file(signed_config: PinConf
         other.write_bytes(OLD)
         with pytest.raises(NetworkError):
             fetch_update(server.url("/v2/app.bin"), other, config=signed_config, retries=0)
-        part = tmp_path / "app2.bin.part"
+        part = tmp_path / ".app2.bin.pinclient-part"
         kept = part.read_bytes()
         assert kept
         part.write_bytes(bytes([kept[0] ^ 1]) + kept[1:])

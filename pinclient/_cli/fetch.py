@@ -7,10 +7,12 @@ the same connection pool).
 from __future__ import annotations
 
 import argparse
+import builtins
 import functools
 import json
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote, urlsplit
 
 from ..errors import UsageError
@@ -39,7 +41,8 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", nargs="?",
                         help="https:// URL of the update (or give --manifest URL instead)")
     parser.add_argument("-o", "--output", metavar="DEST",
-                        help="where to save it (default: the URL's file name in this folder)")
+                        help="where to save it (default: the URL's file name in this folder); - writes "
+                        "the verified bytes to standard output")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
     parser.add_argument("--size", metavar="BYTES", type=int, help="expected exact size in bytes")
     parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
@@ -104,7 +107,8 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     proxies.add_argument("--no-proxy", dest="proxy", action="store_const", const=False,
                          default=argparse.SUPPRESS, help="connect directly, ignoring the environment")
     add("--no-resume", dest="resume", action="store_false",
-        help="do not continue an interrupted download (DEST.part); start from byte 0")
+        help="do not continue an interrupted download (.DEST.pinclient-part); start "
+        "from byte 0")
     add("--retries", metavar="N", type=count,
         help="retries after connection errors, broken bodies, 429 and 5xx (default 3); "
         "pin, TLS, 4xx and integrity failures are never retried")
@@ -133,7 +137,7 @@ def default_dest(url: str) -> str:
         raise UsageError(f"{url!r} is not a URL.") from None
     if not name or name in (".", ".."):
         raise UsageError(f"cannot derive a file name from {url!r}; pass -o DEST.")
-    return name
+    return "./-" if name == "-" else name  # a file named "-", not standard output
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -156,15 +160,17 @@ def run_fetch(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    out = sys.stderr if dest == "-" else sys.stdout  # with -o -, stdout carries the payload alone
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(result.to_json(), indent=2), file=out)
     elif not args.quiet:
-        print_saved(result)
+        print_saved(result, out)
     return 0
 
 
-def print_saved(result: FetchResult) -> None:
-    """What ``fetch-update`` prints after a verified download."""
+def print_saved(result: FetchResult, out: TextIO | None = None) -> None:
+    """What ``fetch-update`` prints after a verified download (to ``out``, default stdout)."""
+    print = functools.partial(builtins.print, file=out or sys.stdout)
     print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
     print(f"  from {result.url}")
     if result.report_only:
@@ -208,6 +214,8 @@ def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOpt
     finally:
         manager.clear()
     result = ManifestResult(manifest, fetched)
+    out = sys.stderr if args.output == "-" else sys.stdout  # with -o -, stdout carries the payload
+    print = functools.partial(builtins.print, file=out)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -220,5 +228,5 @@ def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOpt
     if fetched is None:
         print(f"up to date: version {manifest.version} is installed; nothing fetched")
     else:
-        print_saved(fetched)
+        print_saved(fetched, out)
     return 0

@@ -1,16 +1,19 @@
 """fetch_update: a bounded, verified, atomic and resumable download over the pinned transport.
 
-One call holds the destination's lock (:mod:`.lock`), streams the body into ``DEST.part`` while
+One call holds the destination's lock (:mod:`.lock`), streams the body into a part file while
 hashing it (:mod:`.stream`, :mod:`.partfile`), resumes an interrupted part with ``Range``/``If-Range``
 (:mod:`.resume`), retries what may pass with backoff (:mod:`.retry`), and aborts endless or slow
 bodies (size limit, read-gap timeout, :mod:`.rate`). Only after the size, hash and signature
 (:mod:`.signature`) check out is the part fsynced and renamed over DEST, and the folder fsynced. On
-any failure DEST keeps its old bytes; the only thing ever left behind is a resumable ``DEST.part``
-with its sidecar ``DEST.part.json``. How to fetch is one :class:`~.options.FetchOptions`.
+any failure DEST keeps its old bytes; the only thing ever left behind is a resumable
+``.DEST.pinclient-part`` with its sidecar. DEST ``-`` (standard output) and ``/dev/null`` get the
+bytes only once verified, through a private temporary file; another device, a FIFO or a socket at
+DEST is refused. How to fetch is one :class:`~.options.FetchOptions`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hmac
 import logging
@@ -39,11 +42,12 @@ from ..errors import (
     UsageError,
 )
 from ..transport import pinning_manager
+from .dest import STDOUT, check_dest, dest_kind
 from .http import fetch_small, network_error, open_url
 from .job import Job, Restart
 from .lock import dest_lock
 from .options import FetchOptions, expected_hash, request_headers
-from .partfile import PartFile
+from .partfile import PartFile, StreamPart
 from .resume import PartInfo, range_headers, resume_offset, resume_verdict, validator_of
 from .retry import parse_retry_after
 from .stream import stream_body
@@ -124,6 +128,11 @@ def fetch_update(
     ``max_size``, else :data:`DEFAULT_MAX_SIZE` (and never ``size``); a larger Content-Length aborts
     before the body, a longer body is cut off at the limit.
 
+    Where: ``dest`` is a file (created, or replaced keeping its permission bits), ``"-"`` for
+    standard output or ``os.devnull``; the last two get the bytes only once verified. A folder,
+    another device, a FIFO or a socket is refused. Side files beside DEST are hidden and marked
+    (``.DEST.pinclient-part``, …), and a file pinclient did not make is never touched.
+
     How: ``options`` (a :class:`FetchOptions`; default ``FetchOptions()``) holds the timeouts,
     ``deadline``, ``min_rate``, ``retries``, ``resume``, ``max_redirects``, ``proxy``, ``max_size``,
     ``lock_timeout`` and extra ``headers``. Any of its fields may also be given as a keyword
@@ -139,7 +148,7 @@ def fetch_update(
 
     Resilience: connection errors, broken bodies, 429 and 5xx are retried with jittered backoff or
     the server's Retry-After; with ``resume`` an interrupted body continues where it stopped, in
-    this call or the next one (``DEST.part``). Each https redirect is re-checked against the pins;
+    this call or the next one (``.DEST.pinclient-part``). Each https redirect is re-checked against the pins;
     a redirect to a host no pinset covers is refused unless ``unpinned = "allow"``.
 
     Transport: ``manager`` is a shared :class:`~pinclient.PinningPoolManager` (thread-safe);
@@ -162,11 +171,13 @@ def fetch_update(
     opts = (options or FetchOptions()).with_overrides(overrides)
     job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
                     manager=manager, progress=progress)
+    kind = dest_kind(job.target)
+    lock = dest_lock(job.target, opts.lock_timeout) if kind == "file" else contextlib.nullcontext()
     try:
-        with dest_lock(job.target, opts.lock_timeout):
+        with lock:
             job.start_clock()
             _add_signature_check(job, signature, signing_keys)
-            part = PartFile(job.target)
+            part = PartFile(job.target) if kind == "file" else StreamPart(kind)
             try:
                 result = _run(job, part)
             except BaseException as e:
@@ -189,13 +200,10 @@ def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha2
         raise UsageError("size must not be negative")
     if size is not None and options.max_size is not None and size > options.max_size:
         raise UsageError(f"the expected size ({size} bytes) is over max_size ({options.max_size} bytes).")
-    target = Path(dest)
+    target = STDOUT if os.fspath(dest) == "-" else Path(dest)  # "-": standard output, like curl
     if "\0" in str(target):  # os functions raise ValueError on it (found by fuzz/fuzz_cli.py)
         raise UsageError(f"destination {str(target)!r} contains a NUL character.")
-    if target.is_dir():
-        raise UsageError(f"destination {str(target)!r} is a folder; give a file name.")
-    if not target.parent.is_dir():
-        raise UsageError(f"destination folder {str(target.parent)!r} does not exist.")
+    check_dest(target)  # a folder, device, FIFO or socket is never replaced; the name must fit
     headers = request_headers(options.headers)
     if manager is None:
         manager = pinning_manager(config, proxy=options.proxy)

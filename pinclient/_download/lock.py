@@ -1,13 +1,23 @@
-"""One fetch per destination at a time: an advisory ``flock`` on ``DEST.lock``.
+"""One fetch per destination at a time, and the rules for every file pinclient keeps beside DEST.
 
-Two updaters fetching to the same DEST would otherwise write the same ``DEST.part``. The second one
-waits for the lock up to ``timeout`` seconds (0 = not at all), then fails with a
-:class:`~pinclient.errors.StorageError` that names the holder's process id.
+Side files. Next to ``DEST`` pinclient keeps ``.DEST.pinclient-lock`` (this module),
+``.DEST.pinclient-part`` and its sidecar ``.DEST.pinclient-part.json`` (:mod:`.partfile`): hidden
+names with a pinclient marker, so that they cannot be a user's file (0.1.0 used ``DEST.lock`` and
+``DEST.part``, and so truncated and deleted ``Pipfile.lock`` when fetching ``Pipfile``; those names
+are someone else's now and are never opened). Each side file is created with
+``O_CREAT | O_EXCL | O_NOFOLLOW``, and one that already exists is truncated, replaced or removed
+only once pinclient has proved it made it (:func:`owned`: a regular file, one link, our user, and
+pinclient's marker or the part's recorded inode). A symlink, a hard link or a planted file is left
+alone and the fetch refused with a :class:`~pinclient.errors.StorageError` naming it.
 
-The lock file is removed on release, so no ``.lock`` is left behind. That is safe only because a
-waiter, once it holds the lock, checks that the path still names the file it locked; if the holder
-removed it meanwhile, the waiter starts over with the new file (the usual lock-then-verify-inode
-pattern). ``flock`` is POSIX; where it is missing (Windows) no lock is taken.
+The lock. Two updaters fetching to the same DEST would otherwise write the same part file. The
+second one waits for an advisory ``flock`` up to ``timeout`` seconds (0 = not at all), then fails
+with a :class:`~pinclient.errors.StorageError` that names the holder's process id. The lock file is
+removed on release, so none is left behind. That is safe only because a waiter, once it holds the
+lock, checks that the path still names the file it locked; if the holder removed it meanwhile, the
+waiter starts over with the new file (the usual lock-then-verify-inode pattern). A lock file left
+by a killed process carries the marker and is taken over. ``flock`` is POSIX; where it is missing
+(Windows) no lock is taken.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,47 +38,82 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["dest_lock", "lock_path", "open_nofollow"]
+__all__ = ["create_exclusive", "dest_lock", "lock_path", "not_ours", "open_nofollow", "owned",
+           "side_path"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POLL = 0.05  # seconds between attempts while waiting
+_YOUNG = 2.0  # seconds an empty, unmarked lock file may be another pinclient's, still being made
+LOCK_MARKER = b"pinclient lock\n"  # the first line of every lock file pinclient writes
+
+
+def side_path(dest: Path, kind: str) -> Path:
+    """``.DEST.pinclient-KIND``: a side file's name, hidden and marked as pinclient's."""
+    return dest.with_name(f".{dest.name}.pinclient-{kind}")
 
 
 def lock_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".lock")
+    return side_path(dest, "lock")
+
+
+def _symlink_error(path: Path) -> StorageError:
+    return StorageError(f"{str(path)!r} is a symbolic link; pinclient never writes through links "
+                        "and does not remove what it did not create. Remove it and try again.",
+                        path=str(path))
 
 
 def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
     """``os.open`` that never follows a symlink at ``path`` and opens only regular files.
 
     Raises:
-        StorageError: ``path`` is a symlink or not a regular file, or cannot be opened.
+        StorageError: ``path`` is a symlink or not a regular file, or cannot be opened (the
+            ``OSError`` is the ``__cause__``).
     """
     try:
         fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
     except OSError as e:
         if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and path.is_symlink()):
-            raise StorageError(f"{str(path)!r} is a symbolic link; pinclient never writes through "
-                               "links. Remove it and try again.", path=str(path)) from None
+            raise _symlink_error(path) from None
         raise StorageError(f"cannot open {str(path)!r}: {e.strerror or e}", path=str(path)) from e
-    import stat
-
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StorageError(f"{str(path)!r} is not a regular file; refusing to use it.", path=str(path))
     return fd
 
 
-def _holder(path: Path) -> str:
+def create_exclusive(path: Path, mode: int = 0o600) -> int | None:
+    """Create ``path`` for reading and writing; None if something is already there.
+
+    Raises:
+        StorageError: it cannot be created (read-only folder, …); a symlink counts as "there".
+    """
     try:
-        fd = open_nofollow(path, os.O_RDONLY)
-    except StorageError:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+    except FileExistsError:
+        return None
+    except OSError as e:
+        raise StorageError(f"cannot create {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+
+
+def owned(st: os.stat_result) -> bool:
+    """Could this be a file pinclient made? A regular file with one link, owned by this user."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and st.st_uid == uid
+
+
+def not_ours(path: Path, why: str) -> StorageError:
+    """The refusal for a side file that pinclient cannot prove it made."""
+    return StorageError(f"{str(path)!r} exists and pinclient cannot prove it made it ({why}); it "
+                        "never truncates, replaces or removes such a file. Move it away and try "
+                        "again.", path=str(path))
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, len(LOCK_MARKER)).decode("ascii", "replace").strip()
+    except OSError:
         return ""
-    try:
-        text = os.read(fd, 64).decode("ascii", "replace").strip()
-    finally:
-        os.close(fd)
     return f" (pid {text})" if text.isdigit() else ""
 
 
@@ -80,13 +126,33 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
+def _open_lock(path: Path) -> tuple[int, bool] | None:
+    """The lock file, created or opened without changing it; None if it vanished meanwhile."""
+    fd = create_exclusive(path)
+    if fd is not None:
+        return fd, True
+    try:
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _symlink_error(path) from None
+        raise StorageError(f"cannot open {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+    if not owned(os.fstat(fd)):
+        os.close(fd)
+        raise not_ours(path, "not a regular file of this user with a single link")
+    return fd, False
+
+
 @contextmanager
 def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
     """Hold the advisory lock for ``dest`` for the duration of the ``with`` block.
 
     Raises:
         StorageError: another process held it for longer than ``timeout`` seconds, or the lock file
-            cannot be created (read-only folder, symlink at ``DEST.lock``).
+            cannot be created, or a file pinclient did not make is at its name (symlink, hard link,
+            a file without pinclient's marker).
     """
     if fcntl is None:  # pragma: no cover - Windows
         yield
@@ -94,14 +160,18 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
     path = lock_path(dest)
     give_up = time.monotonic() + timeout
     while True:
-        fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o644)
+        opened = _open_lock(path)
+        if opened is None:
+            continue
+        fd, created = opened
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(fd)
             os.close(fd)
             if time.monotonic() >= give_up:
                 raise StorageError(
-                    f"{str(dest)!r} is being fetched by another process{_holder(path)}; waited "
+                    f"{str(dest)!r} is being fetched by another process{holder}; waited "
                     f"{timeout:g} s for its lock {str(path)!r}. Try again later, or raise "
                     "--lock-timeout.", path=str(dest)) from None
             time.sleep(_POLL)
@@ -109,17 +179,28 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
         except BaseException:
             os.close(fd)
             raise
-        if _same_file(fd, path):
+        if not _same_file(fd, path):
+            os.close(fd)  # the holder removed the file we locked; lock the new one
+            continue
+        head = b"" if created else os.pread(fd, len(LOCK_MARKER), 0)
+        if created or head == LOCK_MARKER:
             break
-        os.close(fd)  # the holder removed the file we locked; lock the new one
+        # No marker: a planted file, or one that another pinclient created an instant ago and has
+        # not locked and marked yet (then it is empty and new). Wait for the marker a little.
+        young = not head and time.time() - os.fstat(fd).st_mtime < _YOUNG
+        os.close(fd)
+        if not young or time.monotonic() >= give_up:
+            raise not_ours(path, "it does not start with pinclient's lock marker")
+        time.sleep(_POLL)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.pwrite(fd, LOCK_MARKER + str(os.getpid()).encode(), 0)
     except OSError:
         pass  # the pid is only for the message of a waiting process
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # while still holding it: see the module docstring
+        if _same_file(fd, path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # while still holding it: see the module docstring
         os.close(fd)

@@ -1,12 +1,23 @@
-"""``DEST.part`` and its sidecar ``DEST.part.json`` on disk: the bytes of an unfinished download, and
-the only record of what they are.
+"""The part file ``.DEST.pinclient-part`` and its sidecar ``.DEST.pinclient-part.json`` on disk:
+the bytes of an unfinished download, and the only record of what they are; and :class:`StreamPart`,
+the private part of a fetch to ``/dev/null`` or standard output (see :mod:`.dest`).
 
 The part file is never mistaken for a verified file: it has its own name, only the sidecar says what
 it holds, and it reaches DEST only through :meth:`PartFile.commit`, after the caller verified size and
-hash; then it is fsynced, renamed over DEST and the folder fsynced (python-tuf's
-``_persist_metadata`` pattern). Neither file is opened through a symlink.
+hash; then it is fsynced, given DEST's mode, renamed over DEST and the folder fsynced (python-tuf's
+``_persist_metadata`` pattern).
 
-Durability: the sidecar's ``bytes`` counts only fsynced bytes. It is updated at checkpoints every
+Only ever touch what pinclient made (see :mod:`.lock` for the names and the rules). The part is
+created with ``O_EXCL``; right after, the sidecar records its inode, and a part left by an earlier
+run is reused, truncated or removed only when the sidecar (itself a regular file of ours with
+pinclient's marker) records that very inode. Anything else at those names is refused, never
+touched. The sidecar's temporary file has a random name and is created with ``O_EXCL``.
+
+Mode: the part is created 0666 minus the umask, so a new DEST gets the mode ``curl -o`` or ``cp``
+would give it; an existing DEST keeps its permission bits (an updated executable stays executable;
+set-user-ID and set-group-ID bits are not carried over to downloaded bytes).
+
+Durability: the sidecar's ``received`` counts only fsynced bytes. It is updated at checkpoints every
 :data:`CHECKPOINT` bytes and when a download stops, so a process killed mid-way loses at most that
 much; a resumed download keeps no more than the sidecar vouches for.
 """
@@ -17,16 +28,23 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
+import secrets
+import shutil
+import stat
+import sys
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from ..errors import StorageError
-from .lock import open_nofollow
+from ..errors import StorageError, UsageError
+from .dest import STDOUT, DestKind, dest_kind
+from .lock import create_exclusive, not_ours, open_nofollow, owned, side_path
 from .resume import PartInfo
 
-__all__ = ["CHECKPOINT", "PartFile", "fsync_dir", "part_paths"]
+__all__ = ["CHECKPOINT", "PartFile", "StreamPart", "fsync_dir", "part_paths"]
 
 log = logging.getLogger("pinclient")
 
@@ -35,11 +53,13 @@ WRITE_BUFFER = 1024 * 1024  # bytes buffered before a write(2)
 WRITE_BACK = 8 * 1024 * 1024  # bytes between write-back hints (see PartFile._write_back)
 _SIDECAR_MAX = 64 * 1024  # a larger sidecar is not ours
 _GIVE_BACK = 64 * 1024  # on a full disk, bytes dropped from the part so that the sidecar fits
+_MARKER = "pinclient part sidecar"  # the sidecar's "pinclient" field
+_SIDECAR_VERSION = 2
 
 
 def part_paths(dest: Path) -> tuple[Path, Path]:
-    """``(DEST.part, DEST.part.json)``."""
-    return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
+    """``(.DEST.pinclient-part, .DEST.pinclient-part.json)``."""
+    return side_path(dest, "part"), side_path(dest, "part.json")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -57,28 +77,66 @@ def _storage_error(what: str, path: Path, e: OSError) -> StorageError:
 
 
 class PartFile:
-    """The open ``DEST.part`` of one fetch, held under the destination lock.
+    """The open part file of one fetch, held under the destination lock.
 
-    Raises (every method): :class:`StorageError` for any file-system failure.
+    Raises (every method): :class:`StorageError` for any file-system failure, and on construction
+    for a part or sidecar that pinclient cannot prove it made.
     """
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
         self.path, self.sidecar = part_paths(dest)
-        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.file: io.BufferedRandom = _open_file(fd)
         self.info: PartInfo | None = None  # what the sidecar on disk says, once written or read
+        self._found: PartInfo | None = None  # what the sidecar of an earlier run said
+        self._sidecar_ino: int | None = None  # the sidecar we wrote or proved ours
+        self.committed = False
+        fd = self._open()
+        self.inode = os.fstat(fd).st_ino
+        self.file: io.BufferedRandom = _open_file(fd)
         self.written = 0  # body bytes in the file, buffered or not
         self._next_checkpoint = CHECKPOINT
         self._written_back = 0  # bytes handed to the kernel's write-back so far
 
-    # -- reading what an earlier run left
+    def _open(self) -> int:
+        """Create the part, or open the one an earlier run left once its sidecar proves it ours."""
+        fd = create_exclusive(self.path, 0o666)  # the umask applies: the mode a new DEST gets
+        if fd is not None:
+            try:
+                self._claim_sidecar(os.fstat(fd).st_ino)
+            except BaseException:
+                self._remove(self.path, os.fstat(fd).st_ino)
+                os.close(fd)
+                raise
+            return fd
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            raise StorageError(f"{str(self.path)!r} appeared and vanished while opening it; try again.",
+                               path=str(self.path)) from None
+        if stat.S_ISLNK(st.st_mode):
+            raise not_ours(self.path, "a symbolic link")
+        if not owned(st):
+            raise not_ours(self.path, "not a regular file of this user with a single link")
+        doc = self._read_sidecar()
+        if doc is None or doc.get("inode") != st.st_ino:
+            raise not_ours(self.path, f"{self.sidecar.name} does not record it")
+        fd = open_nofollow(self.path, os.O_RDWR)
+        if os.fstat(fd).st_ino != st.st_ino:
+            os.close(fd)
+            raise not_ours(self.path, "it changed while being opened")
+        self._found = PartInfo.from_dict(doc.get("download"))
+        return fd
 
-    def size_on_disk(self) -> int:
-        return os.fstat(self.file.fileno()).st_size
+    def _claim_sidecar(self, inode: int) -> None:
+        """A new part's sidecar: its inode, nothing to resume yet. An old sidecar is replaced only
+        when it is ours (its part is gone: a run killed between removing the two)."""
+        if os.path.lexists(self.sidecar) and self._read_sidecar() is None:
+            raise not_ours(self.sidecar, "no pinclient part sidecar")
+        self.inode = inode
+        self._write_sidecar(None)
 
-    def read_sidecar(self) -> PartInfo | None:
-        """The sidecar, if there is a valid one (a missing, huge or garbled one gives None)."""
+    def _read_sidecar(self) -> dict[str, Any] | None:
+        """The sidecar's document, when it is pinclient's (else None; a symlink raises)."""
         try:
             fd = open_nofollow(self.sidecar, os.O_RDONLY)
         except StorageError as e:
@@ -86,12 +144,30 @@ class PartFile:
                 return None
             raise
         try:
-            data = os.read(fd, _SIDECAR_MAX + 1)
+            st = os.fstat(fd)
+            data = os.read(fd, _SIDECAR_MAX + 1) if owned(st) else b""
         except OSError as e:
             raise _storage_error("read", self.sidecar, e) from e
         finally:
             os.close(fd)
-        return PartInfo.from_json(data) if len(data) <= _SIDECAR_MAX else None
+        try:
+            doc = json.loads(data) if 0 < len(data) <= _SIDECAR_MAX else None
+        except ValueError:
+            return None
+        if not (isinstance(doc, dict) and doc.get("pinclient") == _MARKER
+                and doc.get("version") == _SIDECAR_VERSION):
+            return None
+        self._sidecar_ino = st.st_ino
+        return doc
+
+    # -- reading what an earlier run left
+
+    def size_on_disk(self) -> int:
+        return os.fstat(self.file.fileno()).st_size
+
+    def read_sidecar(self) -> PartInfo | None:
+        """What the earlier run's sidecar says about the download in the part (None if nothing)."""
+        return self._found
 
     # -- writing
 
@@ -158,19 +234,28 @@ class PartFile:
 
     def record(self, info: PartInfo) -> None:
         """Write the sidecar atomically: a temporary file, fsynced, renamed over the old one."""
-        tmp = self.sidecar.with_name(self.sidecar.name + ".tmp")
-        fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._write_sidecar(info)
+        self.info = info
+
+    def _write_sidecar(self, info: PartInfo | None) -> None:
+        doc = {"version": _SIDECAR_VERSION, "pinclient": _MARKER, "inode": self.inode,
+               "download": None if info is None else info.to_dict()}
+        tmp = self.sidecar.with_name(f"{self.sidecar.name}.{secrets.token_hex(4)}.tmp")
+        fd = create_exclusive(tmp)
+        if fd is None:
+            raise not_ours(tmp, "a random name that was taken")
+        ino = os.fstat(fd).st_ino
         try:
             try:
-                os.write(fd, info.to_json())
+                os.write(fd, json.dumps(doc, indent=1).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, self.sidecar)
         except OSError as e:
-            _unlink(tmp)
+            self._remove(tmp, ino)
             raise _storage_error("write", self.sidecar, e) from e
-        self.info = info
+        self._sidecar_ino = ino
 
     def checkpoint(self) -> None:
         """fsync the bytes so far, then record them in the sidecar."""
@@ -185,22 +270,43 @@ class PartFile:
     # -- ending
 
     def commit(self) -> None:
-        """Make the verified part DEST: fsync it, rename it over DEST, drop the sidecar, fsync the
-        folder. Until the rename, DEST keeps its old bytes."""
+        """Make the verified part DEST: fsync it, give it DEST's mode, rename it over DEST, drop the
+        sidecar, fsync the folder. Until the rename, DEST keeps its old bytes.
+
+        Raises:
+            StorageError: any step failed (a folder or device put at DEST meanwhile, a file system
+                that refuses to fsync a folder, …).
+        """
         try:
             self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
+            fd = self.file.fileno()
+            os.fsync(fd)
+            try:
+                old = os.stat(self.dest)
+            except FileNotFoundError:
+                old = None
+            if old is not None and not stat.S_ISREG(old.st_mode):
+                dest_kind(self.dest)  # raises UsageError for a folder, device, FIFO or socket
+            if old is not None:
+                os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
             os.replace(self.path, self.dest)
-            _unlink(self.sidecar)
+            self.committed = True
+            self._remove(self.sidecar, self._sidecar_ino)
             fsync_dir(self.dest.parent)
-        except OSError as e:
+        except (OSError, UsageError) as e:
+            why = e.strerror or e if isinstance(e, OSError) else e.message
             raise StorageError(f"cannot move the verified file into place at {str(self.dest)!r}: "
-                               f"{e.strerror or e}", path=str(self.dest)) from e
+                               f"{why}", path=str(self.dest)) from e
+        finally:
+            if self.committed:  # else the part stays open: stop() may keep it to resume
+                with contextlib.suppress(OSError):
+                    self.file.close()
 
     def stop(self, *, keep: bool) -> bool:
         """Close after a failure. With ``keep`` and a sidecar, leave a resumable part (its bytes
         fsynced and recorded); otherwise remove both files. Never raises; returns whether kept."""
+        if self.committed:
+            return False  # the part is DEST now; nothing of it is left to keep or remove
         kept = False
         if keep and self.info is not None and self.written > 0:
             kept = self._save_progress()
@@ -211,19 +317,38 @@ class PartFile:
         return kept
 
     def discard_sidecar(self) -> None:
-        """Forget a sidecar that no longer describes the part (the new body has no validator)."""
+        """Forget what the sidecar says (the new body has no validator); it still vouches for the part."""
         self.info = None
-        _unlink(self.sidecar)
+        try:
+            self._write_sidecar(None)
+        except StorageError as e:
+            log.warning("%s", e.message)
 
     def discard(self) -> None:
         if not self.file.closed:
             with contextlib.suppress(OSError):
                 self.file.close()
-        _unlink(self.path)
-        _unlink(self.sidecar)
+        self._remove(self.path, self.inode)
+        self._remove(self.sidecar, self._sidecar_ino)
+
+    @staticmethod
+    def _remove(path: Path, inode: int | None) -> None:
+        """Unlink ``path`` only if it is still the file pinclient made (that inode, ours)."""
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return
+        if inode is None or st.st_ino != inode or not owned(st):
+            return  # not ours: left for a human to look at
+        try:
+            os.unlink(path)
+        except OSError as e:
+            log.warning("cannot remove %s: %s", path, e.strerror or e)
 
     def _save_progress(self) -> bool:
         assert self.info is not None
+        if self.file.closed:
+            return self.info.received > 0
         with contextlib.suppress(OSError):  # ENOSPC: what reached the file is still a correct prefix
             self.file.flush()
         try:
@@ -264,12 +389,64 @@ def _with_bytes(info: PartInfo, n: int) -> PartInfo:
     return dataclasses.replace(info, received=n)
 
 
-def _unlink(path: Path) -> None:
-    if path.is_symlink():
-        return  # not ours: pinclient refused to use it, and leaves it for a human to look at
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("cannot remove %s: %s", path, e.strerror or e)
+class StreamPart(PartFile):
+    """The part of a fetch to ``/dev/null`` or standard output: a private temporary file (in a
+    0700 folder of its own), streamed to the sink only by :meth:`commit`, after the caller verified
+    size, hash and signature. Never resumed, never locked; nothing is left behind."""
+
+    def __init__(self, kind: DestKind) -> None:
+        self.kind = kind
+        self.dest = STDOUT if kind == "stdout" else Path(os.devnull)
+        self._folder = Path(tempfile.mkdtemp(prefix="pinclient-"))
+        self.path = self._folder / "part"
+        self.sidecar = self._folder / "unused"
+        self.info = None
+        self._found = None
+        self._sidecar_ino = None
+        self.committed = False
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self.inode = os.fstat(fd).st_ino
+        self.file = _open_file(fd)
+        self.written = 0
+        self._next_checkpoint = CHECKPOINT
+        self._written_back = 0
+
+    def _write_sidecar(self, info: PartInfo | None) -> None:
+        pass  # nothing to resume: the part is private to this call
+
+    def commit(self) -> None:
+        """Copy the verified bytes to the sink, then remove the temporary file.
+
+        Raises:
+            StorageError: the temporary file cannot be read or the sink written.
+        """
+        try:
+            self.file.flush()
+            self.file.seek(0)
+            if self.kind == "stdout":
+                sys.stdout.flush()
+                _copy(self.file, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            # /dev/null: writing there changes nothing, so the verified bytes are simply dropped.
+            self.committed = True
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cannot write the verified file to {self.dest}: {e}",
+                               path=str(self.dest)) from e
+        finally:
+            self.discard()
+
+    def stop(self, *, keep: bool) -> bool:
+        self.discard()
+        return False
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            with contextlib.suppress(OSError):
+                self.file.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _copy(src: io.BufferedRandom, dst: BinaryIO) -> None:
+    buf = bytearray(WRITE_BUFFER)
+    while n := src.readinto(buf):
+        dst.write(memoryview(buf)[:n])

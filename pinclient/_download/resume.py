@@ -1,11 +1,12 @@
 """Resuming an interrupted download: what the sidecar records, what the next request asks for, and
 whether the answer may be appended. Pure: bytes and headers in, decisions out.
 
-An interrupted download leaves ``DEST.part`` (the bytes) and ``DEST.part.json`` (a :class:`PartInfo`:
-the URL, the validator, the bytes known to be on disk). The next run asks for the rest with ``Range``
-and ``If-Range``, so a server whose file changed answers 200 with the whole new file instead of a
-206 that would splice two versions. The kept prefix is hashed again from disk, so the final SHA-256
-always covers the whole file.
+An interrupted download leaves ``.DEST.pinclient-part`` (the bytes) and its sidecar
+``.DEST.pinclient-part.json``, which holds a :class:`PartInfo` (the URL, the validator, the bytes
+known to be on disk; see :mod:`.partfile` for the sidecar's envelope). The next run asks for the
+rest with ``Range`` and ``If-Range``, so a server whose file changed answers 200 with the whole new
+file instead of a 206 that would splice two versions. The kept prefix is hashed again from disk, so
+the final SHA-256 always covers the whole file.
 """
 
 from __future__ import annotations
@@ -34,27 +35,41 @@ _SIDECAR_VERSION = 1
 
 @dataclass(frozen=True)
 class PartInfo:
-    """The sidecar ``DEST.part.json``: enough to decide whether ``DEST.part`` can be continued."""
+    """What the sidecar records about a download: enough to decide whether the part can be
+    continued."""
 
     url: str  # the URL asked for, before redirects
     validator: str  # a strong ETag, else Last-Modified: sent back as If-Range
     total: int | None  # the whole body's length, when the server said
-    received: int  # bytes of DEST.part known to be on disk (fsynced)
+    received: int  # bytes of the part file known to be on disk (fsynced)
     sha256: str | None = None  # the hash expected then: another one means another file
     size: int | None = None  # the exact size expected then
 
     def to_json(self) -> bytes:
-        return json.dumps({"version": _SIDECAR_VERSION, **asdict(self)}, indent=1).encode()
+        return json.dumps({"version": _SIDECAR_VERSION, **self.to_dict()}, indent=1).encode()
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: bytes) -> PartInfo | None:
-        """Parse a sidecar; anything unexpected gives None (the download starts over)."""
+        """Parse :meth:`to_json`'s bytes; anything unexpected gives None (the download starts over)."""
         try:
             doc = json.loads(data)
-            if not isinstance(doc, dict) or doc.pop("version", None) != _SIDECAR_VERSION:
-                return None
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or doc.pop("version", None) != _SIDECAR_VERSION:
+            return None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: object) -> PartInfo | None:
+        """Parse :meth:`to_dict`'s fields; anything unexpected gives None."""
+        if not isinstance(doc, dict):
+            return None
+        try:
             info = cls(**doc)
-        except (ValueError, TypeError):
+        except TypeError:
             return None
         ok = (isinstance(info.url, str) and isinstance(info.validator, str) and info.validator
               and _count(info.received) and (info.total is None or _count(info.total))
@@ -82,7 +97,7 @@ def validator_of(headers: Mapping[str, str]) -> str | None:
 
 def resume_offset(info: PartInfo | None, part_size: int, *, url: str, sha256: str | None,
                   size: int | None, limit: int) -> int:
-    """How many bytes of ``DEST.part`` to keep: 0 unless the sidecar describes this very download.
+    """How many bytes of the part file to keep: 0 unless the sidecar describes this very download.
 
     Only bytes the sidecar vouches for are kept (a crash may have left unsynced bytes after them). A
     part longer than the declared size or the limit starts over. When the whole file seems present,

@@ -1,0 +1,339 @@
+"""Only ever touch what pinclient made: the files beside DEST (the lock, the part, its sidecar), what
+DEST itself may be (a regular file, /dev/null, standard output; never a device, FIFO or socket),
+the mode a saved file gets, a failure at the very last step, and names too long for the folder.
+Real loopback TLS; the only things faked are a refusing folder fsync."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pinclient import (
+    HashMismatch,
+    NetworkError,
+    PinViolation,
+    StorageError,
+    UsageError,
+    fetch_update,
+)
+from pinclient._cli.main import fetch_main
+from pinclient._demo import Response, Route
+from pinclient._download import partfile
+from pinclient._download.lock import lock_path
+from pinclient._download.partfile import part_paths
+from pinclient.config import PinConfig
+
+from .conftest import PKI, ServeHTTPS
+from .hostile import Seen, ranged
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def snapshot(path: Path) -> tuple[int, int, bytes]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
+# --------------------------------------------------------------------------- 0.1.0's names
+
+
+OLD_NAMES = ["Pipfile.lock", "Pipfile.part", "Pipfile.part.json", "Pipfile.part.json.tmp"]
+
+
+@pytest.mark.parametrize("outcome", ["saved", "pin violation", "broken body", "hash mismatch"])
+def test_files_named_like_0_1_0_side_files_are_never_touched(
+        root_pinned_config: PinConfig, tmp_path: Path, pki: PKI, https_server: ServeHTTPS,
+        outcome: str) -> None:
+    # `fetch-update …/Pipfile -o Pipfile` truncated and deleted Pipfile.lock in 0.1.0 (DEST.lock),
+    # even when the fetch was refused. Those names are the user's: same inode, same bytes, after
+    # every outcome.
+    body = os.urandom(200_000)
+    dest = tmp_path / "Pipfile"
+    dest.write_bytes(b"[packages]\n")
+    for name in OLD_NAMES:
+        (tmp_path / name).write_bytes(f"the user's {name}\n".encode())
+    before = {name: snapshot(tmp_path / name) for name in OLD_NAMES}
+    route = ranged(body, Seen(), drop_after={0: 100_000} if outcome == "broken body" else None)
+    issuer = pki.rogue_root if outcome == "pin violation" else None
+    digest = "00" * 32 if outcome == "hash mismatch" else sha(body)
+    with https_server({"/Pipfile": route}, issuer=issuer) as s:
+        try:
+            fetch_update(s.url("/Pipfile"), dest, config=root_pinned_config, sha256=digest, retries=0)
+        except (PinViolation, NetworkError, HashMismatch):
+            assert outcome != "saved"
+    assert {name: snapshot(tmp_path / name) for name in OLD_NAMES} == before
+    assert dest.read_bytes() == (body if outcome == "saved" else b"[packages]\n")
+
+
+# --------------------------------------------------------------------------- planted side files
+
+
+def plant(path: Path, how: str, victim: Path) -> None:
+    if how == "symlink":
+        path.symlink_to(victim)
+    elif how == "hard link":
+        os.link(victim, path)
+    else:
+        path.write_bytes(b"someone else's file\n")
+
+
+SIDE_FILES: dict[str, Callable[[Path], Path]] = {"lock": lock_path, "part": lambda d: part_paths(d)[0],
+              "sidecar": lambda d: part_paths(d)[1]}
+
+
+@pytest.mark.parametrize("how", ["regular file", "hard link", "symlink"])
+@pytest.mark.parametrize("which", list(SIDE_FILES))
+def test_a_side_file_pinclient_did_not_make_is_refused_and_left_alone(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        which: str, how: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"do not touch\n")
+    dest = tmp_path / "u.bin"
+    dest.write_bytes(b"old")
+    planted = SIDE_FILES[which](dest)
+    plant(planted, how, victim)
+    before = planted.lstat()
+    with https_server({"/u.bin": ranged(os.urandom(50_000), Seen())}) as s:
+        with pytest.raises(StorageError, match=r"cannot prove it made it|symbolic link") as info:
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, lock_timeout=5)
+        assert not s.requests, "refused before any request"
+    assert info.value.exit_code == 7
+    assert victim.read_bytes() == b"do not touch\n"
+    after = planted.lstat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size,
+                                                                 before.st_mtime_ns)
+    assert dest.read_bytes() == b"old"
+
+
+def test_a_part_whose_sidecar_records_another_file_is_not_reused_or_removed(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    # A sidecar of ours proves only the inode it records: a part put there later (or swapped for a
+    # hard link) is someone else's.
+    dest = tmp_path / "u.bin"
+    part, sidecar = part_paths(dest)
+    part.write_bytes(b"not a download")
+    sidecar.write_text(json.dumps({"version": 2, "pinclient": "pinclient part sidecar",
+                                   "inode": part.stat().st_ino + 1, "download": None}))
+    with https_server({"/u.bin": b"new"}) as s:
+        with pytest.raises(StorageError, match="does not record it"):
+            fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
+    assert part.read_bytes() == b"not a download"
+    assert not dest.exists()
+
+
+def test_a_killed_runs_lock_file_is_taken_over_and_removed(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    dest = tmp_path / "u.bin"
+    lock_path(dest).write_bytes(b"pinclient lock\n999999")  # its process is gone, its flock too
+    with https_server({"/u.bin": b"new"}) as s:
+        fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, lock_timeout=0)
+    assert dest.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "u.bin"]
+
+
+# --------------------------------------------------------------------------- what DEST may be
+
+
+def device_like(real: str, folder: Path) -> Path:
+    """A node of the same device as ``real`` inside ``folder`` when root (so that a regression that
+    replaces DEST can only ever replace this copy, never the machine's /dev), else ``real`` itself
+    (which a non-root user cannot replace)."""
+    if os.geteuid() != 0:
+        return Path(real)
+    copy = folder / Path(real).name
+    os.mknod(copy, stat.S_IFCHR | 0o666, os.stat(real).st_rdev)
+    return copy
+
+
+
+def test_a_fifo_socket_or_device_at_dest_is_refused_before_connecting(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(sock_path))
+    zero = device_like("/dev/zero", tmp_path)
+    zero_link = tmp_path / "zero-link"
+    zero_link.symlink_to(zero)
+    try:
+        with https_server({"/u": b"payload"}) as s:
+            for target, kind in ((fifo, "FIFO"), (sock_path, "socket"), (zero, "character device"),
+                                 (zero_link, "character device")):
+                before = target.lstat()
+                with pytest.raises(UsageError, match=kind):
+                    fetch_update(s.url("/u"), target, config=root_pinned_config)
+                assert fetch_main([s.url("/u"), "-o", str(target), "--pins",
+                                   str(root_pinned_config.path)]) == 2
+                assert "Traceback" not in capsys.readouterr().err
+                after = target.lstat()
+                assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+            assert not s.requests
+    finally:
+        listener.close()
+    assert stat.S_ISCHR(zero.lstat().st_mode)
+
+
+def test_dev_null_gets_only_verified_bytes_and_stays_a_device(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, payload: bytes) -> None:
+    # Run as root (CI containers), 0.1.0 replaced /dev/null with a 0600 regular file. A null device
+    # is recognised by its device number, so the test (as root) uses its own node: a regression
+    # must not take the machine's /dev/null with it.
+    null = device_like(os.devnull, tmp_path)
+    before = null.lstat()
+    with https_server({"/u": payload}) as s:
+        result = fetch_update(s.url("/u"), null, config=root_pinned_config, sha256=sha(payload))
+        with pytest.raises(HashMismatch):
+            fetch_update(s.url("/u"), null, config=root_pinned_config, sha256="00" * 32)
+        assert fetch_main([s.url("/u"), "-o", str(null), "--pins", str(root_pinned_config.path), "-q",
+                           "--sha256", sha(payload)]) == 0
+    assert result.size == len(payload)
+    after = null.lstat()
+    assert stat.S_ISCHR(after.st_mode)
+    assert (after.st_ino, after.st_rdev, stat.S_IMODE(after.st_mode)) == (
+        before.st_ino, before.st_rdev, stat.S_IMODE(before.st_mode))
+
+
+_STDOUT_CHILD = r"""
+import sys
+from tests.hostile import child_main
+sys.exit(child_main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_dash_streams_the_verified_bytes_to_stdout_and_nothing_else(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, good: bool) -> None:
+    body = os.urandom(300_000)
+    with https_server({"/u.bin": body}) as s:
+        done = subprocess.run(
+            [sys.executable, "-c", _STDOUT_CHILD, s.url("/u.bin"), "-o", "-", "--pins",
+             str(root_pinned_config.path), "--sha256", sha(body) if good else "00" * 32],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+            timeout=60, check=False)
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr
+    if good:
+        assert done.returncode == 0, stderr
+        assert done.stdout == body, "the payload, and not one byte of summary, on stdout"
+        assert "sha256" in stderr, "the summary goes to stderr"
+    else:
+        assert done.returncode == 5, stderr
+        assert done.stdout == b"", "nothing reaches stdout before the hash checks out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"], "no file named '-', nothing left"
+
+
+# --------------------------------------------------------------------------- mode
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_new_file_follows_the_umask_and_an_existing_one_keeps_its_mode(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, umask: int) -> None:
+    exe = tmp_path / "tool"
+    exe.write_bytes(b"#!/bin/sh\n")
+    exe.chmod(0o750)
+    old = os.umask(umask)
+    try:
+        with https_server({"/new.bin": b"new", "/tool": b"#!/bin/sh\necho 2\n"}) as s:
+            fetch_update(s.url("/new.bin"), tmp_path / "new.bin", config=root_pinned_config)
+            fetch_update(s.url("/tool"), exe, config=root_pinned_config)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.bin").stat().st_mode) == 0o666 & ~umask, "as curl -o and cp"
+    assert stat.S_IMODE(exe.stat().st_mode) == 0o750, "an updated executable stays executable"
+    assert exe.read_bytes() == b"#!/bin/sh\necho 2\n"
+
+
+# --------------------------------------------------------------------------- the last step fails
+
+
+def _slow(body: bytes, midway: threading.Event, go_on: threading.Event) -> Iterator[bytes]:
+    yield body[:1000]
+    midway.set()
+    go_on.wait(10)
+    yield body[1000:]
+
+
+def test_a_folder_created_at_dest_mid_download_is_exit_7_not_a_traceback(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, payload: bytes,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    dest = tmp_path / "u.bin"
+    midway, go_on = threading.Event(), threading.Event()
+    routes: dict[str, Route] = {"/u.bin": Response(200, lambda: _slow(payload, midway, go_on),
+                                 content_length=len(payload), headers={"ETag": '"v1"'})}
+    codes: list[int] = []
+    with https_server(routes) as s:
+        argv = [s.url("/u.bin"), "-o", str(dest), "--pins", str(root_pinned_config.path), "-q"]
+        worker = threading.Thread(target=lambda: codes.append(fetch_main(argv)))
+        worker.start()
+        assert midway.wait(10)
+        dest.mkdir()
+        (dest / "inside").write_bytes(b"keep")
+        go_on.set()
+        worker.join(30)
+    assert codes == [7]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "ValueError" not in err
+    assert str(dest) in err
+    assert (dest / "inside").read_bytes() == b"keep", "DEST intact"
+
+
+def test_a_folder_fsync_refused_is_exit_7_not_a_traceback(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, payload: bytes,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(folder: Path) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(partfile, "fsync_dir", refuse)
+    dest = tmp_path / "u.bin"
+    dest.write_bytes(b"old")
+    with https_server({"/u.bin": Response(200, payload, headers={"ETag": '"v1"'})}) as s:
+        code = fetch_main([s.url("/u.bin"), "-o", str(dest), "--pins", str(root_pinned_config.path)])
+    assert code == 7
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Invalid argument" in err
+    assert dest.read_bytes() in (b"old", payload), "DEST is whole: the old file or the verified one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "u.bin"]
+
+
+# --------------------------------------------------------------------------- long names
+
+
+@pytest.mark.parametrize("where", ["-o", "URL"])
+@pytest.mark.parametrize("length", [240, 300])
+def test_an_overlong_file_name_is_a_usage_error(root_pinned_config: PinConfig, tmp_path: Path,
+                                                https_server: ServeHTTPS, where: str, length: int,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # 240 bytes fit in a 255-byte NAME_MAX, but not the side files beside it; 300 fit nowhere.
+    name = "a" * length
+    monkeypatch.chdir(tmp_path)
+    with https_server({f"/{name}": b"x"}) as s:
+        argv = [s.url(f"/{name}"), "--pins", str(root_pinned_config.path)]
+        if where == "-o":
+            argv = [s.url("/u"), "-o", str(tmp_path / name), "--pins", str(root_pinned_config.path)]
+        assert fetch_main(argv) == 2
+        assert not s.requests
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "File name too long" not in err
+    assert "long" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
