@@ -19,11 +19,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pinclient import PinsFileError, PinViolation, fetch_update, load_pins, parse_pins
 from pinclient._names import normalize_pattern
 from pinclient._pki import CA, Leaf, build_certificate, new_key
-from pinclient._x509 import parse_dn, parse_serial
+from pinclient._x509 import canonical_name, parse_dn, parse_serial
 from pinclient.policy import evaluate, spki_sha256
 from tests.conftest import HOST, ServeHTTPS, pinset, write_pins
 
@@ -359,3 +361,67 @@ def test_lint_flags_a_blocked_serial_no_certificate_can_have(serial: str, flagge
     config = parse_pins("version = 1\n" + blocked(UTN_RFC4514, serial), base_dir=tmp_path)
     codes = [f.code for f in lint(config, today=dt.date(2026, 6, 1))]
     assert ("blocked-never-matches" in codes) is flagged
+
+
+# --------------------------------------------------------------------------- properties
+
+_VALUE = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\\\"/,+=;#\x00",
+                                        exclude_categories=("Cc", "Cs", "Zl", "Zp")),
+                 min_size=1, max_size=12).map(str.strip).filter(bool)
+_RANKED = [(NameOID.COUNTRY_NAME, "C"), (NameOID.STATE_OR_PROVINCE_NAME, "ST"),
+           (NameOID.ORGANIZATION_NAME, "O"),
+           (NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"), (NameOID.COMMON_NAME, "CN")]
+
+
+@st.composite
+def _names(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """A certificate name, most general first, whose attribute kinds show its order (no two of
+    the same rank: ST and L, or two OUs, cannot tell it, and are refused)."""
+    kinds = draw(st.lists(st.sampled_from(range(len(_RANKED))), min_size=2, max_size=6, unique=True)
+                 .map(sorted).filter(lambda k: k[0] != k[-1]))
+    out = []
+    for k in kinds:
+        short = _RANKED[k][1]
+        value = draw(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=2, max_size=2)) \
+            if short == "C" else draw(_VALUE)
+        out.append((short, value))
+    return out
+
+
+@given(_names())
+def test_every_dn_form_of_any_name_means_that_name(attrs: list[tuple[str, str]]) -> None:
+    oid = {short: o for o, short in _RANKED}
+    expected = x509.Name([x509.NameAttribute(oid[s], v) for s, v in attrs])
+    forms = [
+        expected.rfc4514_string(),
+        ", ".join(f"{s}={v}" for s, v in attrs),  # openssl x509 -issuer
+        ", ".join(f"{s} = {v}" for s, v in attrs),  # OpenSSL 3
+        "".join(f"/{s}={v}" for s, v in attrs),  # OpenSSL 1.0
+    ]
+    for form in forms:
+        assert canonical_name(parse_dn(form)) == canonical_name(expected), form
+
+
+@given(st.integers(min_value=0, max_value=2 ** 200))
+def test_every_serial_spelling_of_any_serial_reads_back(serial: int) -> None:
+    from pinclient._x509 import format_serial
+
+    spellings = [f"0x{serial:x}", f"0X{serial:X}", f"dec:{serial}"]
+    if serial > 0xFF:
+        spellings += [format_serial(serial), format_serial(serial).upper()]
+    for text in spellings:
+        assert parse_serial(text) == serial, text
+    bare = f"{serial:x}"
+    if bare.isdigit() and int(bare, 10) != serial:
+        with pytest.raises(ValueError, match="ambiguous"):
+            parse_serial(bare)
+
+
+@given(st.text(max_size=40))
+def test_any_text_is_a_serial_a_dn_a_host_pattern_or_a_reasoned_value_error(text: str) -> None:
+    for parse in (parse_serial, parse_dn, normalize_pattern):
+        try:
+            parse(text)
+        except ValueError as e:
+            if not str(e).strip():
+                raise AssertionError(f"{parse.__name__}({text!r}): a ValueError with no reason") from e
