@@ -101,6 +101,9 @@ class Pinset:
     # minisign public keys, any one of which must have signed a payload from these hosts; empty:
     # payloads need no signature (see pinclient._download.signature).
     signing_keys: tuple[PublicKey, ...] = ()
+    # Accept legacy minisign signatures (Ed) by these signing_keys: unsafe, their algorithm bytes are
+    # unsigned, so a prehashed signature can be downgraded (docs/signing.md). Needs signing_keys.
+    allow_legacy_signatures: bool = False
 
     def match_specificity(self, host: str) -> int | None:
         """The specificity of the best pattern matching ``host`` (normalised), or None."""
@@ -322,8 +325,8 @@ class _Loader:
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
-        self.check_keys(table, {"name", "hosts", "issuers", "max_size", "signing_keys"}
-                        | _PINSET_LIFECYCLE_KEYS | _REVOCATION_KEYS,
+        self.check_keys(table, {"name", "hosts", "issuers", "max_size", "signing_keys",
+                                "allow_legacy_signatures"} | _PINSET_LIFECYCLE_KEYS | _REVOCATION_KEYS,
                         {"name", "hosts", "issuers"}, section="[[pinset]]", pinset=label)
         name = self.string(table["name"], key="name", pinset=label)
         hosts_value = table["hosts"]
@@ -438,6 +441,10 @@ class _Loader:
         """``signing_keys``: a non-empty array of minisign public keys (``"RW…"``). An empty array
         is refused rather than read as "no signature needed": it is more likely a key left out."""
         if "signing_keys" not in table:
+            if "allow_legacy_signatures" in table:
+                raise self.error("allow_legacy_signatures has no effect without signing_keys; add "
+                                 'signing_keys = ["RW…"] or remove it', pinset=pinset,
+                                 key="allow_legacy_signatures")
             return {}
         value = table["signing_keys"]
         if not isinstance(value, list) or not value:
@@ -454,7 +461,19 @@ class _Loader:
                 raise self.error(f"entry {i + 1} ({text.strip()[:60]!r}) is not a minisign public key: "
                                  f"{e.message}", pinset=pinset, key="signing_keys") from None
             keys.setdefault(key.key_id + key.key, key)
-        return {"signing_keys": tuple(keys.values())}
+        out: dict[str, Any] = {"signing_keys": tuple(keys.values())}
+        if "allow_legacy_signatures" in table:
+            out["allow_legacy_signatures"] = self.allow_legacy(table["allow_legacy_signatures"],
+                                                               pinset=pinset)
+        return out
+
+    def allow_legacy(self, value: object, *, pinset: str) -> bool:
+        """``allow_legacy_signatures``: a TOML boolean (``"true"`` in quotes is refused, as it
+        would read as true in some tools and false in others)."""
+        if not isinstance(value, bool):
+            raise self.error(f"must be true or false (a TOML boolean, no quotes), not {_type_name(value)}",
+                             pinset=pinset, key="allow_legacy_signatures")
+        return value
 
     def revocation(self, table: Mapping[str, Any], *, pinset: str | None) -> dict[str, Any]:
         """``revocation`` and ``crl`` (defaults and pinsets) and ``cache_dir`` (defaults only; the

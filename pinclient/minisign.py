@@ -14,6 +14,14 @@ and the global signature, which is Ed25519 over the 64 signature bytes followed 
 comment, so the comment cannot be changed without the key. ``Ed`` (legacy) signs the payload
 itself; ``ED`` signs its BLAKE2b-512 digest, which lets a verifier hash the payload as it arrives.
 
+Legacy signatures are refused unless the caller allows them (``allow_legacy=True``): the two
+algorithm bytes are covered by neither signature, so anyone holding a prehashed ``ED`` signature
+can flip them to ``Ed`` and get a valid legacy signature over the 64-byte BLAKE2b-512 digest of the
+signed file, which a verifier accepting legacy signatures would then take as a signed 64-byte
+payload (issue 14). minisign itself accepts both unless ``-V -H`` is given; here the safe choice is
+the default, and even when legacy signatures are allowed one over exactly 64 bytes is refused,
+since it cannot be told apart from such a converted signature.
+
 Every malformed or failing key, signature or password raises :class:`SignatureError`. Misusing the
 API (a bad argument of the caller's own, calls in the wrong order) raises :class:`ValueError`.
 Only the ``*_file`` helpers, :func:`verify_file` and :func:`sign` given a path touch the disk.
@@ -42,6 +50,7 @@ from .errors import SignatureError
 
 __all__ = [
     "KEEP_PASSWORD",
+    "LEGACY_REFUSED",
     "MAX_SIGNATURE_FILE_SIZE",
     "MAX_TRUSTED_COMMENT",
     "MAX_UNTRUSTED_COMMENT",
@@ -65,6 +74,12 @@ Password = str | Callable[[], str] | None
 
 _ALG_LEGACY = b"Ed"
 _ALG_PREHASHED = b"ED"
+_PREHASH_SIZE = 64  # BLAKE2b-512: what an ED signature signs
+#: Why a legacy signature is refused by default (callers add how to allow it).
+LEGACY_REFUSED = (
+    "the signature is in minisign's legacy format (Ed: the file itself is signed), which is refused "
+    "unless explicitly allowed: its algorithm bytes are not signed, so a prehashed (ED) signature "
+    "turned into a legacy one verifies over the 64-byte hash of the file really signed")
 _KDF_SCRYPT = b"Sc"
 _KDF_NONE = b"\0\0"
 _CHK_BLAKE2B = b"B2"
@@ -490,8 +505,9 @@ class VerifiedSignature:
 class Verifier:
     """Checks a payload against a signature and a set of trusted keys, reading it only once.
 
-    Construction already refuses a signature whose key id is not among *keys* (or a legacy one when
-    *allow_legacy* is false), so a caller can fail before downloading the payload.
+    Construction already refuses a signature whose key id is not among *keys*, and a legacy one
+    unless *allow_legacy* is true (see the module docstring for why), so a caller can fail before
+    downloading the payload.
 
     Prehashed (``ED``) signatures: feed the payload to :meth:`update` as it arrives, then call
     :meth:`verify`. Legacy (``Ed``) signatures: :attr:`needs_file` is true; Ed25519 signs the whole
@@ -503,7 +519,7 @@ class Verifier:
     """
 
     def __init__(
-        self, keys: Sequence[PublicKey], signature: Signature, *, allow_legacy: bool = True
+        self, keys: Sequence[PublicKey], signature: Signature, *, allow_legacy: bool = False
     ) -> None:
         """Raises SignatureError if no key in *keys* has the signature's key id, or the signature
         is legacy and *allow_legacy* is false."""
@@ -516,7 +532,7 @@ class Verifier:
                 f"(trusted key ids: {trusted})"
             )
         if not allow_legacy and not signature.prehashed:
-            raise SignatureError("legacy (non-prehashed) signature refused")
+            raise SignatureError(LEGACY_REFUSED)
         self._hash = hashlib.blake2b(digest_size=64) if signature.prehashed else None
         self._done = False
 
@@ -556,6 +572,11 @@ class Verifier:
         """Check *message* (the payload, or its BLAKE2b-512 digest when prehashed)."""
         self._done = True
         sig = self._signature
+        if not sig.prehashed and len(message) == _PREHASH_SIZE:
+            raise SignatureError(
+                f"a legacy signature over exactly {_PREHASH_SIZE} bytes is refused even where legacy "
+                "signatures are allowed: it is what a prehashed signature with its unsigned algorithm "
+                "bytes flipped verifies over (the BLAKE2b-512 of the file really signed)")
         for key in self._keys:
             public = key._ed25519()
             try:
@@ -581,7 +602,7 @@ class Verifier:
 
 
 def verify_data(
-    keys: Sequence[PublicKey], signature: Signature, data: bytes, *, allow_legacy: bool = True
+    keys: Sequence[PublicKey], signature: Signature, data: bytes, *, allow_legacy: bool = False
 ) -> VerifiedSignature:
     """Verify a payload held in memory. Raises SignatureError as :class:`Verifier`."""
     verifier = Verifier(keys, signature, allow_legacy=allow_legacy)
@@ -592,7 +613,7 @@ def verify_data(
 
 
 def verify_file(
-    keys: Sequence[PublicKey], signature: Signature, path: StrPath, *, allow_legacy: bool = True
+    keys: Sequence[PublicKey], signature: Signature, path: StrPath, *, allow_legacy: bool = False
 ) -> VerifiedSignature:
     """Verify a payload on disk, reading it once. Raises SignatureError, OSError."""
     verifier = Verifier(keys, signature, allow_legacy=allow_legacy)

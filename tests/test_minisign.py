@@ -11,6 +11,7 @@ import argparse
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -53,7 +54,7 @@ def _lines(data: bytes) -> list[bytes]:
 
 
 def _verify(sig_bytes: bytes, data: bytes = PAYLOAD) -> ms.VerifiedSignature:
-    return ms.verify_data([TRUSTED_PUB], ms.Signature.parse(sig_bytes), data)
+    return ms.verify_data([TRUSTED_PUB], ms.Signature.parse(sig_bytes), data, allow_legacy=True)
 
 
 def _flip(data: bytes, index: int) -> bytes:
@@ -101,15 +102,15 @@ def test_legacy_signature_is_verified_from_the_finished_file(tmp_path: Path) -> 
     sig = ms.Signature.parse(ms.sign(TRUSTED, path, prehash=False))
     assert sig.algorithm == b"Ed"
     assert not sig.prehashed
-    verifier = ms.Verifier([TRUSTED_PUB], sig)
+    verifier = ms.Verifier([TRUSTED_PUB], sig, allow_legacy=True)
     assert verifier.needs_file
     verifier.update(PAYLOAD[:100])  # accepted and ignored: a download loop need not branch
     with pytest.raises(ValueError, match="file_path"):
         verifier.verify()
     result = verifier.verify(file_path=path)
     assert not result.prehashed
-    assert ms.verify_file([TRUSTED_PUB], sig, path) == result
-    assert ms.verify_data([TRUSTED_PUB], sig, PAYLOAD) == result
+    assert ms.verify_file([TRUSTED_PUB], sig, path, allow_legacy=True) == result
+    assert ms.verify_data([TRUSTED_PUB], sig, PAYLOAD, allow_legacy=True) == result
 
 
 def test_empty_payload_signs_and_verifies_both_ways(tmp_path: Path) -> None:
@@ -117,9 +118,9 @@ def test_empty_payload_signs_and_verifies_both_ways(tmp_path: Path) -> None:
     path.write_bytes(b"")
     for prehash in (True, False):
         sig = ms.Signature.parse(ms.sign(TRUSTED, path, prehash=prehash))
-        ms.verify_file([TRUSTED_PUB], sig, path)
+        ms.verify_file([TRUSTED_PUB], sig, path, allow_legacy=True)
         with pytest.raises(SignatureError):
-            ms.verify_data([TRUSTED_PUB], sig, b"\0")
+            ms.verify_data([TRUSTED_PUB], sig, b"\0", allow_legacy=True)
 
 
 def test_crlf_signature_file_is_accepted() -> None:
@@ -180,7 +181,7 @@ def test_tampered_payload_file_is_refused_in_legacy_mode(tmp_path: Path) -> None
     sig = ms.Signature.parse(ms.sign(TRUSTED, path, prehash=False))
     path.write_bytes(_flip(PAYLOAD, 5))
     with pytest.raises(SignatureError, match="does not match"):
-        ms.verify_file([TRUSTED_PUB], sig, path)
+        ms.verify_file([TRUSTED_PUB], sig, path, allow_legacy=True)
 
 
 def test_tampered_trusted_comment_is_refused() -> None:
@@ -208,11 +209,61 @@ def test_trusted_comment_of_another_signature_cannot_be_grafted() -> None:
         ms.verify_data([TRUSTED_PUB], grafted, PAYLOAD)
 
 
-def test_legacy_signature_refused_when_not_allowed() -> None:
+def test_legacy_signature_refused_when_not_allowed(tmp_path: Path) -> None:
+    # Refused by default (minisign accepts legacy unless -V -H; pinclient only when asked), by every
+    # entry point, before any payload byte is read.
     sig = ms.Signature.parse(ms.sign(TRUSTED, PAYLOAD, prehash=False))
-    with pytest.raises(SignatureError, match="legacy"):
-        ms.Verifier([TRUSTED_PUB], sig, allow_legacy=False)
+    path = tmp_path / "update.bin"
+    path.write_bytes(PAYLOAD)
+    for refuse in (lambda: ms.Verifier([TRUSTED_PUB], sig, allow_legacy=False),
+                   lambda: ms.Verifier([TRUSTED_PUB], sig),
+                   lambda: ms.verify_data([TRUSTED_PUB], sig, PAYLOAD),
+                   lambda: ms.verify_file([TRUSTED_PUB], sig, path)):
+        with pytest.raises(SignatureError, match="legacy"):
+            refuse()
     ms.Verifier([TRUSTED_PUB], ms.Signature.parse(VALID_SIG), allow_legacy=False)
+    assert ms.verify_data([TRUSTED_PUB], sig, PAYLOAD, allow_legacy=True).prehashed is False
+
+
+def _downgrade(sig_bytes: bytes) -> ms.Signature:
+    """A prehashed signature with its two algorithm bytes flipped to legacy: neither the signature
+    nor the global signature covers them."""
+    return dataclasses.replace(ms.Signature.parse(sig_bytes), algorithm=b"Ed")
+
+
+@pytest.mark.parametrize("payload", [PAYLOAD, b"", b"x" * 64], ids=["large", "empty", "64 bytes"])
+def test_prehashed_signature_downgraded_to_legacy_is_refused_even_when_legacy_is_allowed(
+        tmp_path: Path, payload: bytes) -> None:
+    # Issue 14: flip "ED" to "Ed" and the signature is a valid legacy one over the 64-byte
+    # BLAKE2b-512 of the file really signed; a compromised server serves those 64 bytes instead.
+    signed = ms.sign(TRUSTED, payload, trusted_comment="app 2.1")
+    digest = hashlib.blake2b(payload, digest_size=64).digest()
+    downgraded = _downgrade(signed)
+    TRUSTED_PUB._ed25519().verify(downgraded.signature, digest)  # the premise: it does verify
+    # Round trip through the file format, as a server would serve it.
+    downgraded = ms.Signature.parse(downgraded.to_bytes())
+    assert not downgraded.prehashed
+    evil = tmp_path / "evil.bin"
+    evil.write_bytes(digest)
+    for allow in (False, True):
+        with pytest.raises(SignatureError, match="legacy"):
+            ms.verify_data([TRUSTED_PUB], downgraded, digest, allow_legacy=allow)
+        with pytest.raises(SignatureError, match="legacy"):
+            ms.verify_file([TRUSTED_PUB], downgraded, evil, allow_legacy=allow)
+    # The genuine signature still verifies the genuine payload.
+    assert _verify(signed, payload).trusted_comment == "app 2.1"
+
+
+def test_a_genuine_legacy_signature_over_64_bytes_is_refused_too() -> None:
+    # It cannot be told apart from a downgraded prehashed one; 63 and 65 bytes are fine.
+    for size, ok in ((63, True), (64, False), (65, True)):
+        data = b"\x07" * size
+        sig = ms.Signature.parse(ms.sign(TRUSTED, data, prehash=False))
+        if ok:
+            ms.verify_data([TRUSTED_PUB], sig, data, allow_legacy=True)
+        else:
+            with pytest.raises(SignatureError, match="64 bytes"):
+                ms.verify_data([TRUSTED_PUB], sig, data, allow_legacy=True)
 
 
 def test_verifier_misuse_is_a_value_error(tmp_path: Path) -> None:
@@ -594,7 +645,7 @@ def test_cli_keygen_sign_and_verify(tmp_path: Path, no_terminal: None) -> None:
     run_sign(_args(configure_sign, [str(update), "-s", str(key), "--legacy", "-x", str(other)]))
     legacy = ms.Signature.parse(other.read_bytes())
     assert not legacy.prehashed
-    ms.verify_file([public], legacy, update)
+    ms.verify_file([public], legacy, update, allow_legacy=True)
 
 
 def test_cli_keygen_without_password_source_refuses(tmp_path: Path, no_terminal: None) -> None:
@@ -704,7 +755,7 @@ def test_minisign_keys_and_signatures_verify_with_pinclient(
     public = ms.PublicKey.from_file(pub)
     sig = ms.Signature.parse((tmp_path / "update.bin.minisig").read_bytes())
     assert sig.prehashed is not legacy
-    result = ms.verify_file([public], sig, update)
+    result = ms.verify_file([public], sig, update, allow_legacy=legacy)
     assert result.trusted_comment == "release\t7 ✓"
     # Same key id as minisign shows (0.11 prints it without zero padding, later versions with).
     assert int(pub.read_text().split("\n")[0].split()[-1], 16) == int(result.key_id_hex, 16)

@@ -30,10 +30,11 @@ def test_every_download_flag_reaches_its_field() -> None:
     options = _parse("--max-size", "2MiB", "--proxy", "http://127.0.0.1:1", "--no-resume",
                      "--retries", "7", "--connect-timeout", "3", "--read-timeout", "4",
                      "--deadline", "50", "--min-rate", "10", "--max-redirects", "2",
-                     "--header", "X-A: b", "--lock-timeout", "0")
+                     "--header", "X-A: b", "--lock-timeout", "0", "--allow-legacy-signatures")
     assert options == FetchOptions(max_size=2 * 1024**2, proxy="http://127.0.0.1:1", resume=False,
                                    retries=7, connect_timeout=3, read_timeout=4, deadline=50,
-                                   min_rate=10, max_redirects=2, headers={"X-A": "b"}, lock_timeout=0)
+                                   min_rate=10, max_redirects=2, headers={"X-A": "b"}, lock_timeout=0,
+                                   allow_legacy_signatures=True)
     assert _parse("--no-proxy").proxy is False
 
 

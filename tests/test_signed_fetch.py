@@ -5,6 +5,8 @@ old bytes; a signature that cannot be trusted is refused before the payload is e
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -65,7 +67,8 @@ def test_signed_payload_is_verified_and_the_signer_reported(signed_config: PinCo
     routes = {"/app.bin": Response(200, PAYLOAD),
               "/app.bin.minisig": Response(200, signed(prehash=prehash))}
     with https_server(routes) as server:
-        result = fetch_update(server.url("/app.bin"), dest, config=signed_config)
+        result = fetch_update(server.url("/app.bin"), dest, config=signed_config,
+                              allow_legacy_signatures=not prehash)
     assert dest.read_bytes() == PAYLOAD
     assert result.signature is not None
     assert result.signature.key_id_hex == PUBLISHER.key_id_hex
@@ -104,6 +107,8 @@ def test_resumed_download_is_verified_over_the_whole_file(signed_config: PinConf
     # still cover them (a tampered kept prefix is refused).
     dest = tmp_path / "app.bin"
     sig = Response(200, signed(prehash=prehash))
+    signed_config = dataclasses.replace(signed_config, pinsets=tuple(  # the pinset's opt-in
+        dataclasses.replace(p, allow_legacy_signatures=not prehash) for p in signed_config.pinsets))
     routes = {"/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/app.bin.minisig": sig,
               "/v2/app.bin": ranged(PAYLOAD, Seen(), drop_after={0: 100_000}), "/v2/app.bin.minisig": sig}
     with https_server(routes) as server:
@@ -148,7 +153,8 @@ def test_signature_made_by_the_minisign_tool_verifies_through_fetch(pki: PKI, tm
               "/app.bin.minisig": Response(200, (tmp_path / "app.bin.src.minisig").read_bytes())}
     with https_server(routes) as server:
         result = fetch_update(server.url("/app.bin"), tmp_path / "app.bin",
-                              config=config_with_keys(pki, tmp_path / "cfg"), signing_keys=[public])
+                              config=config_with_keys(pki, tmp_path / "cfg"), signing_keys=[public],
+                              allow_legacy_signatures=legacy)
     assert result.signature is not None
     assert (result.signature.prehashed, result.signature.trusted_comment) == (not legacy, "app 2.1")
     assert (tmp_path / "app.bin").read_bytes() == PAYLOAD
@@ -169,9 +175,9 @@ REFUSALS: dict[str, tuple[Callable[[], dict[str, Response]], bool, str]] = {
                   "not trusted"),
     "tampered payload": (lambda: {"/app.bin": Response(200, PAYLOAD[:-1] + b"!")}, True,
                          "does not match the data"),
-    "tampered payload, legacy signature": (
-        lambda: {"/app.bin": Response(200, PAYLOAD[:-1] + b"!"),
-                 "/app.bin.minisig": Response(200, signed(prehash=False))}, True, "does not match"),
+    "legacy signature, not allowed": (
+        lambda: {"/app.bin.minisig": Response(200, signed(prehash=False))}, False,
+        "legacy format"),
     "tampered trusted comment": (lambda: {"/app.bin.minisig": Response(200, _tampered_comment())}, True,
                                  "trusted comment was altered"),
     "missing signature file": (lambda: {"/app.bin.minisig": Response(404, b"not found")}, False,
@@ -338,3 +344,93 @@ def test_bad_signing_keys_name_the_pinset_and_key(value: str, message: str) -> N
 def test_signing_keys_only_in_a_pinset() -> None:
     with pytest.raises(PinsFileError, match="unknown key"):
         parse_pins(f'version = 1\n[defaults]\nsigning_keys = ["{PUBLISHER.public_key.to_string()}"]\n')
+
+
+# --------------------------------------------------------------------------- legacy signatures (issue 14)
+
+
+def _downgraded(data: bytes) -> bytes:
+    """What a compromised update server makes of the publisher's prehashed ``.minisig``: the two
+    unsigned algorithm bytes flipped from ``ED`` to ``Ed``, giving a valid legacy signature over
+    the 64-byte BLAKE2b-512 of ``data``."""
+    sig = ms.Signature.parse(signed(data))
+    return dataclasses.replace(sig, algorithm=b"Ed").to_bytes()
+
+
+@pytest.mark.parametrize("opt_in", ["none", "--allow-legacy-signatures", "pinset"])
+def test_prehashed_signature_downgraded_by_the_server_is_refused(
+        pki: PKI, tmp_path: Path, opt_in: str, capsys: pytest.CaptureFixture[str],
+        https_server: ServeHTTPS) -> None:
+    # The server replaces the payload by the 64-byte hash of the real one and serves the
+    # downgraded signature: before the fix DEST got 64 bytes the publisher never signed, exit 0.
+    # Refused by default, and even with either opt-in (a legacy signature over exactly 64 bytes
+    # cannot be told apart from a downgraded one).
+    body = pinset("example-updates", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    body += f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
+    if opt_in == "pinset":
+        body += "allow_legacy_signatures = true\n"
+    pins = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
+    digest = hashlib.blake2b(PAYLOAD, digest_size=64).digest()
+    routes = {"/app.bin": Response(200, digest), "/app.bin.minisig": Response(200, _downgraded(PAYLOAD))}
+    dest = tmp_path / "app.bin"
+    dest.write_bytes(OLD)
+    flags = ["--allow-legacy-signatures"] if opt_in.startswith("--") else []
+    with https_server(routes) as server:
+        code = fetch_main([server.url("/app.bin"), "-o", str(dest), "--pins", str(pins), "-q", *flags])
+    err = capsys.readouterr().err
+    assert code == 5, err
+    assert "legacy" in err
+    assert "Traceback" not in err
+    assert dest.read_bytes() == OLD
+    if opt_in == "none":
+        assert server.requests == ["/app.bin.minisig"], "refused before the payload was requested"
+
+
+def test_legacy_signatures_need_an_explicit_opt_in_per_call_or_per_pinset_key(
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
+    legacy = Response(200, signed(prehash=False))
+    routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": legacy,
+              "/bad.bin": Response(200, PAYLOAD[:-1] + b"!"), "/bad.bin.minisig": legacy}
+    plain = config_with_keys(pki, tmp_path / "plain", PUBLISHER)
+    opted_in = dataclasses.replace(plain, pinsets=tuple(
+        dataclasses.replace(p, allow_legacy_signatures=True) for p in plain.pinsets))
+    other_key = ms.SecretKey(key_id=PUBLISHER.key_id, seed=b"\x33" * 32).public_key  # same id, other key
+    with https_server(routes) as server:
+        url = server.url("/app.bin")
+        # Default: refused before the payload is requested, with the way out in the message.
+        with pytest.raises(SignatureError) as info:
+            fetch_update(url, tmp_path / "a", config=plain)
+        assert "allow_legacy_signatures = true" in info.value.message
+        assert "--allow-legacy-signatures" in info.value.message
+        assert server.requests == ["/app.bin.minisig"]
+        # Per call (library keyword, FetchOptions field, CLI flag), and per pinset for its own keys.
+        assert fetch_update(url, tmp_path / "b", config=plain, allow_legacy_signatures=True).signature
+        assert fetch_update(url, tmp_path / "c", config=opted_in).signature
+        assert plain.path is not None
+        assert fetch_main([url, "-o", str(tmp_path / "d"), "--pins", str(plain.path), "-q",
+                           "--allow-legacy-signatures"]) == 0
+        # The pinset's opt-in does not extend to keys given by the caller, even with the same id.
+        with pytest.raises(SignatureError, match="legacy"):
+            fetch_update(url, tmp_path / "e", config=opted_in, signing_keys=[other_key])
+        # Allowed legacy signatures are still checked against the data.
+        with pytest.raises(SignatureError, match="does not match"):
+            fetch_update(server.url("/bad.bin"), tmp_path / "f", config=plain, allow_legacy_signatures=True)
+    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "f").exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_allow_legacy_signatures_in_pins_toml() -> None:
+    key = f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
+    assert parse_pins(BASE + key + "allow_legacy_signatures = true\n").pinsets[0].allow_legacy_signatures
+    assert not parse_pins(BASE + key).pinsets[0].allow_legacy_signatures
+    # A value that parses must be able to take effect: a boolean, and only beside signing_keys.
+    for extra, message in ((key + 'allow_legacy_signatures = "true"\n', "true or false"),
+                           (key + "allow_legacy_signatures = 1\n", "true or false"),
+                           ("allow_legacy_signatures = true\n", "without signing_keys")):
+        with pytest.raises(PinsFileError) as info:
+            parse_pins(BASE + extra)
+        assert (info.value.pinset, info.value.key) == ("updates", "allow_legacy_signatures")
+        assert message in str(info.value)
+    with pytest.raises(PinsFileError, match="unknown key"):
+        parse_pins("version = 1\n[defaults]\nallow_legacy_signatures = true\n")

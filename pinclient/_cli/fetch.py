@@ -128,6 +128,10 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     add("--lock-timeout", metavar="SECONDS", type=wait,
         help="wait this long for another process fetching to the same DEST (default 60; "
         "0 fails at once)")
+    add("--allow-legacy-signatures", action="store_true",
+        help="accept legacy minisign signatures (Ed, made with minisign -l) by any signing key; "
+        "unsafe: a prehashed signature can be downgraded to one over the file's 64-byte hash "
+        "(default: only where the pinset sets allow_legacy_signatures = true)")
 
 
 def default_dest(url: str) -> str:

@@ -268,7 +268,8 @@ def _add_signature_check(job: Job, signature: SignatureSource | None,
     from .signature import prepare_signature_check  # deferred: minisign, for signed payloads only
 
     check = prepare_signature_check(job.config, job.url, signature=signature, signing_keys=signing_keys,
-                                    fetch=lambda url, limit: fetch_small(job, url, limit))
+                                    fetch=lambda url, limit: fetch_small(job, url, limit),
+                                    allow_legacy_signatures=job.options.allow_legacy_signatures)
     if check is not None:
         job.sinks.append(check)
 

@@ -2,9 +2,10 @@
 
 What to fetch (URL, DEST, hash, size, signature) stays in :func:`~pinclient.fetch_update`'s own
 arguments; how to fetch it (timeouts, deadline, minimum rate, retries, resuming, redirects, proxy,
-size cap, lock wait, extra headers) lives here, defaulted once, like python-tuf's ``UpdaterConfig``.
-The CLI builds one from its flags in one place, and :mod:`pinclient.manifest` derives the manifest's
-own with :func:`dataclasses.replace`. Adding an option is: a field here, its argparse line, its use.
+size cap, lock wait, extra headers, whether legacy signatures are accepted) lives here, defaulted
+once, like python-tuf's ``UpdaterConfig``. The CLI builds one from its flags in one place, and
+:mod:`pinclient.manifest` derives the manifest's own with :func:`dataclasses.replace`. Adding an
+option is: a field here, its argparse line, its use.
 
 Pure: no I/O. Construction validates every field and raises :class:`~pinclient.errors.UsageError`.
 """
@@ -74,6 +75,9 @@ class FetchOptions:
     max_size: int | None = None  # bytes; None: the pinset's, else [defaults], else 4 GiB
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another fetch to the same DEST
     headers: Mapping[str, str] = field(default_factory=dict)  # added to every request
+    # Accept legacy minisign signatures (Ed) by any signing key: unsafe, their algorithm bytes are
+    # unsigned (docs/signing.md). False: only where the pinset allows them for its own keys.
+    allow_legacy_signatures: bool = False
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "rate_window"):
@@ -88,8 +92,9 @@ class FetchOptions:
             raise UsageError(f"max_redirects must be a whole number >= 0, got {self.max_redirects!r}")
         if self.max_size is not None and not (_whole(self.max_size) and self.max_size > 0):
             raise UsageError(f"max_size must be a positive number of bytes, got {self.max_size!r}")
-        if not isinstance(self.resume, bool):
-            raise UsageError(f"resume must be True or False, got {self.resume!r}")
+        for name in ("resume", "allow_legacy_signatures"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if (self.proxy is not None and not isinstance(self.proxy, (str, bool))) or self.proxy is True:
             raise UsageError(f"proxy must be a URL, False or None, got {self.proxy!r}")
         object.__setattr__(self, "retries", _retry_policy(self.retries))

@@ -13,10 +13,17 @@ The sink sees every body chunk once (:meth:`SignatureCheck.update`, on the downl
 thread) and is finished once, on the complete part file, before it is moved over DEST
 (:meth:`SignatureCheck.finish`). A prehashed (``ED``) signature is verified from the BLAKE2b-512 the
 stream fed; a legacy (``Ed``) one from the finished file, which is memory-mapped, not read again.
+
+Legacy signatures are refused unless allowed (:func:`legacy_allowed`): by the call
+(``allow_legacy_signatures=True``, ``--allow-legacy-signatures``), or by the pinset covering the
+URL (``allow_legacy_signatures = true``) for a signature by one of that pinset's own keys. Their
+algorithm bytes are unsigned, so a prehashed signature can be downgraded to a legacy one over the
+file's 64-byte hash (see :mod:`pinclient.minisign`).
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -27,9 +34,18 @@ from urllib.parse import urlsplit
 from .._names import normalize_url
 from ..config import PinConfig
 from ..errors import HTTPStatusError, SignatureError, SizeError, StorageError, UsageError
-from ..minisign import MAX_SIGNATURE_FILE_SIZE, PublicKey, Signature, VerifiedSignature, Verifier, verify_file
+from ..minisign import (
+    LEGACY_REFUSED,
+    MAX_SIGNATURE_FILE_SIZE,
+    PublicKey,
+    Signature,
+    VerifiedSignature,
+    Verifier,
+    verify_file,
+)
 
-__all__ = ["SignatureCheck", "SignatureSource", "prepare_signature_check", "resolve_signing_keys"]
+__all__ = ["SignatureCheck", "SignatureSource", "legacy_allowed", "prepare_signature_check",
+           "resolve_signing_keys"]
 
 #: What ``fetch_update(signature=…)`` takes: an https:// URL or a file path of a ``.minisig``, its
 #: contents as bytes, or False to skip signature checking (the payload is authenticated otherwise,
@@ -68,28 +84,51 @@ def resolve_signing_keys(config: PinConfig, url: str,
     return tuple(keys)
 
 
+def legacy_allowed(config: PinConfig, url: str, keys: Sequence[PublicKey], signature: Signature, *,
+                   allow_legacy_signatures: bool) -> bool:
+    """Whether a legacy (``Ed``) ``signature`` may be accepted for ``url`` (normalised): when the
+    call allows it, or when the pinset covering the URL sets ``allow_legacy_signatures = true`` and
+    every key in ``keys`` with the signature's key id is one of that pinset's ``signing_keys`` (a
+    pinset's opt-in covers its own keys, not keys given with ``--signing-key``)."""
+    if allow_legacy_signatures:
+        return True
+    pinset = config.pinset_for(urlsplit(url).hostname or "")
+    if pinset is None or not pinset.allow_legacy_signatures:
+        return False
+    own = {k.key_id + k.key for k in pinset.signing_keys}
+    signers = [k for k in keys if hmac.compare_digest(k.key_id, signature.key_id)]
+    return bool(signers) and all(k.key_id + k.key in own for k in signers)
+
+
 class SignatureCheck:
     """The payload's signature, parsed and matched to a trusted key, as a download sink.
 
-    Raises (constructor): :class:`SignatureError` if no key in ``keys`` has the signature's key id.
+    Raises (constructor): :class:`SignatureError` if no key in ``keys`` has the signature's key id,
+    or the signature is legacy and ``allow_legacy`` is false.
     """
 
-    def __init__(self, keys: Sequence[PublicKey], signature: Signature, *, url: str, source: str) -> None:
+    def __init__(self, keys: Sequence[PublicKey], signature: Signature, *, url: str, source: str,
+                 allow_legacy: bool = False) -> None:
         self.keys = tuple(keys)
         self.signature = signature
         self.url = url
         self.source = source  # where the signature came from, for messages
+        self.allow_legacy = allow_legacy
         try:
-            self._verifier = Verifier(self.keys, signature)
+            self._verifier = Verifier(self.keys, signature, allow_legacy=allow_legacy)
         except SignatureError as e:
-            raise SignatureError(f"Refusing {url}: {e.message}; signature from {source}. "
+            hint = ("; ask the publisher for a prehashed signature (minisign without -l, pinclient "
+                    "sign without --legacy), or accept the risk with allow_legacy_signatures = true "
+                    "in the pinset or --allow-legacy-signatures (docs/signing.md)"
+                    if e.message == LEGACY_REFUSED else "")
+            raise SignatureError(f"Refusing {url}: {e.message}{hint}; signature from {source}. "
                                  "Nothing was downloaded.") from e
         self._whole = True  # update() has seen the body from byte 0
 
     def restart(self, offset: int) -> None:
         """The part file now holds ``offset`` bytes kept from earlier (resumed, or 0 after starting
         over); :meth:`update` will only see what follows them."""
-        self._verifier = Verifier(self.keys, self.signature)
+        self._verifier = Verifier(self.keys, self.signature, allow_legacy=self.allow_legacy)
         self._whole = offset == 0
 
     def update(self, chunk: bytes | memoryview) -> None:
@@ -109,7 +148,7 @@ class SignatureCheck:
             if self._verifier.needs_file:
                 return self._verifier.verify(file_path=path)
             if not self._whole:
-                return verify_file(self.keys, self.signature, path)
+                return verify_file(self.keys, self.signature, path, allow_legacy=self.allow_legacy)
             return self._verifier.verify()
         except SignatureError as e:
             raise SignatureError(f"Signature check failed for {self.url} (signature: {self.source}): "
@@ -121,13 +160,13 @@ class SignatureCheck:
 
 def prepare_signature_check(config: PinConfig, url: str, *, signature: SignatureSource | None,
                             signing_keys: Sequence[str | PublicKey] | None,
-                            fetch: Fetch) -> SignatureCheck | None:
+                            fetch: Fetch, allow_legacy_signatures: bool = False) -> SignatureCheck | None:
     """Decide whether the payload at ``url`` (normalised) needs a signature and, if so, get and
     parse it; None when no signature is required.
 
     Raises:
-        SignatureError: the signature is missing (an HTTP 4xx), too large, malformed, or by a key
-            that is not trusted.
+        SignatureError: the signature is missing (an HTTP 4xx), too large, malformed, by a key
+            that is not trusted, or legacy and not allowed (:func:`legacy_allowed`).
         UsageError: a signature was given but there are no keys to check it with; a bad key, path
             or URL.
         PinViolation / NetworkError: as ``fetch`` (the signature's host is pinned like any other).
@@ -146,7 +185,8 @@ def prepare_signature_check(config: PinConfig, url: str, *, signature: Signature
     except SignatureError as e:
         raise SignatureError(f"Refusing {url}: the signature ({source}) is malformed: {e.message}. "
                              "Nothing was downloaded.") from e
-    return SignatureCheck(keys, parsed, url=url, source=source)
+    allow = legacy_allowed(config, url, keys, parsed, allow_legacy_signatures=allow_legacy_signatures)
+    return SignatureCheck(keys, parsed, url=url, source=source, allow_legacy=allow)
 
 
 def _signature_bytes(url: str, signature: str | os.PathLike[str] | bytes | None,
