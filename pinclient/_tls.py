@@ -27,8 +27,8 @@ from urllib3.util.ssl_ import resolve_ssl_version
 
 from .errors import UsageError
 
-__all__ = ["ContextFrozen", "PinnedContext", "TLSInfo", "missing_anchor_hint", "served_chain",
-           "shared_context", "tls_info"]
+__all__ = ["ContextFrozen", "OptionError", "PinnedContext", "TLSInfo", "missing_anchor_hint",
+           "served_chain", "shared_context", "tls_info", "tls_versions"]
 
 
 class TLSInfo:
