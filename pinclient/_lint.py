@@ -128,11 +128,21 @@ def _signing_backup(pinset: Pinset) -> list[Finding]:
 
 
 def _subject_pins(pinset: Pinset) -> list[Finding]:
-    return [Finding(
+    findings = [Finding(
         "warning", "subject-pin", pinset.name,
         f"{_pin_text(pin)} pins a name, not a key: any trusted CA that can issue a sub-CA can copy it",
         "replace it with the spki_sha256 of the same CA (`pinclient pin HOST` prints it)")
         for pin in pinset.issuers if pin.kind == "subject"]
+    # A subject pin compares the whole name (a partial match would accept more CAs), so "CN=…" alone
+    # matches only a CA named exactly that; beside another pin it silently never matches.
+    findings += [Finding(
+        "warning", "partial-subject", pinset.name,
+        f"{_pin_text(pin)} has only one attribute; a subject pin must be the CA's whole name, and most "
+        "CA names also have O and C, so this likely matches nothing",
+        "copy the whole subject (`openssl x509 -noout -subject`), or pin the key instead")
+        for pin in pinset.issuers if pin.kind == "subject" and pin.subject is not None
+        and sum(len(rdn) for rdn in pin.subject) == 1]
+    return findings
 
 
 def _expiry(pinset: Pinset, today: dt.date) -> list[Finding]:
@@ -245,7 +255,8 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
     and an error when the pins would refuse the host (a warning in report-only mode).
 
     Raises:
-        ValueError: a certificate cannot be parsed, or ``host`` is not a host name.
+        ValueError: ``host`` is not a host name.
+        PinViolation: a certificate of the chain cannot be parsed.
     """
     verdict = evaluate(config, host, chain, now=now)
     pinset = verdict.pinset

@@ -425,3 +425,13 @@ def test_any_text_is_a_serial_a_dn_a_host_pattern_or_a_reasoned_value_error(text
         except ValueError as e:
             if not str(e).strip():
                 raise AssertionError(f"{parse.__name__}({text!r}): a ValueError with no reason") from e
+
+
+def test_lint_warns_that_a_one_attribute_subject_pin_likely_matches_nothing(tmp_path: Path) -> None:
+    from pinclient._lint import lint
+
+    for subject, flagged in (("CN=UTN-USERFirst-Hardware", True), (UTN_OPENSSL, False)):
+        config = parse_pins("version = 1\n" + pinset("p", [HOST], f'{{ subject = "{subject}" }}'),
+                            base_dir=tmp_path)
+        codes = [f.code for f in lint(config, today=dt.date(2026, 6, 1))]
+        assert ("partial-subject" in codes) is flagged, subject
