@@ -79,36 +79,28 @@ class PinnedFetcher(FetcherInterface):
             exceptions.DownloadHTTPError: an HTTP error status.
         """
         try:
-            response = self.manager.urlopen(
+            # request(), not urlopen(): what tuf's fetcher calls, so tuf's own tests can stand in
+            # for the transport the same way for both (compat/).
+            response = self.manager.request(
                 "GET", url, preload_content=False, redirect=True, retries=self._retries,
                 headers=self.headers, timeout=urllib3.Timeout(self.timeout))
-        except PinclientError as e:
-            raise exceptions.DownloadError(f"Failed to download {url}: {e.message}") from e
-        except urllib3.exceptions.MaxRetryError as e:
-            if isinstance(e.reason, urllib3.exceptions.TimeoutError):
-                raise exceptions.SlowRetrievalError(f"Timed out fetching {url}") from e
-            raise exceptions.DownloadError(f"Failed to download {url}: {e.reason or e}") from e
-        except urllib3.exceptions.TimeoutError as e:
-            raise exceptions.SlowRetrievalError(f"Timed out fetching {url}") from e
-        except urllib3.exceptions.HTTPError as e:
-            raise exceptions.DownloadError(f"Failed to download {url}: {e}") from e
+        except (PinclientError, urllib3.exceptions.HTTPError) as e:
+            raise _download_error(url, e) from e
         if response.status >= 400:
             response.close()
             response.release_conn()
             raise exceptions.DownloadHTTPError(f"HTTP error occurred with status {response.status}",
                                                response.status)
-        return self._chunks(response)
+        return self._chunks(url, response)
 
-    def _chunks(self, response: Any) -> Iterator[bytes]:
+    def _chunks(self, url: str, response: Any) -> Iterator[bytes]:
         complete = False
         try:
             yield from response.stream(self.chunk_size, decode_content=False)
             complete = True
-        except urllib3.exceptions.TimeoutError as e:
-            raise exceptions.SlowRetrievalError("Timed out reading the body") from e
-        except urllib3.exceptions.HTTPError as e:
+        except (PinclientError, urllib3.exceptions.HTTPError) as e:
             # Ending the stream silently would look like a complete (short) download.
-            raise exceptions.DownloadError(f"The body broke off: {e}") from e
+            raise _download_error(url, e, reading=True) from e
         finally:
             if not complete:
                 response.close()  # a connection with unread body bytes must not be pooled
@@ -125,3 +117,15 @@ class PinnedFetcher(FetcherInterface):
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _download_error(url: str, error: Exception, *, reading: bool = False) -> exceptions.DownloadError:
+    """tuf's error for ``error``, as ``Urllib3Fetcher`` chooses it: a timeout, raised directly or as
+    the reason of a ``MaxRetryError``, is a ``SlowRetrievalError``; anything else a ``DownloadError``
+    (a :class:`PinclientError` keeps its message)."""
+    reason = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+    if isinstance(reason, urllib3.exceptions.TimeoutError):
+        return exceptions.SlowRetrievalError(f"Timed out {'reading' if reading else 'fetching'} {url}")
+    detail = error.message if isinstance(error, PinclientError) else reason or error
+    return exceptions.DownloadError(f"{'The body of' if reading else 'Failed to download'} {url}"
+                                    f"{' broke off' if reading else ''}: {detail}")

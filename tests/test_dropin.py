@@ -477,3 +477,23 @@ def test_pinned_fetcher_raises_what_tufs_own_fetcher_raises(
     expected = {"http-404": exceptions.DownloadHTTPError, "too-long": exceptions.DownloadLengthMismatchError,
                 "refused" if via == "https-proxy" else "": exceptions.DownloadError}
     assert type(ours) is expected.get(scenario, exceptions.SlowRetrievalError)
+
+
+def test_a_timeout_reported_as_max_retry_error_mid_body_is_slow_retrieval(
+        root_pinned_config: PinConfig, payload: bytes, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # tuf's own test_response_read_timeout: urllib3 may hand a timeout over as the reason of a
+    # MaxRetryError; tuf's fetcher calls that slow retrieval wherever it surfaces, the body included.
+    from tuf.api import exceptions
+    from urllib3.response import HTTPResponse
+
+    from pinclient.tuf import PinnedFetcher
+
+    def stream(self: HTTPResponse, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        raise urllib3.exceptions.MaxRetryError(None, "/u", urllib3.exceptions.ReadTimeoutError(  # type: ignore[arg-type]
+            None, "/u", "Read timed out."))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HTTPResponse, "stream", stream)
+    with https_server({"/u": payload}) as server, PinnedFetcher(root_pinned_config) as fetcher:
+        with pytest.raises(exceptions.SlowRetrievalError):
+            fetcher.download_bytes(server.url("/u"), len(payload))
