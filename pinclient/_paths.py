@@ -1,12 +1,34 @@
-"""The per-user cache folder, shared by the revocation cache and the report rate limiter."""
+"""The per-user cache folder, shared by the revocation cache and the report rate limiter; and
+checks of paths a user gave (``--pins``, ``--ca-bundle``)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["user_cache_dir"]
+from .errors import UsageError
+
+__all__ = ["given_file_exists", "user_cache_dir"]
+
+
+def given_file_exists(path: Path, what: str) -> bool:
+    """``path.is_file()`` for a path the user gave as ``what`` (a flag): a name too long for the
+    file system is a :class:`UsageError` saying so, not ``OSError: File name too long`` (on
+    Python < 3.14 ``is_file`` raises it).
+
+    Raises:
+        UsageError: the path is too long, or cannot be looked at.
+    """
+    try:
+        return path.is_file()
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            longest = max(len(os.fsencode(part)) for part in path.parts)
+            raise UsageError(f"{what} {str(path)[:60]!r}… is too long a path ({len(os.fsencode(str(path)))} "
+                             f"bytes, its longest name {longest}; most file systems allow 255).") from None
+        raise UsageError(f"{what} {str(path)[:200]!r}: {e.strerror or e}") from None
 
 
 def user_cache_dir() -> Path:

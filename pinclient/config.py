@@ -12,6 +12,8 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
+import errno
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -314,7 +316,7 @@ class _Loader:
             value = self.string(table["ca_bundle"], key="ca_bundle")
             if value != "certifi":
                 bundle = self.base_dir / value
-                if not bundle.is_file():
+                if not self.path_exists(bundle, key="ca_bundle", pinset=None, what="is_file"):
                     raise self.error(f"CA bundle {str(bundle)!r} is not a readable file "
                                      "(use \"certifi\" or a path relative to this file)", key="ca_bundle")
                 ca_bundle = str(bundle.resolve())
@@ -489,11 +491,25 @@ class _Loader:
             if "\0" in rel:
                 raise self.error("must not contain a NUL character", pinset=pinset, key="cache_dir")
             folder = self.base_dir / rel
-            if folder.exists() and not folder.is_dir():
+            if self.path_exists(folder, key="cache_dir", pinset=pinset) and not folder.is_dir():
                 raise self.error(f"{str(folder)!r} exists and is not a folder", pinset=pinset,
                                  key="cache_dir")
             out["cache_dir"] = str(folder.resolve())
         return out
+
+    def path_exists(self, path: Path, *, key: str, pinset: str | None, what: str = "exists") -> bool:
+        """``path.exists()`` (or ``is_file()``), where a name too long for the file system is a
+        pins.toml error naming the key, not ``OSError: File name too long`` (issue 13)."""
+        try:
+            return bool(getattr(path, what)())
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise self.error(f"cannot use {str(path)[:80]!r}…: {e.strerror or e}", key=key,
+                                 pinset=pinset) from None
+            longest = max(len(os.fsencode(part)) for part in path.parts)
+            raise self.error(f"the path is too long for the file system ({len(os.fsencode(str(path)))} "
+                             f"bytes, its longest name {longest}; names are limited to 255 bytes on most "
+                             "file systems). Use a shorter path", key=key, pinset=pinset) from None
 
     def report_uri(self, value: object, *, pinset: str | None) -> str:
         from urllib.parse import urlsplit

@@ -337,3 +337,27 @@ def test_an_overlong_file_name_is_a_usage_error(root_pinned_config: PinConfig, t
     assert "File name too long" not in err
     assert "long" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+
+
+@pytest.mark.parametrize("where", ["ca_bundle", "cache_dir", "--ca-bundle", "--pins"])
+def test_an_overlong_path_in_pins_toml_or_a_flag_is_a_usage_error(
+        root_pinned_config: PinConfig, tmp_path: Path, where: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Path.is_file()/exists() raise OSError(ENAMETOOLONG) before Python 3.14: 0.1.0 showed it as a
+    # traceback. Each such path is a usage or pins-file error (exit 2) that says it is too long.
+    long = "b" * 300
+    pins = str(root_pinned_config.path)
+    argv = ["https://updates.test/u.bin", "-o", str(tmp_path / "u.bin")]
+    if where in ("ca_bundle", "cache_dir"):
+        pins = str(tmp_path / "long.toml")
+        Path(pins).write_text(f'version = 1\n[defaults]\n{where} = "{long}"\n')
+    elif where == "--ca-bundle":
+        argv += ["--ca-bundle", long]
+    else:
+        pins = str(tmp_path / long)
+    assert fetch_main([*argv, "--pins", pins]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "File name too long" not in err
+    assert "too long" in err
+    assert where.lstrip("-") in err.replace("pins file", "pins")

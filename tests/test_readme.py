@@ -30,11 +30,48 @@ def setup_commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
+SETUP = [
+    "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && pinclient demo",
+    ". .venv/bin/activate && pip install -e '.[test]' && pytest",
+]
+
+
 def test_setup_is_exactly_two_commands() -> None:
-    assert setup_commands() == ["pip install -e . && pinclient demo", "pip install -e '.[test]' && pytest"]
+    assert setup_commands() == SETUP
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert 'pinclient = "pinclient._cli:main"' in pyproject
     assert "demo" in _commands()
+
+
+def test_every_setup_pip_runs_in_a_venv_the_setup_creates() -> None:
+    # A PEP 668 system Python (Debian 12, Ubuntu 23.04+) refuses a bare `pip install` with
+    # externally-managed-environment: every pip of Set-up must run after activating a venv, in the
+    # same command (the second may be run in a new shell), and the first command creates it.
+    created = set()
+    for command in setup_commands():
+        steps = [shlex.split(step) for step in command.split("&&")]
+        active = None
+        for step in steps:
+            if step[:3] == ["python3", "-m", "venv"]:
+                created.add(step[3])
+            if step[:1] in (["."], ["source"]) and step[1].endswith("/bin/activate"):
+                active = step[1].removesuffix("/bin/activate")
+            if step[:1] == ["pip"] or step[:3] == ["python3", "-m", "pip"]:
+                assert active in created, f"{command!r}: pip outside the venv the set-up creates"
+    text = section(README, "Set-up")
+    assert "externally-managed-environment" in text
+    assert "python3-venv" in text, "Debian/Ubuntu need python3-venv for python3 -m venv"
+
+
+def test_setup_lists_the_optional_system_packages_and_what_is_skipped() -> None:
+    text = section(README, "Set-up")
+    for package in ("openssl", "minisign", "nginx"):
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{package}")), None)
+        assert row is not None, f"Set-up's table of optional packages names {package}"
+        assert "skipped" in row or "falls back" in row, f"say what happens without {package}"
+    install = re.findall(r"apt-get install[^\n`]*", text)
+    assert install
+    assert all(p in install[0] for p in ("openssl", "minisign", "nginx")), install
 
 
 def test_ci_runs_the_readme_test_command() -> None:

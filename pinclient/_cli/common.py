@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._paths import given_file_exists
 from .._sizes import ascii_decimal, parse_size
 from ..errors import UsageError
 
@@ -76,7 +77,7 @@ def load_config(args: argparse.Namespace) -> PinConfig:
 
     chosen = args.pins or os.environ.get("PINCLIENT_PINS") or "pins.toml"
     path = Path(chosen)
-    if not path.is_file():
+    if not given_file_exists(path, "pins file"):
         origin = ("--pins" if args.pins else "$PINCLIENT_PINS" if os.environ.get("PINCLIENT_PINS")
                   else "the default ./pins.toml")
         raise UsageError(f"pins file {str(path)!r} (from {origin}) does not exist. pinclient never "
@@ -84,7 +85,7 @@ def load_config(args: argparse.Namespace) -> PinConfig:
     config = load_pins(path)
     if getattr(args, "ca_bundle", None):
         bundle = Path(args.ca_bundle)
-        if not bundle.is_file():
+        if not given_file_exists(bundle, "--ca-bundle"):
             raise UsageError(f"--ca-bundle {args.ca_bundle!r} is not a readable file.")
         config = dataclasses.replace(
             config, defaults=dataclasses.replace(config.defaults, ca_bundle=str(bundle.resolve())))
