@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -88,15 +89,30 @@ def plant(path: Path, how: str, victim: Path) -> None:
         path.symlink_to(victim)
     elif how == "hard link":
         os.link(victim, path)
+    elif how == "fifo":
+        os.mkfifo(path)
+        threading.Thread(target=_unblock, args=(path,), daemon=True).start()
     else:
         path.write_bytes(b"someone else's file\n")
+
+
+def _unblock(fifo: Path) -> None:
+    """Open the FIFO's writing end after a while, so a regression that blocks in open() for
+    reading fails the test's time limit instead of hanging the suite."""
+    time.sleep(3)
+    for _ in range(100):
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 SIDE_FILES: dict[str, Callable[[Path], Path]] = {"lock": lock_path, "part": lambda d: part_paths(d)[0],
               "sidecar": lambda d: part_paths(d)[1]}
 
 
-@pytest.mark.parametrize("how", ["regular file", "hard link", "symlink"])
+@pytest.mark.parametrize("how", ["regular file", "hard link", "symlink", "fifo"])
 @pytest.mark.parametrize("which", list(SIDE_FILES))
 def test_a_side_file_pinclient_did_not_make_is_refused_and_left_alone(
         root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
@@ -108,10 +124,12 @@ def test_a_side_file_pinclient_did_not_make_is_refused_and_left_alone(
     planted = SIDE_FILES[which](dest)
     plant(planted, how, victim)
     before = planted.lstat()
+    started = time.monotonic()
     with https_server({"/u.bin": ranged(os.urandom(50_000), Seen())}) as s:
-        with pytest.raises(StorageError, match=r"cannot prove it made it|symbolic link") as info:
+        with pytest.raises(StorageError, match=r"cannot prove it made it|symbolic link|not a regular") as info:
             fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, lock_timeout=5)
         assert not s.requests, "refused before any request"
+    assert time.monotonic() - started < 2, "refused at once, never blocked opening a FIFO"
     assert info.value.exit_code == 7
     assert victim.read_bytes() == b"do not touch\n"
     after = planted.lstat()
@@ -239,6 +257,22 @@ def test_dash_streams_the_verified_bytes_to_stdout_and_nothing_else(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"], "no file named '-', nothing left"
 
 
+def test_nothing_is_created_or_replaced_in_dev(root_pinned_config: PinConfig,
+                                               https_server: ServeHTTPS) -> None:
+    # /dev/stderr and /dev/fd/N are symlinks (to a regular file when the stream is redirected):
+    # the rule "a symlink at DEST is replaced" must not apply there. A new name is refused too.
+    name = Path(f"/dev/pinclient-test-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        with https_server({"/u": b"payload"}) as s:
+            with pytest.raises(UsageError, match="in /dev"):
+                fetch_update(s.url("/u"), name, config=root_pinned_config)
+            assert not s.requests
+        assert not os.path.lexists(name)
+    finally:
+        if os.path.lexists(name):  # only a regression gets here; leave /dev as it was
+            name.unlink()
+
+
 # --------------------------------------------------------------------------- mode
 
 
@@ -337,6 +371,23 @@ def test_an_overlong_file_name_is_a_usage_error(root_pinned_config: PinConfig, t
     assert "File name too long" not in err
     assert "long" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+
+
+def test_the_longest_name_that_fits_is_saved_and_its_side_files_fit_too(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    # The limit is exact: the longest side file (the sidecar's temporary file) must fit beside it.
+    longest = os.pathconf(tmp_path, "PC_NAME_MAX") - len("..pinclient-part.json.12345678.tmp")
+    body = os.urandom(200_000)
+    with https_server({"/u": ranged(body, Seen(), drop_after={0: 100_000})}) as s:
+        for name in ("n" * longest, "m" * (longest + 1)):
+            try:
+                fetch_update(s.url("/u"), tmp_path / name, config=root_pinned_config, retries=1)
+            except UsageError:
+                assert len(name) > longest
+            else:
+                assert len(name) == longest
+                assert (tmp_path / name).read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "n" * longest]
 
 
 @pytest.mark.parametrize("where", ["ca_bundle", "cache_dir", "--ca-bundle", "--pins"])

@@ -32,34 +32,46 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
-_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
-          (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))
+_KINDS = ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"),
+          (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def _in_dev(target: Path) -> bool:
+    return Path(os.path.abspath(target)).parts[1:2] == ("dev",)
 
 
 def dest_kind(target: Path) -> DestKind:
     """What DEST is: a regular file (or nothing yet), ``/dev/null`` or standard output (:data:`STDOUT`).
 
     Raises:
-        UsageError: DEST is a folder, a device, a FIFO or a socket (also through a symlink), which
-            pinclient never replaces; or its name is too long.
+        UsageError: DEST is a folder, a device, a FIFO or a socket (also through a symlink), or
+            anything else in /dev, which pinclient never replaces; or its name is too long.
     """
     if target == STDOUT:
         return "stdout"
     try:
         st = os.stat(target)
     except FileNotFoundError:
+        if _in_dev(target):
+            raise UsageError(f"destination {str(target)!r} is in /dev; pinclient never creates "
+                             "files there (use - for standard output, or /dev/null).") from None
         return "file"  # a new name (or a dangling symlink, which the rename replaces)
     except OSError as e:
         if e.errno == errno.ENAMETOOLONG:
             raise UsageError(f"destination {str(target)!r} is too long a path.") from None
         return "file"  # let opening the part say what is wrong (permissions, …)
-    if stat.S_ISREG(st.st_mode):
-        return "file"
     if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
         return "devnull"  # the null device, wherever its node is (a chroot's, a container's)
     what = next((name for test, name in _KINDS if test(st.st_mode)), "special file")
     if what == "folder":
         raise UsageError(f"destination {str(target)!r} is a folder; give a file name.")
+    if what == "regular file" and _in_dev(target):
+        # /dev/stderr, /dev/fd/N: symlinks to whatever the stream is, a file when redirected;
+        # replacing the link (the rule for a symlink at DEST) would break /dev for every process.
+        raise UsageError(f"destination {str(target)!r} is in /dev; pinclient never writes there "
+                         "(use - for standard output, or /dev/null).")
+    if what == "regular file":
+        return "file"
     raise UsageError(f"destination {str(target)!r} is a {what}; pinclient only ever replaces regular "
                      "files. Give a file name, /dev/null, or - for standard output.")
 

@@ -43,6 +43,7 @@ __all__ = ["create_exclusive", "dest_lock", "lock_path", "not_ours", "open_nofol
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at a side file's name must not hang open()
 _POLL = 0.05  # seconds between attempts while waiting
 _YOUNG = 2.0  # seconds an empty, unmarked lock file may be another pinclient's, still being made
 LOCK_MARKER = b"pinclient lock\n"  # the first line of every lock file pinclient writes
@@ -71,7 +72,7 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
             ``OSError`` is the ``__cause__``).
     """
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
     except OSError as e:
         if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and path.is_symlink()):
             raise _symlink_error(path) from None
@@ -132,7 +133,7 @@ def _open_lock(path: Path) -> tuple[int, bool] | None:
     if fd is not None:
         return fd, True
     try:
-        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as e:
