@@ -1,0 +1,190 @@
+"""The compatibility runner: a peer's own tests with pinclient's transport swapped in.
+
+    python compat/run.py            # python-tuf, at the version installed next to pinclient
+
+For each peer it downloads the sdist of the installed version from PyPI (sdists ship their tests;
+cached in the user cache folder), unpacks it in a temporary folder, adds pinclient's file of HTTPS
+variants (the peer's own files are never edited), and runs the same tests twice with pytest: once
+with the peer's own transport (the baseline) and once with pinclient's, swapped in by the pytest
+plugin ``compat/pinclient_compat_<peer>.py``. It prints, per suite, the tests that passed with
+pinclient, those that passed in the baseline, the intended refusals (each with its reason, from
+``compat/refusals.toml``), the tests skipped because this machine cannot run them (with pytest's
+reason), and anything else, which must be zero: the exit status is 1 otherwise.
+
+Every server is on 127.0.0.1 and the plugin lets the tests resolve only loopback names. Only python-tuf
+is wired in so far (its fetcher and updater tests); urllib3 and requests are not (docs/library.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+COMPAT = Path(__file__).resolve().parent
+ROOT = COMPAT.parent
+sys.path.insert(0, str(ROOT))  # pinclient itself, when run from a checkout without installing
+
+from pinclient._paths import user_cache_dir  # noqa: E402
+from pinclient._pki import CA  # noqa: E402
+from pinclient.policy import spki_sha256  # noqa: E402
+
+# peer -> (distribution, the peer's test files the variants cover, the variants file, its name there)
+PEERS = {
+    "tuf": ("tuf", ["tests/test_fetcher_ng.py", "tests/test_updater_ng.py"], "tuf_https_variants.py",
+            "tests/test_pinclient_https.py"),
+}
+
+
+@dataclass
+class Outcome:
+    passed: set[str] = field(default_factory=set)
+    skipped: dict[str, str] = field(default_factory=dict)  # test -> reason
+    failed: dict[str, str] = field(default_factory=dict)  # test -> first line of the failure
+
+
+def sdist(distribution: str, version: str) -> Path:
+    """The peer's sdist, from the cache or downloaded by pip."""
+    cache = user_cache_dir() / "compat"
+    cache.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache.glob(f"{distribution}-{version}.tar.gz"))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        "--no-binary", ":all:", "--dest", str(cache), f"{distribution}=={version}"],
+                       check=True)
+        found = sorted(cache.glob(f"{distribution}-{version}.tar.gz"))
+    if not found:
+        raise SystemExit(f"pip did not leave {distribution}-{version}.tar.gz in {cache}")
+    return found[0]
+
+
+def unpack(archive: Path, into: Path) -> Path:
+    with tarfile.open(archive) as tar:
+        tar.extractall(into, filter="data")
+    (tree,) = [p for p in into.iterdir() if p.is_dir()]
+    return tree
+
+
+def make_pki(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and localhost, and a pins.toml pinning the CA."""
+    root = CA("pinclient compat root")
+    leaf = root.child_ca("pinclient compat issuing CA").issue_leaf("127.0.0.1", "localhost")
+    files = {"bundle": folder / "root.pem", "cert": folder / "server.pem", "key": folder / "server.key",
+             "pins": folder / "pins.toml"}
+    files["bundle"].write_bytes(root.cert_pem())
+    files["cert"].write_bytes(leaf.chain_pem())
+    files["key"].write_bytes(leaf.key_pem())
+    pin = base64.b64encode(spki_sha256(root.cert)).decode()
+    files["pins"].write_text(
+        f'version = 1\n[defaults]\nunpinned = "refuse"\nca_bundle = "{files["bundle"]}"\n\n'
+        f'[[pinset]]\nname = "compat"\nhosts = ["127.0.0.1", "localhost"]\n'
+        f'issuers = [{{ spki_sha256 = "{pin}" }}]\n')
+    return {k: str(v) for k, v in files.items()}
+
+
+def run_pytest(tree: Path, plugin: str, tests: list[str], env: dict[str, str], report: Path) -> Outcome:
+    subprocess.run([sys.executable, "-m", "pytest", "-p", plugin, "-p", "no:cacheprovider", "-q",
+                    "-o", "addopts=", f"--junitxml={report}", *tests],
+                   cwd=tree, env=env, stdout=subprocess.DEVNULL, check=False)
+    outcome = Outcome()
+    for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own pytest's report
+        module = case.get("classname", "").rsplit(".", 1)
+        node = f"{module[0].replace('.', '/')}.py::{module[1]}::{case.get('name')}"
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        skipped = case.find("skipped")
+        if problem is not None:
+            outcome.failed[node] = (problem.get("message") or "").splitlines()[0][:160]
+        elif skipped is not None:
+            outcome.skipped[node] = skipped.get("message") or ""
+        else:
+            outcome.passed.add(node)
+    return outcome
+
+
+def refusals(peer: str) -> dict[str, str]:
+    data = tomllib.loads((COMPAT / "refusals.toml").read_text())
+    return {r["test"]: " ".join(r["reason"].split()) for r in data.get("refusal", []) if r["peer"] == peer}
+
+
+def run_peer(peer: str, work: Path) -> int:
+    distribution, covered, variants, variants_name = PEERS[peer]
+    version = importlib.metadata.version(distribution)
+    tree = unpack(sdist(distribution, version), work / "src")
+    shutil.copyfile(COMPAT / variants, tree / variants_name)
+    pki = make_pki(work)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PINCLIENT_COMPAT"))}
+    base_env.update(PYTHONPATH=os.pathsep.join([str(COMPAT), str(tree), str(ROOT)]),
+                    PINCLIENT_COMPAT_SERVER=str(COMPAT / "https_server.py"),
+                    PINCLIENT_COMPAT_CERT=pki["cert"], PINCLIENT_COMPAT_KEY=pki["key"])
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        base_env.pop(var, None)
+    plugin = f"pinclient_compat_{peer}"
+    baseline = run_pytest(tree, plugin, [variants_name], {**base_env, "SSL_CERT_FILE": pki["bundle"]},
+                          work / "baseline.xml")
+    checks = work / "pin-checks"
+    pinned = run_pytest(tree, plugin, [variants_name], {**base_env, "PINCLIENT_COMPAT_PINS": pki["pins"],
+                                                        "PINCLIENT_COMPAT_CHECKS": str(checks)},
+                        work / "pinclient.xml")
+    pin_checks = int(checks.read_text()) if checks.exists() else 0
+    intended = refusals(peer)
+    refused = {t: intended[t] for t in pinned.failed if t in intended}
+    other = {t: f"failed: {m}" for t, m in pinned.failed.items() if t not in intended}
+    other.update({t: "listed as a refusal but passed" for t in intended if t in pinned.passed})
+    other.update({t: "passes in the baseline only" for t in baseline.passed
+                  if t not in pinned.passed and t not in pinned.failed and t not in pinned.skipped})
+    other.update({t: f"fails in the baseline too: {m}" for t, m in baseline.failed.items()})
+    if not pin_checks:
+        other["(the run)"] = "pinclient's transport was not used: no pin check happened"
+    print(f"{distribution} {version}: {', '.join(covered)}, each test over TLS ({variants_name}); "
+          f"{pin_checks} connections pin-checked")
+    print(f"  passed with pinclient    {len(pinned.passed):4d}")
+    print(f"  passed in the baseline   {len(baseline.passed):4d}")
+    print(f"  intended refusals        {len(refused):4d}")
+    for test, reason in sorted(refused.items()):
+        print(f"    {test}: {reason}")
+    print(f"  skipped (cannot run here){len(pinned.skipped):4d}")
+    for test, reason in sorted(pinned.skipped.items()):
+        print(f"    {test}: {reason}")
+    print(f"  anything else            {len(other):4d}")
+    for test, why in sorted(other.items()):
+        print(f"    {test}: {why}")
+    return 1 if other else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer", choices=sorted(PEERS), action="append",
+                        help="a peer to run (default: all wired in)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder and print its path")
+    args = parser.parse_args(argv)
+    status = 0
+    for peer in args.peer or sorted(PEERS):
+        work = Path(tempfile.mkdtemp(prefix=f"pinclient-compat-{peer}-"))
+        try:
+            status |= run_peer(peer, work)
+        finally:
+            if args.keep:
+                print(f"  work folder: {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
