@@ -295,6 +295,10 @@ class PartFile:
             fsync_dir(self.dest.parent)
         except (OSError, UsageError) as e:
             why = e.strerror or e if isinstance(e, OSError) else e.message
+            if self.committed:  # the rename happened: DEST is the verified file, maybe not durable
+                raise StorageError(f"saved the verified file at {str(self.dest)!r}, but could not "
+                                   f"fsync its folder ({why}); it may not survive a power loss.",
+                                   path=str(self.dest)) from e
             raise StorageError(f"cannot move the verified file into place at {str(self.dest)!r}: "
                                f"{why}", path=str(self.dest)) from e
         finally:
