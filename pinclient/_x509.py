@@ -157,6 +157,9 @@ def parse_serial(text: str) -> int:
     body = value[2:] if hex_prefix else value
     separated = any(sep in body for sep in ": ")
     digits = body.replace(":", "").replace(" ", "")
+    if value.startswith("serial="):
+        raise ValueError(f"{raw!r}: drop the 'serial=' that openssl prints; what follows is hex, "
+                         f'so write "0x{raw.strip()[7:].strip()}"')
     if not digits or not digits.isascii() or any(ch not in "0123456789abcdef" for ch in digits):
         raise ValueError(f"{raw!r} is not a hex serial number: write hex as OpenSSL prints it "
                          '("92:39:d5:…" or "0x9239d5…") or decimal as "dec:194367…"')
@@ -274,7 +277,9 @@ def _rdn(part: str, whole: str) -> list[x509.NameAttribute[str]]:
 
 
 def _split_unescaped(text: str, seps: str) -> list[str]:
-    parts, current, escaped = [], "", False
+    """Split on ``seps`` outside ``\\`` escapes and double quotes: OpenSSL's one-line form quotes a
+    value with a comma (``O = "The Go Daddy Group, Inc."``), RFC 4514 escapes it (``\\,``)."""
+    parts, current, escaped, quoted = [], "", False, False
     for ch in text:
         if escaped:
             current += ch
@@ -282,11 +287,16 @@ def _split_unescaped(text: str, seps: str) -> list[str]:
         elif ch == "\\":
             current += ch
             escaped = True
-        elif ch in seps:
+        elif ch == '"':
+            current += ch
+            quoted = not quoted
+        elif ch in seps and not quoted:
             parts.append(current)
             current = ""
         else:
             current += ch
+    if quoted:
+        raise ValueError(f"{text!r}: a double quote is not closed")
     parts.append(current)
     return parts
 

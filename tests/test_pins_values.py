@@ -128,8 +128,9 @@ def test_an_all_digit_serial_is_refused_showing_both_readings(tmp_path: Path) ->
 
 @pytest.mark.parametrize(("serial", "message"), [
     ("12", "ambiguous"), ("0123", "ambiguous"), ("dec:12ab", "only the decimal digits"),
-    ("1:2:3", "two digits"), ("-5", "not a hex serial"), ("serial=92", "not a hex serial"),
+    ("1:2:3", "two digits"), ("-5", "not a hex serial"), ("serial=92", "drop the 'serial='"),
     ("", "must not be empty"), ("0x", "not a hex serial"),
+    ("serial=9239D5348F40D1695A745470E1F23F43", '"0x9239D5348F40D1695A745470E1F23F43"'),
 ])
 def test_serials_that_could_mean_something_else_are_refused(serial: str, message: str,
                                                              tmp_path: Path) -> None:
@@ -159,6 +160,7 @@ def test_each_dn_form_means_the_certificates_name(text: str) -> None:
     ("just words", "is not NAME=value"),
     ("  ", "must not be empty"),
     ("CN=x,title=y,O=z", None),  # loads: O and CN tell the order
+    ('O=\\"unterminated, C=US', "not closed"),  # TOML \" is a quote
 ])
 def test_dn_forms_that_cannot_mean_a_certificate_name_are_refused_with_a_reason(
         text: str, message: str | None, tmp_path: Path) -> None:
@@ -435,3 +437,15 @@ def test_lint_warns_that_a_one_attribute_subject_pin_likely_matches_nothing(tmp_
                             base_dir=tmp_path)
         codes = [f.code for f in lint(config, today=dt.date(2026, 6, 1))]
         assert ("partial-subject" in codes) is flagged, subject
+
+
+def test_openssl_quotes_a_value_with_a_comma_and_it_still_means_the_name() -> None:
+    # Go Daddy Class 2 and Starfield roots: `openssl x509 -issuer` (OpenSSL 3) quotes the O value.
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "The Go Daddy Group, Inc."),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                         "Go Daddy Class 2 Certification Authority")])
+    for text in ('C = US, O = "The Go Daddy Group, Inc.", OU = Go Daddy Class 2 Certification Authority',
+                 name.rfc4514_string(),
+                 "/C=US/O=The Go Daddy Group, Inc./OU=Go Daddy Class 2 Certification Authority"):
+        assert parse_dn(text) == name, text
