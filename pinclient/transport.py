@@ -179,6 +179,15 @@ class PinnedHTTPSConnectionPool(HTTPSConnectionPool):
         super().__init__(host, port, **kwargs)
         self.conn_kw["pin_guard"] = pin_guard
 
+    def _new_conn(self) -> Any:
+        conn = super()._new_conn()
+        if not isinstance(conn, PinnedHTTPSConnection):
+            # pool.ConnectionCls replaced: that connection would never run the pin check.
+            conn.close()
+            raise UsageError(f"refusing to connect to {self.host}: the pool's ConnectionCls was "
+                             f"replaced by {type(conn).__name__}, which does not check the pins.")
+        return conn
+
 
 _REFUSED = {
     "assert_fingerprint": "it checks only the leaf and turns host-name checking off",
@@ -409,7 +418,7 @@ class PinningProxyManager(PinningPoolManager):
         if self.revocation is not None:
             self.revocation.route_through(ProxyManager(proxy.url, num_pools=8, maxsize=2,
                                                        proxy_headers=self.proxy_headers,
-                                                       proxy_ssl_context=proxy_ssl_context))
+                                                       proxy_ssl_context=context))
         self.connection_pool_kw.update(
             _proxy=proxy, _proxy_headers=self.proxy_headers,
             # Never forward: with use_forwarding_for_https the proxy would see the request in clear.

@@ -497,3 +497,43 @@ def test_a_timeout_reported_as_max_retry_error_mid_body_is_slow_retrieval(
     with https_server({"/u": payload}) as server, PinnedFetcher(root_pinned_config) as fetcher:
         with pytest.raises(exceptions.SlowRetrievalError):
             fetcher.download_bytes(server.url("/u"), len(payload))
+
+
+def test_revocation_requests_verify_the_https_proxy_against_the_pins_bundle_too(
+        pki: PKI, tmp_path: Path, payload: bytes, https_server: ServeHTTPS,
+        os_store_trusts_untrusted_root: None) -> None:
+    # The proxy's certificate comes from a root in the pins.toml bundle but not in the OS store: the
+    # update's tunnel and the OCSP request (forwarded by the proxy) must both verify it with the
+    # bundle. Through the OS store the OCSP request never reached the proxy.
+    from pinclient import RevocationCheckFailed, fetch_update
+    from pinclient.config import load_pins
+
+    from .conftest import pinset, write_pins
+
+    leaf = pki.pinned_int.issue_leaf(HOST, ocsp_url="http://ocsp.test:9/")
+    body = pinset("x", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    config = load_pins(write_pins(tmp_path / "c", body + 'revocation = "hard-fail"\n', bundle=pki.bundle))
+    with https_server({"/u": payload}, leaf=leaf) as server, \
+            ConnectProxy(pki.rogue_root.issue_leaf("proxy.test")) as proxy:
+        with pytest.raises(RevocationCheckFailed):  # the test proxy answers a forwarded POST with 405
+            fetch_update(server.url("/u"), tmp_path / "u", config=config, proxy=proxy.url, retries=0)
+    heads = [t.request_head for t in proxy.tunnels]
+    assert any(h.startswith(b"POST http://ocsp.test:9/") for h in heads), heads
+    assert server.requests == []
+
+
+def test_a_replaced_connection_class_is_refused_not_left_unpinned(
+        pki: PKI, root_pinned_config: PinConfig, payload: bytes, https_server: ServeHTTPS) -> None:
+    from urllib3.connection import HTTPSConnection
+
+    class Unpinned(HTTPSConnection):
+        def __init__(self, *args: Any, pin_guard: object = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    with https_server({"/u": payload}, issuer=pki.rogue_root) as rogue:
+        pm = PinningPoolManager(root_pinned_config)
+        pool = pm.connection_from_url(rogue.url("/u"))
+        pool.ConnectionCls = Unpinned  # type: ignore[assignment, misc]
+        with pytest.raises(UsageError, match="ConnectionCls"):
+            pm.request("GET", rogue.url("/u"), retries=False)
+    assert rogue.conns == []
