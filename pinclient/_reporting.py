@@ -22,14 +22,12 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ._names import host_matches, pattern_specificity
 from ._paths import user_cache_dir
@@ -93,8 +91,8 @@ def report_key(verdict: Verdict, port: int) -> str:
 
 
 def _pem(der: bytes) -> str:
-    cert = x509.load_der_x509_certificate(der)
-    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    # No parse: a serial-0 root (Go Daddy G2) must not warn from cryptography here.
+    return ssl.DER_cert_to_PEM_cert(der)
 
 
 def _rfc3339(when: dt.datetime) -> str:
@@ -117,10 +115,8 @@ def _noted(verdict: Verdict) -> tuple[str, bool]:
 def build_report(verdict: Verdict, port: int, *, now: dt.datetime,
                  served_chain: Sequence[bytes]) -> dict[str, Any]:
     """The JSON report for a violation (RFC 7469 §3 field names, plus ``pinset``, ``mode``,
-    ``reason`` and ``pinclient-version``). Chains are PEM strings, leaf first.
-
-    Raises:
-        ValueError: a served certificate cannot be parsed.
+    ``reason`` and ``pinclient-version``). Chains are PEM strings, leaf first, wrapped as sent
+    (nothing is parsed, so a serial-0 root or an unparsable served certificate still reports).
     """
     noted, subdomains = _noted(verdict)
     pinset = verdict.pinset
@@ -133,13 +129,7 @@ def build_report(verdict: Verdict, port: int, *, now: dt.datetime,
             known.append(f'pin-sha256="{base64.b64encode(pin.spki_sha256).decode()}"')
         else:
             known.append(f"subject={json.dumps(pin.subject_text)}")
-    served = []
-    for der in served_chain:
-        try:
-            served.append(_pem(der))
-        except ValueError:
-            served.append("-----BEGIN CERTIFICATE-----\n"
-                          + base64.encodebytes(der).decode("ascii") + "-----END CERTIFICATE-----\n")
+    served = [_pem(der) for der in served_chain]
     return {
         "date-time": _rfc3339(now),
         "hostname": verdict.host,

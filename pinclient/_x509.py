@@ -4,6 +4,8 @@ serial-number formatting. Pure functions of a certificate or a number; no I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import itertools
 import re
@@ -13,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 
-__all__ = ["NameKey", "canonical_name", "format_serial", "load_der_certificate", "name_text",
+__all__ = ["NameKey", "canonical_name", "format_serial", "load_certificate", "load_der_certificate",
+           "name_text",
            "spki_sha256"]
 
 #: A DN as compared by the policy: RDNs in order, each a sorted tuple of (OID, folded value).
@@ -90,6 +93,31 @@ def load_der_certificate(der: bytes) -> tuple[x509.Certificate, int]:
         except ValueError as e:
             raise ValueError(f"cannot parse the certificate: {e or type(e).__name__}") from None
         return cert, cert.serial_number
+
+
+def load_certificate(data: bytes) -> x509.Certificate:
+    """The certificate in a PEM (the first ``CERTIFICATE`` block) or DER file, parsed as
+    :func:`load_der_certificate` parses it, so a ``cert = …`` pin on a serial-0 root (Go Daddy G2)
+    loads without a warning.
+
+    Raises:
+        ValueError: neither a PEM certificate nor DER cryptography can parse (with a reason).
+    """
+    block = _PEM_CERT.search(data)
+    if block is None and b"-----BEGIN" in data:
+        try:  # another PEM label cryptography knows ("X509 CERTIFICATE")
+            return x509.load_pem_x509_certificate(data)
+        except ValueError as e:
+            raise ValueError(f"no PEM certificate in it: {e or 'no CERTIFICATE block'}") from None
+    if block is not None:
+        try:
+            data = base64.b64decode(b"".join(block.group(1).split()), validate=True)
+        except binascii.Error:
+            raise ValueError("its PEM CERTIFICATE block is not base64") from None
+    return load_der_certificate(data)[0]
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 
 
 def _non_positive_serial(der: bytes) -> bool:

@@ -25,7 +25,16 @@ from cryptography import x509
 
 from ._names import host_matches, normalize_pattern, pattern_specificity, printable
 from ._sizes import parse_size
-from ._x509 import NameKey, canonical_name, format_serial, name_text, parse_dn, parse_serial, spki_sha256
+from ._x509 import (
+    NameKey,
+    canonical_name,
+    format_serial,
+    load_certificate,
+    name_text,
+    parse_dn,
+    parse_serial,
+    spki_sha256,
+)
 from .errors import PinsFileError, SignatureError
 
 if TYPE_CHECKING:
@@ -571,9 +580,7 @@ class _Loader:
             raise self.error(f"cannot read {str(cert_path)!r}: {getattr(e, 'strerror', None) or e}",
                              pinset=pinset, key="cert") from None
         try:
-            if b"-----BEGIN" in data:
-                return x509.load_pem_x509_certificate(data)
-            return x509.load_der_x509_certificate(data)
+            return load_certificate(data)
         except ValueError as e:
             raise self.error(f"{str(cert_path)!r} is not a PEM or DER certificate: {e}",
                              pinset=pinset, key="cert") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ssl
 import warnings
 from pathlib import Path
 
@@ -449,3 +450,36 @@ def test_openssl_quotes_a_value_with_a_comma_and_it_still_means_the_name() -> No
                  name.rfc4514_string(),
                  "/C=US/O=The Go Daddy Group, Inc./OU=Go Daddy Class 2 Certification Authority"):
         assert parse_dn(text) == name, text
+
+
+def test_a_cert_pin_on_a_serial_zero_root_loads_without_a_warning(tmp_path: Path) -> None:
+    # Go Daddy G2's PEM from certifi as a `cert = …` pin: cryptography warned on load, which under
+    # -W error (this suite) was an untyped exception out of load_pins.
+    root_der, _, _ = _serial_zero_root()
+    pem = ssl.DER_cert_to_PEM_cert(root_der)
+    (tmp_path / "root.pem").write_text(pem)
+    (tmp_path / "root.der").write_bytes(root_der)
+    for name in ("root.pem", "root.der"):
+        config = parse_pins("version = 1\n" + pinset("p", [HOST], f'{{ cert = "{name}" }}'),
+                            base_dir=tmp_path)
+        pin = config.pinsets[0].issuers[0]
+        assert pin.label == "Zero Serial Root G2"
+        assert pin.spki_sha256 is not None
+
+
+def test_a_violation_report_over_a_serial_zero_root_is_built_without_a_warning(tmp_path: Path) -> None:
+    from pinclient._reporting import build_report
+
+    root_der, root_key, subject = _serial_zero_root()
+    now = dt.datetime.now(dt.timezone.utc)
+    leaf = build_certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)]), new_key(),
+                             issuer=subject, signer=root_key, ca=False, hosts=[HOST],
+                             not_before=now - dt.timedelta(days=1), not_after=now + dt.timedelta(days=5))
+    chain = [leaf.public_bytes(serialization.Encoding.DER), root_der]
+    other = base64.b64encode(bytes(32)).decode()
+    config = parse_pins("version = 1\n" + pinset("p", [HOST], f'{{ spki_sha256 = "{other}" }}'),
+                        base_dir=tmp_path)
+    verdict = evaluate(config, HOST, chain, now=now)
+    assert verdict.reason == "unexpected-issuer"
+    report = build_report(verdict, 443, now=now, served_chain=chain)
+    assert report["validated-certificate-chain"][1] == ssl.DER_cert_to_PEM_cert(root_der)
