@@ -153,6 +153,10 @@ class PinnedContext(ssl.SSLContext):
     def freeze(self) -> None:
         self._frozen = True
 
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
     def set_alpn_protocols(self, alpn_protocols: Any) -> None:
         if not self._frozen:
             super().set_alpn_protocols(alpn_protocols)
@@ -174,6 +178,8 @@ class PinnedContext(ssl.SSLContext):
     set_ciphers = _frozen_method("set_ciphers")
     set_ecdh_curve = _frozen_method("set_ecdh_curve")
     set_servername_callback = _frozen_method("set_servername_callback")
+    if hasattr(ssl.SSLContext, "set_psk_client_callback"):  # Python 3.13+: a handshake without certificates
+        set_psk_client_callback = _frozen_method("set_psk_client_callback")
 
 
 def _no_password() -> str:

@@ -161,7 +161,7 @@ def _check_connection_tls(conn: HTTPSConnection) -> None:
             raise refuse(f"{attr}={getattr(conn, attr)!r}")
     if conn.cert_reqs is not None and resolve_cert_reqs(conn.cert_reqs) != ssl.CERT_REQUIRED:
         raise refuse(f"cert_reqs={conn.cert_reqs!r}")
-    if not isinstance(conn.ssl_context, PinnedContext):
+    if not isinstance(conn.ssl_context, PinnedContext) or not conn.ssl_context.frozen:
         raise refuse(f"ssl_context={conn.ssl_context!r}")
     proxy_config = conn.proxy_config
     if conn.proxy is not None and conn.proxy.scheme == "https" and (

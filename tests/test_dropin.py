@@ -104,6 +104,13 @@ POOL_ATTRIBUTES: list[tuple[str, str, Any]] = [
     ("conn_kw", "ca_cert_data", "rogue-pem"),
     ("conn_kw", "server_hostname", "other.test"),
     ("conn_kw", "ssl_context", "default-context"),
+    ("conn_kw", "ssl_context", "unfrozen-pinned-context"),
+    # The manager's own keyword arguments, changed after construction, reach every new pool.
+    ("manager", "ca_certs", "rogue"),
+    ("manager", "cert_reqs", ssl.CERT_NONE),
+    ("manager", "assert_hostname", False),
+    ("manager", "ssl_context", "default-context"),
+    ("manager", "ssl_minimum_version", ssl.TLSVersion.TLSv1_3),
 ]
 
 
@@ -114,15 +121,23 @@ def test_a_pool_attribute_set_later_fails_that_pool_alone(
         client_files: dict[str, str], where: str, attr: str, value: Any) -> None:
     # Issue 17: pool.ca_certs = "other.pem" used to add that CA to every pinned connection in the
     # process; pool.assert_hostname = False turned host-name checking off in the shared context.
-    value = {"rogue-pem": pki.untrusted_root.cert_pem().decode(),
-             "default-context": ssl.create_default_context()}.get(value, client_files.get(value, value)) \
-        if isinstance(value, str) else value
+    if value == "unfrozen-pinned-context":
+        value = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+        value.load_verify_locations(cadata=pki.untrusted_root.cert_pem().decode())
+    elif isinstance(value, str):
+        value = {"rogue-pem": pki.untrusted_root.cert_pem().decode(),
+                 "default-context": ssl.create_default_context()}.get(value, client_files.get(value, value))
     with https_server({"/u": payload}) as server:
         tampered, other = PinningPoolManager(root_pinned_config), PinningPoolManager(root_pinned_config)
         ctx = other.connection_pool_kw["ssl_context"]
         before = context_state(ctx)
+        if where == "manager":
+            tampered.connection_pool_kw[attr] = value
         pool = tampered.connection_from_url(server.url("/u"))
-        setattr(pool, attr, value) if where == "pool" else pool.conn_kw.__setitem__(attr, value)
+        if where == "pool":
+            setattr(pool, attr, value)
+        elif where == "conn_kw":
+            pool.conn_kw[attr] = value
         with pytest.raises(UsageError, match=attr) as info:
             tampered.request("GET", server.url("/u"), retries=False)
         assert not isinstance(info.value, OSError)
@@ -130,7 +145,7 @@ def test_a_pool_attribute_set_later_fails_that_pool_alone(
         # Every other manager on the bundle is untouched and still works.
         assert context_state(ctx) == before
         assert other.request("GET", server.url("/u")).data == payload
-    assert tampered.connection_pool_kw["ssl_context"] is ctx
+    assert tampered.connection_pool_kw["ssl_context"] is ctx or where == "manager"
 
 
 # --------------------------------------------------------------------------- 2. TLS versions
