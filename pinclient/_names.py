@@ -17,6 +17,7 @@ from .errors import UsageError
 
 __all__ = [
     "host_matches",
+    "ip_literal",
     "normalize_host",
     "normalize_pattern",
     "normalize_url",
@@ -27,18 +28,19 @@ __all__ = [
 
 
 def normalize_host(host: str) -> str:
-    """Lower-case, strip one trailing dot and IPv6 brackets, IDNA-2008-encode non-ASCII labels.
+    """Lower-case, strip one trailing dot and IPv6 brackets, IDNA-2008-encode non-ASCII labels;
+    write an IP address the one way :func:`ip_literal` does.
 
     Raises:
-        ValueError: the name cannot be a host name (empty label, IDNA failure).
+        ValueError: the name cannot be a host name (empty label, IDNA failure), or it is numeric but
+            not an unambiguous IP address.
     """
     name = host.strip()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        pass
+    address = ip_literal(name)
+    if address is not None:
+        return address
     if name.endswith("."):
         name = name[:-1]
     if not name:
@@ -50,6 +52,69 @@ def normalize_host(host: str) -> str:
             raise ValueError(f"empty label in host name {host!r}")
         out.append(label.lower() if label.isascii() else _a_label(label, host))
     return ".".join(out)
+
+
+# A number as inet_aton(3) and the WHATWG URL standard read an IPv4 part: decimal, octal after a
+# leading 0, hexadecimal after 0x.
+_IPV4_PART = re.compile(r"(?:0[xX][0-9a-fA-F]+|[0-9]+)\Z")
+
+
+def ip_literal(name: str) -> str | None:
+    """The address a connection to ``name`` (brackets removed) reaches, written canonically, or
+    None when ``name`` is a host name.
+
+    The socket does not read IP literals the way :mod:`ipaddress` does: getaddrinfo() parses IPv4
+    with inet_aton(3), so ``127.1``, ``0x7f.1``, ``2130706433`` and ``127.000.000.001`` all reach
+    127.0.0.1, and ``::ffff:127.0.0.1`` (IPv4-mapped) reaches it over IPv4. Each is written as the
+    address it reaches, so a pinset for ``127.0.0.1`` covers every spelling of it (issue 14; the
+    WHATWG URL standard parses hosts the same way). A name whose last label is a number is an IPv4
+    literal or nothing (as in the URL standard): never looked up in DNS as a name.
+
+    Raises:
+        ValueError: a numeric name inet_aton would refuse (a part too large, five parts, ``08``),
+            or an octal part whose decimal reading differs (``010``: the socket reads 8 while
+            OpenSSL's certificate check reads 10); the message gives the unambiguous spelling.
+    """
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return _inet_aton(name)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _inet_aton(name: str) -> str | None:
+    """``name`` read as inet_aton(3) reads it, canonical; None if its last label is not a number."""
+    text = name[:-1] if name.endswith(".") else name
+    parts = text.split(".")
+    if not _IPV4_PART.match(parts[-1]):
+        return None
+    if len(parts) > 4 or not all(_IPV4_PART.match(p) for p in parts):
+        raise ValueError(f"{name!r} ends in a number, so it must be an IPv4 address, and it is not one "
+                         "(write it as four decimal numbers, such as 192.0.2.1)")
+    values = []
+    for part in parts:
+        if part[:2].lower() == "0x":
+            values.append(int(part[2:], 16))
+        elif len(part) > 1 and part.startswith("0"):
+            if not part.isdigit() or any(c in "89" for c in part):
+                raise ValueError(f"{name!r}: {part!r} is not a number the connection can read (a "
+                                 "leading 0 means octal); write the address as four decimal numbers")
+            if len(parts) == 4 and int(part, 8) != int(part, 10):
+                # OpenSSL reads a dotted quad as decimal when it checks the certificate's address.
+                raise ValueError(f"{name!r}: {part!r} means {int(part, 8)} to the socket (octal, as "
+                                 f"inet_aton reads it) but {int(part, 10)} to certificate checks; "
+                                 "write the address as four decimal numbers without leading zeros")
+            values.append(int(part, 8))
+        else:
+            values.append(int(part))
+    *head, last = values
+    if any(v > 255 for v in head) or last >= 256 ** (5 - len(values)):
+        raise ValueError(f"{name!r} ends in a number, so it must be an IPv4 address, and a part of it "
+                         "is too large")
+    number = sum(v << (8 * (3 - i)) for i, v in enumerate(head)) + last
+    return str(ipaddress.IPv4Address(number))
 
 
 def _a_label(label: str, host: str) -> str:
@@ -85,6 +150,9 @@ def normalize_pattern(pattern: str) -> str:
         rest = normalize_host(text[2:])
         if "*" in rest:
             raise ValueError(f"{pattern!r}: '*' is allowed only as the whole first label")
+        if ip_literal(rest) is not None:  # "*.127.0.0.1", "*.0": no host name ends in an address
+            raise ValueError(f"{pattern!r} can never match: {rest} is an IP address, and no host "
+                             f'name ends in one; did you mean "{rest}"?')
         _check_host_name(pattern, rest)
         return "*." + rest
     if "*" in text:

@@ -117,8 +117,9 @@ class PinViolation(PinclientError):
 
     Attributes carry everything the message says: ``host``, ``port``, ``pinset`` (name or None),
     ``reason`` (``"unexpected-issuer"``, ``"blocked"``, ``"unpinned"``, ``"no-verified-chain"``,
-    ``"insecure-redirect"``), ``chain`` (verified chain, leaf first, as :class:`ChainEntry`),
-    ``expected`` (the pins, as text) and ``blocked_by`` (the matching blocklist entry, as text).
+    ``"insecure-redirect"``, ``"invalid-host"``), ``chain`` (verified chain, leaf first, as
+    :class:`ChainEntry`), ``expected`` (the pins, as text) and ``blocked_by`` (the matching
+    blocklist entry, as text).
     """
 
     exit_code = 3

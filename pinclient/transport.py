@@ -83,7 +83,11 @@ class PinGuard:
                 reason="no-verified-chain",
             )
         now = dt.datetime.now(dt.timezone.utc)
-        verdict = evaluate(self.config, host, info.chain, now=now)
+        try:
+            verdict = evaluate(self.config, host, info.chain, now=now)
+        except ValueError as e:  # a host no pinset can be looked up for, e.g. 0177.0.0.1 (_names.py)
+            raise PinViolation(f"Certificate pinning failure: {e}; refusing.", host=host, port=port,
+                               reason="invalid-host") from None
         if log.isEnabledFor(logging.DEBUG):
             for cert in verdict.chain:
                 log.debug("  %s sha256/%s", cert.subject_text, cert.spki_b64)

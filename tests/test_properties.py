@@ -24,9 +24,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import itertools
 import math
 import re
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -408,7 +410,9 @@ def _serial(cert: x509.Certificate) -> str:
 # Labels chosen so that collisions are frequent, with the IDNA cases that differ between IDNA 2003
 # (Python's "idna" codec) and IDNA 2008 (urllib3, and so the name actually connected to).
 LABELS = ["a", "b", "cdn", "xn--bcher-kva", "bücher", "straße", "xn--strae-oqa", "strasse", "ὀδυσσεύς",
-          "пример", "x-1", "0"]
+          "пример", "x-1", "0",
+          # IPv4 parts as inet_aton reads them (issue 14): the reference is the C library's own
+          "1", "01", "0x7f", "255", "256", "4294967295"]
 
 
 def _spell(draw: st.DrawFn, labels: Sequence[str]) -> str:
@@ -429,12 +433,20 @@ def _spell(draw: st.DrawFn, labels: Sequence[str]) -> str:
 
 def connected_name(host: str) -> str | None:
     """The reference: the name urllib3 connects to, sends as SNI and checks the certificate
-    against (lower-case, IDNA 2008 A-labels), without a trailing dot; None if it refuses the name."""
+    against (lower-case, IDNA 2008 A-labels), without a trailing dot; None if it refuses the name.
+    A name ending in a number is an IPv4 address as the socket reads it (the C library's
+    inet_aton, as getaddrinfo does), or refused (None) when inet_aton refuses it."""
     try:
         parsed = parse_url(f"https://{host}/").host
     except LocationParseError:
         return None
-    return parsed.rstrip(".") if parsed else None
+    name = parsed.rstrip(".") if parsed else None
+    if name and re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]+", name.rsplit(".", 1)[-1]):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(name))
+        except OSError:
+            return None
+    return name
 
 
 def model_match(pattern: Sequence[str], host: Sequence[str]) -> bool:
@@ -444,6 +456,14 @@ def model_match(pattern: Sequence[str], host: Sequence[str]) -> bool:
 
 
 host_labels = st.lists(st.sampled_from(LABELS), min_size=1, max_size=4)
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 @given(data=st.data(), labels=host_labels)
@@ -483,6 +503,10 @@ def test_host_patterns_match_exactly_one_label_under_a_wildcard(
     h_ref = connected_name(h_text)
     if p_ref is None or h_ref is None:
         return
+    if wildcard and _is_address(p_ref):  # "*.0" is "*.0.0.0.0": it could never match, so refused
+        with pytest.raises(ValueError, match="can never match"):
+            normalize_pattern(p_text)
+        return
     p_labels = (["*"] if wildcard else []) + p_ref.split(".")
     expected = model_match(p_labels, h_ref.split("."))
     event(f"match={expected}")
@@ -496,6 +520,8 @@ def test_the_most_specific_pattern_wins_and_ties_go_to_the_first_pinset(
     texts = [("*." if w else "") + ".".join(labels) for w, labels in patterns]
     if any(connected_name(t.removeprefix("*.")) is None for t in texts) or connected_name(".".join(host)) is None:
         return
+    if any(t.startswith("*.") and _is_address(connected_name(t[2:]) or "") for t in texts):
+        return  # a wildcard over an IP address is refused (test above)
     body = "".join(pinset(f"p{i}", [t], f'{{ spki_sha256 = "{_b64(bytes(32))}" }}') for i, t in enumerate(texts))
     config = parse_pins("version = 1\n" + body)
     h = connected_name(_spell(data.draw, host))
@@ -800,7 +826,8 @@ def test_valid_documents_always_load(names: list[str], spellings: st.DataObject,
     unique = list(dict.fromkeys(names))
     text = "version = 1\n"
     for name in unique:
-        host = _spell(spellings.draw, spellings.draw(host_labels))
+        host = _spell(spellings.draw, spellings.draw(host_labels.filter(
+            lambda labels: connected_name(".".join(labels)) is not None)))  # "a.0" is no host
         pin = spellings.draw(st.sampled_from([f'{{ spki_sha256 = "{GOOD_PINS[0]}" }}',
                                               f'{{ spki_sha256 = "sha256/{GOOD_PINS[1]}", label = "b" }}',
                                               '{ subject = "cn=Example Root R1, o=Example Inc" }',
