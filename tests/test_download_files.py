@@ -273,6 +273,26 @@ def test_nothing_is_created_or_replaced_in_dev(root_pinned_config: PinConfig,
             name.unlink()
 
 
+def test_manifest_with_dash_streams_the_update_and_reports_on_stderr(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    from .conftest import HOST, pinset, write_pins
+    from .test_manifest import PAYLOAD, PUBLISHER, manifest_doc, routes
+
+    body = pinset("example-updates", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    body += f'signing_keys = ["{PUBLISHER.public_key.to_string()}"]\n'
+    pins = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
+    with https_server(routes(manifest_doc())) as s:  # type: ignore[arg-type]
+        done = subprocess.run(
+            [sys.executable, "-c", _STDOUT_CHILD, "--manifest", s.url("/channel/latest.json"), "-o", "-",
+             "--pins", str(pins), "--json"],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+            timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == PAYLOAD
+    assert json.loads(done.stderr.decode()[done.stderr.decode().index("{"):])["ok"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+
+
 # --------------------------------------------------------------------------- mode
 
 
