@@ -160,6 +160,11 @@ def _length(der: bytes, pos: int) -> int:
 MAX_SERIAL_OCTETS = 20
 
 
+#: Longer text is no serial in any spelling (20 octets are 59 characters as colon hex); refused before
+#: converting it.
+_MAX_SERIAL_TEXT = 256
+
+
 def parse_serial(text: str) -> int:
     """A certificate serial number as people copy it, read one way only.
 
@@ -176,6 +181,9 @@ def parse_serial(text: str) -> int:
     value = raw.lower()
     if not value:
         raise ValueError("the serial number is empty")
+    if len(value) > _MAX_SERIAL_TEXT:  # also keeps int() under its 4300-digit limit
+        raise ValueError(f"{raw[:24]!r}… is {len(raw)} characters long; a certificate serial is at "
+                         f"most {MAX_SERIAL_OCTETS} octets (\"{'ff:' * 3}…\", 59 characters as colon hex)")
     if value.startswith("dec:"):
         digits = value[4:].strip()
         if not digits.isascii() or not digits.isdigit():

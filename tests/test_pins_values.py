@@ -132,6 +132,7 @@ def test_an_all_digit_serial_is_refused_showing_both_readings(tmp_path: Path) ->
     ("1:2:3", "two digits"), ("-5", "not a hex serial"), ("serial=92", "drop the 'serial='"),
     ("", "must not be empty"), ("0x", "not a hex serial"),
     ("serial=9239D5348F40D1695A745470E1F23F43", '"0x9239D5348F40D1695A745470E1F23F43"'),
+    ("1" * 5000, "characters long"), ("dec:" + "9" * 5000, "characters long"),
 ])
 def test_serials_that_could_mean_something_else_are_refused(serial: str, message: str,
                                                              tmp_path: Path) -> None:
