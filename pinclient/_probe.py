@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Literal
 
+from ._deadline import deadline, expired, watch
 from ._names import parse_target
 from ._tls import missing_anchor_hint, shared_context, tls_info
 from .config import PinConfig
@@ -77,6 +79,7 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
         NetworkError: the host cannot be resolved or reached, or timed out.
     """
     where = f"{host}:{port}"
+    started = time.monotonic()
     try:
         ctx = shared_context(bundle)
     except (OSError, ssl.SSLError) as e:
@@ -87,20 +90,18 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
         raise NetworkError(f"connecting to {where} timed out") from None
     except OSError as e:
         raise NetworkError(f"cannot connect to {where}: {e.strerror or e}") from None
-    with raw:
+    # ``timeout`` bounds the whole handshake, not each read: a server dripping its handshake a
+    # byte at a time inside the socket timeout is cut off by the watchdog (issue 14).
+    with deadline(started + timeout), raw:
         try:
-            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+            with ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False) as tls:
+                watch(tls)
+                tls.do_handshake()
+                if expired():
+                    raise TimeoutError
                 info = tls_info(tls)
-        except ssl.SSLCertVerificationError as e:
-            detail = str(e.verify_message or e)
-            raise TLSError(f"TLS validation failed for {where}: {detail}.{missing_anchor_hint(detail)}"
-                           ) from None
-        except ssl.SSLError as e:
-            raise TLSError(f"TLS handshake with {where} failed: {e}") from None
-        except TimeoutError:
-            raise NetworkError(f"the TLS handshake with {where} timed out") from None
-        except OSError as e:
-            raise NetworkError(f"the TLS handshake with {where} failed: {e.strerror or e}") from None
+        except (ssl.SSLError, OSError) as e:
+            raise _handshake_error(e, where, timeout) from None
     # As PinGuard.check does: with certificate or host-name verification off, the "verified" chain
     # is what OpenSSL attempted with the certificates the server chose (cpython PR 109113), so
     # neither a verdict nor a pin may be taken from it.
@@ -108,6 +109,20 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float) -> list[byte
         raise TLSError(f"the TLS connection to {where} was not made with certificate and host-name "
                        "verification on, so its chain cannot be trusted; refusing.")
     return info.chain
+
+
+def _handshake_error(e: BaseException, where: str, timeout: float) -> NetworkError:
+    if expired():
+        return NetworkError(f"the TLS handshake with {where} did not finish within {timeout:g} s")
+    if isinstance(e, ssl.SSLCertVerificationError):
+        detail = str(e.verify_message or e)
+        return TLSError(f"TLS validation failed for {where}: {detail}.{missing_anchor_hint(detail)}")
+    if isinstance(e, ssl.SSLError):
+        return TLSError(f"TLS handshake with {where} failed: {e}")
+    if isinstance(e, TimeoutError):
+        return NetworkError(f"the TLS handshake with {where} timed out")
+    strerror = getattr(e, "strerror", None)
+    return NetworkError(f"the TLS handshake with {where} failed: {strerror or e}")
 
 
 def check(url: str, config: PinConfig, *, timeout: float = 10.0,

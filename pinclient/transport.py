@@ -19,6 +19,7 @@ from urllib3.exceptions import ProxySchemeUnknown
 from urllib3.poolmanager import PoolKey
 from urllib3.util.ssl_ import resolve_cert_reqs
 
+from ._deadline import WATCHED_POOLS, WatchedPoolMixin
 from ._proxy import no_proxy_matches, proxy_route
 from ._reporting import DEFAULT_REPORT_TIMEOUT, MAX_RESPONSE, Reporter, has_report_destination
 from ._revocation.hook import RevocationHook
@@ -175,7 +176,10 @@ def _check_connection_tls(conn: HTTPSConnection) -> None:
         raise refuse(f"the proxy configuration {proxy_config!r}")
 
 
-class PinnedHTTPSConnectionPool(HTTPSConnectionPool):
+class PinnedHTTPSConnectionPool(WatchedPoolMixin, HTTPSConnectionPool):
+    """Pinned connections; each one handed out is watched by the current deadline
+    (:mod:`pinclient._deadline`), so a handshake or response head cannot be dripped past it."""
+
     ConnectionCls = PinnedHTTPSConnection
 
     def __init__(self, host: str, port: int | None = None, *, pin_guard: PinGuard,
@@ -420,9 +424,10 @@ class PinningProxyManager(PinningPoolManager):
         # OCSP and CRL requests take the same way out as the update (plain http:// responders are
         # forwarded by the proxy); a network that only a proxy leaves would otherwise hard-fail.
         if self.revocation is not None:
-            self.revocation.route_through(ProxyManager(proxy.url, num_pools=8, maxsize=2,
-                                                       proxy_headers=self.proxy_headers,
-                                                       proxy_ssl_context=context))
+            responders = ProxyManager(proxy.url, num_pools=8, maxsize=2, proxy_headers=self.proxy_headers,
+                                      proxy_ssl_context=context)
+            responders.pool_classes_by_scheme = dict(WATCHED_POOLS)  # the checker's deadline holds
+            self.revocation.route_through(responders)
         self.connection_pool_kw.update(
             _proxy=proxy, _proxy_headers=self.proxy_headers,
             # Never forward: with use_forwarding_for_https the proxy would see the request in clear.

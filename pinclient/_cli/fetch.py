@@ -117,7 +117,8 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     add("--read-timeout", metavar="SECONDS", type=seconds,
         help="give up when no byte arrives for this long (default 30)")
     add("--deadline", metavar="SECONDS", type=seconds,
-        help="give up when the whole fetch, retries included, takes longer (default: none)")
+        help="give up when the whole fetch takes longer: retries, handshakes, headers, redirects and "
+        "the signature included, however slowly the server drips (default: none)")
     add("--min-rate", metavar="BYTES", type=byte_count,
         help="abort when the rate averaged over 30 s falls below this many bytes/s "
         "(default 1KiB; 0 turns it off)")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._names import normalize_pattern, printable
-from ..errors import NetworkError, UsageError
+from ..errors import NetworkError, TLSError, UsageError
 from .common import load_config
 
 if TYPE_CHECKING:
@@ -66,7 +66,8 @@ exit codes:
 
 def _timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
-                        help="connect and handshake timeout per host (default: %(default)s)")
+                        help="connect and handshake timeout per host, for both together "
+                        "(default: %(default)s)")
 
 
 def _pins_args(pins: str | None, ca_bundle: str | None = None) -> argparse.Namespace:
@@ -172,8 +173,12 @@ def run_pin(args: argparse.Namespace) -> int:
     host, port = parse_target(args.target, bare_ok=True)
     bundle = _pin_bundle(args)
     ders = handshake(host, port, _bundle_file(bundle), timeout=args.timeout)
-    certs = [x509.load_der_x509_certificate(d) for d in ders]
     where = host if port == 443 else f"{host}:{port}"
+    try:
+        certs = [x509.load_der_x509_certificate(d) for d in ders]
+    except ValueError as e:  # OpenSSL verified what cryptography cannot read (issue 14)
+        raise TLSError(f"the chain {where} presented verifies, but holds a certificate pinclient "
+                       f"cannot read ({e}); no pin can be taken from it.") from None
     print(render_pinset(certs, host=host, source=f"verified for {where} against {bundle}",
                         bundle=bundle))
     return 0

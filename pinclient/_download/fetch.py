@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from urllib3 import exceptions as u3
 
+from .._deadline import deadline, expired
 from .._names import normalize_url
 from .._sizes import ascii_decimal
 from ..config import PinConfig
@@ -43,8 +44,8 @@ from ..errors import (
 )
 from ..transport import pinning_manager
 from .dest import STDOUT, check_dest, dest_kind
-from .http import fetch_small, network_error, open_url
-from .job import Job, Restart
+from .http import fetch_small, open_url, request_error
+from .job import Job, Restart, deadline_error
 from .lock import dest_lock
 from .options import FetchOptions, expected_hash, request_headers
 from .partfile import PartFile, StreamPart
@@ -179,7 +180,8 @@ def fetch_update(
             _add_signature_check(job, signature, signing_keys)
             part = PartFile(job.target) if kind == "file" else StreamPart(kind)
             try:
-                result = _run(job, part)
+                with deadline(job.budget.deadline_at):  # every byte of every request (issue 14)
+                    result = _run(job, part)
             except BaseException as e:
                 keep = opts.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt))
                 if part.stop(keep=keep):
@@ -307,10 +309,12 @@ def _attempt(job: Job, part: PartFile) -> FetchResult:
         # on it would read them as its status line.
         resp.close()
         if isinstance(e, u3.HTTPError):
-            raise network_error(e, url, during_body=True) from e
+            raise request_error(job, e, url, during_body=True) from e
         raise
     finally:
         resp.release_conn()
+    if job.options.deadline is not None and expired():  # a body cut off by the watchdog (issue 14)
+        raise deadline_error(job)
     digest = job.digest.hexdigest()
     if total is not None and received != total:
         raise NetworkError(f"{url} ended after {received} of {total} bytes.", url=url)

@@ -16,14 +16,15 @@ from urllib.parse import urljoin, urlsplit
 
 from urllib3 import exceptions as u3
 
+from .._deadline import deadline, expired
 from .._names import normalize_url
 from .._sizes import ascii_decimal
 from .._tls import missing_anchor_hint
 from ..errors import HTTPStatusError, NetworkError, PinclientError, PinViolation, SizeError, TLSError
-from .job import Job
+from .job import Job, deadline_error
 from .retry import parse_retry_after
 
-__all__ = ["REDIRECTS", "fetch_small", "network_error", "open_url"]
+__all__ = ["REDIRECTS", "fetch_small", "network_error", "open_url", "request_error"]
 
 log = logging.getLogger("pinclient")
 
@@ -42,37 +43,49 @@ def fetch_small(job: Job, url: str, limit: int) -> bytes:
         SizeError: the body is over ``limit``.
         HTTPStatusError / NetworkError / PinViolation: as for the payload (after retries).
     """
+    with deadline(job.budget.deadline_at):  # every byte, not only each read (issue 14)
+        return _fetch_small(job, url, limit)
+
+
+def _fetch_small(job: Job, url: str, limit: int) -> bytes:
     rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
     failures = 0
     while True:
         try:
-            resp, final = open_url(job, dict(job.headers), url)
-            try:
-                if resp.status >= 400:
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"),
-                                                    dt.datetime.now(dt.timezone.utc))
-                    raise HTTPStatusError(f"{final} answered HTTP {resp.status} {resp.reason or ''}".rstrip(),
-                                          url=final, status=resp.status, retry_after=retry_after)
-                if resp.status != 200:
-                    raise NetworkError(f"{final} answered HTTP {resp.status}; expected 200.", url=final,
-                                       transient=False)
-                data: bytes = resp.read(limit + 1, decode_content=False)
-                if len(data) > limit:
-                    raise SizeError(f"{final} sent more than {limit} bytes.")
-            except BaseException as e:
-                resp.close()  # never pool a connection with unread body bytes
-                if isinstance(e, u3.HTTPError):
-                    raise network_error(e, final, during_body=True) from e
-                raise
-            finally:
-                resp.release_conn()
-            return data
+            with deadline(time.monotonic() + job.exchange_bound()):
+                return _get_small(job, url, limit)
         except PinclientError as err:
             delay = job.backoff(failures, err, rng)
             failures += 1
             log.warning("%s. Retrying in %.1f s (retry %d of %d).", err.message.rstrip("."), delay,
                         failures, job.options.retry_policy.retries)
             time.sleep(delay)
+
+
+def _get_small(job: Job, url: str, limit: int) -> bytes:
+    """One GET of a small document. Raises as :func:`fetch_small` (before retries)."""
+    resp, final = open_url(job, dict(job.headers), url)
+    try:
+        if resp.status >= 400:
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"),
+                                            dt.datetime.now(dt.timezone.utc))
+            raise HTTPStatusError(f"{final} answered HTTP {resp.status} {resp.reason or ''}".rstrip(),
+                                  url=final, status=resp.status, retry_after=retry_after)
+        if resp.status != 200:
+            raise NetworkError(f"{final} answered HTTP {resp.status}; expected 200.", url=final,
+                               transient=False)
+        data: bytes = resp.read(limit + 1, decode_content=False)
+        _after_watchdog(job, resp, final)
+        if len(data) > limit:
+            raise SizeError(f"{final} sent more than {limit} bytes.")
+    except BaseException as e:
+        resp.close()  # never pool a connection with unread body bytes
+        if isinstance(e, u3.HTTPError):
+            raise request_error(job, e, final, during_body=True) from e
+        raise
+    finally:
+        resp.release_conn()
+    return data
 
 
 def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tuple[Any, str]:
@@ -87,15 +100,18 @@ def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tup
     url = start or job.url
     seen = {url}
     while True:
-        try:
-            resp = job.pm.urlopen("GET", url, redirect=False, retries=False, preload_content=False,
-                                  headers=headers, timeout=job.timeout())
-        except u3.HTTPError as e:
-            raise network_error(e, url) from e
-        location = resp.headers.get("Location")
-        if resp.status not in REDIRECTS or not location:
-            return resp, url
-        _discard(resp)
+        # Connection, handshake, revocation checks, head and a redirect's body: one bound for all.
+        with deadline(time.monotonic() + job.exchange_bound()):
+            try:
+                resp = job.pm.urlopen("GET", url, redirect=False, retries=False,
+                                      preload_content=False, headers=headers, timeout=job.timeout())
+            except u3.HTTPError as e:
+                raise request_error(job, e, url) from e
+            _after_watchdog(job, resp, url)
+            location = resp.headers.get("Location")
+            if resp.status not in REDIRECTS or not location:
+                return resp, url
+            _discard(resp)
         try:
             target = urljoin(url, location)
         except ValueError:  # a hostile Location such as "https://[::1/" (found by fuzz/fuzz_cli.py)
@@ -173,6 +189,38 @@ def _is_cert_failure(exc: BaseException) -> bool:
         todo.extend(a for a in e.args if isinstance(a, BaseException))
         todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
     return False
+
+
+def _after_watchdog(job: Job, resp: Any, url: str) -> None:
+    """Distrust what arrived once a watchdog has fired: http.client takes the end of a shut-down
+    socket for the end of the headers or of a close-delimited body, so a dripped answer cut off
+    by the watchdog would otherwise look complete (an empty 200).
+
+    Raises:
+        NetworkError: the deadline or the exchange's bound has passed.
+    """
+    error = _cut_off(job, url)
+    if error is not None:
+        resp.close()
+        raise error
+
+
+def request_error(job: Job, e: Exception, url: str, *, during_body: bool = False) -> NetworkError:
+    """:func:`network_error`, unless the failure is a watchdog at work (:mod:`pinclient._deadline`
+    shut the socket down): then the deadline (never retried) or the exchange's bound (retried)."""
+    return _cut_off(job, url) or network_error(e, url, during_body=during_body)
+
+
+def _cut_off(job: Job, url: str) -> NetworkError | None:
+    """The error to report when a watchdog has fired, else None."""
+    left = job.budget.remaining(time.monotonic())
+    if left is not None and left <= 0:
+        return deadline_error(job)
+    if expired():
+        return NetworkError(f"{url} did not finish its answer within {job.exchange_bound():g} s (the "
+                            "connect and read timeouts together), though it kept sending; cut off.",
+                            url=url)
+    return None
 
 
 def network_error(e: Exception, url: str, *, during_body: bool = False) -> NetworkError:

@@ -80,6 +80,13 @@ class Job:
         return Timeout(connect=min(self.options.connect_timeout, cap),
                        read=min(self.options.read_timeout, cap))
 
+    def exchange_bound(self) -> float:
+        """Seconds one small exchange may take as a whole, however steadily the server drips: a
+        connection and a response head (revocation checks included), a redirect, a signature.
+        A read timeout alone restarts at every byte (issue 14); the deadline, when there is one,
+        still applies on top."""
+        return self.options.connect_timeout + self.options.read_timeout
+
     def backoff(self, failures: int, err: PinclientError, rng: random.Random) -> float:
         """The delay before retrying after ``err`` (the ``failures``-th so far).
 

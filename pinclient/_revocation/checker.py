@@ -29,6 +29,7 @@ from typing import TypeVar
 import urllib3
 from cryptography import x509
 
+from .._deadline import WATCHED_POOLS, deadline, expired, remaining
 from .._paths import user_cache_dir
 from .._sizes import ascii_decimal
 from .._version import USER_AGENT
@@ -80,7 +81,9 @@ class RevocationChecker:
     checks of the same certificate share one fetch.
 
     ``http`` is the pool used for fetches; when omitted the checker makes (and :meth:`close` closes)
-    its own. A shared pool must not be a pinning one: responders are other hosts.
+    its own. A shared pool must not be a pinning one: responders are other hosts; it should use
+    :data:`pinclient._deadline.WATCHED_POOLS`, or a responder can drip its answer's head past the
+    policy's timeout.
     """
 
     def __init__(
@@ -93,7 +96,10 @@ class RevocationChecker:
         self.policy = policy
         self._cache = _DiskCache(cache_dir if cache_dir is not None else default_cache_dir())
         self._own_http = http is None
-        self._http = http if http is not None else urllib3.PoolManager(num_pools=8, maxsize=2)
+        if http is None:
+            http = urllib3.PoolManager(num_pools=8, maxsize=2)
+            http.pool_classes_by_scheme = dict(WATCHED_POOLS)  # so that _fetch's deadline holds
+        self._http = http
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -276,7 +282,9 @@ class RevocationChecker:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> bytes:
-        """The body of a 200 answer, at most ``limit`` bytes, within the policy's timeout.
+        """The body of a 200 answer, at most ``limit`` bytes, within the policy's timeout for the
+        whole exchange (connect, head and body: a watchdog, not a per-read timeout) and never past
+        a deadline the caller is under (the fetch whose connection is being checked).
 
         No redirect is followed and no request retried: a responder or distribution point that
         answers 3xx gave no answer (issue 14: an on-path attacker answered OCSP with 503 and
@@ -285,7 +293,21 @@ class RevocationChecker:
         Raises _FetchFailed.
         """
         timeout = self.policy.timeout
-        deadline = time.monotonic() + timeout
+        with deadline(time.monotonic() + timeout):
+            try:
+                data = self._exchange(method, url, limit=limit, body=body, headers=headers)
+            except _FetchFailed as e:
+                if expired():  # the watchdog shut the socket: say why
+                    raise _FetchFailed(f"no complete answer in time ({timeout:g} s, or the fetch's "
+                                       f"deadline): {e}") from e
+                raise
+            if expired():  # http.client takes a shut-down socket's end for the end of the answer
+                raise _FetchFailed(f"no complete answer in time ({timeout:g} s, or the fetch's deadline)")
+            return data
+
+    def _exchange(self, method: str, url: str, *, limit: int, body: bytes | None,
+                  headers: dict[str, str] | None) -> bytes:
+        """One request and its answer, under :meth:`_fetch`'s deadline. Raises _FetchFailed."""
         try:
             response = self._http.request(
                 method,
@@ -297,7 +319,7 @@ class RevocationChecker:
                 decode_content=False,
                 retries=False,
                 redirect=False,
-                timeout=urllib3.Timeout(total=timeout),
+                timeout=urllib3.Timeout(total=max(remaining() or 0.0, 0.001)),
             )
         except urllib3.exceptions.HTTPError as e:
             raise _FetchFailed(f"cannot reach the server: {_cause(e)}") from e
@@ -309,14 +331,14 @@ class RevocationChecker:
             if declared is not None and declared > limit:
                 raise _FetchFailed(f"the answer is {declared} bytes, more than the {limit} bytes allowed")
             data = bytearray()
-            # read1() returns after one socket read, so the deadline is checked between reads and
-            # a server trickling a byte at a time cannot hold the update up for long.
+            # read1() returns after one socket read, so the deadline is also checked between reads
+            # (the watchdog stops a read that blocks).
             while chunk := response.read1(_CHUNK, decode_content=False):
                 data += chunk
                 if len(data) > limit:
                     raise _FetchFailed(f"the answer is more than the {limit} bytes allowed")
-                if time.monotonic() > deadline:
-                    raise _FetchFailed(f"the answer took longer than {timeout:g} s")
+                if expired():
+                    raise _FetchFailed("the answer took too long")
             complete = True
             return bytes(data)
         except (urllib3.exceptions.HTTPError, OSError) as e:
