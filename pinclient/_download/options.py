@@ -69,7 +69,7 @@ class FetchOptions:
     min_rate: float | None = DEFAULT_MIN_RATE  # bytes/s over each rate_window; None or 0: off
     rate_window: float = DEFAULT_RATE_WINDOW  # seconds
     retries: RetryPolicy | int = field(default_factory=RetryPolicy)  # stored as a RetryPolicy
-    resume: bool = True  # continue an interrupted body (DEST.part), in this call or the next
+    resume: bool = True  # continue an interrupted body (.DEST.pinclient-part), in this call or the next
     max_redirects: int = 5  # https redirects, each checked against the pins
     proxy: str | bool | None = None  # a URL; False: direct; None: $HTTPS_PROXY / $NO_PROXY
     max_size: int | None = None  # bytes; None: the pinset's, else [defaults], else 4 GiB
