@@ -484,3 +484,23 @@ def test_a_violation_report_over_a_serial_zero_root_is_built_without_a_warning(t
     assert verdict.reason == "unexpected-issuer"
     report = build_report(verdict, 443, now=now, served_chain=chain)
     assert report["validated-certificate-chain"][1] == ssl.DER_cert_to_PEM_cert(root_der)
+
+
+@pytest.mark.parametrize(("entry", "shown"), [
+    (blocked(UTN_OPENSSL, str(ROGUE_SERIAL)), f'"dec:{ROGUE_SERIAL}"'),
+    (blocked("DC=example,DC=com", ROGUE_HEX), "slash form"),
+    (pinset("p", ["addons.mozilla.org:443"], '{ spki_sha256 = "C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M=" }'),
+     'did you mean "addons.mozilla.org"'),
+])
+def test_the_cli_refuses_such_a_file_with_exit_2_and_the_fix(entry: str, shown: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pinclient._cli.main import fetch_main, main
+
+    path = tmp_path / "pins.toml"
+    path.write_text("version = 1\n" + entry)
+    assert main(["lint", str(path)]) == 2
+    assert fetch_main(["--pins", str(path), "https://updates.test/u", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count(shown) == 2
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
