@@ -265,8 +265,12 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
     Raises:
         OSError / ssl.SSLError: the bundle cannot be read.
         UsageError: the client certificate or key cannot be loaded (an encrypted key without
-            ``key_password``, a wrong password); OpenSSL never prompts for one.
+            ``key_password``, a wrong password; OpenSSL never prompts for one), or a key without
+            ``cert_file``.
     """
+    if not cert_file and (key_file or key_password is not None):
+        # urllib3 would ignore them; a client identity asked for must not silently go missing.
+        raise UsageError("key_file= and key_password= need cert_file= (the client certificate).")
     key = (bundle, cert_file, key_file, key_password, minimum_version, maximum_version)
     with _contexts_lock:
         ctx = _contexts.get(key)

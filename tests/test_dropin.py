@@ -240,6 +240,8 @@ def test_encrypted_client_key_without_password_is_a_usage_error_never_a_prompt(
     assert not isinstance(info.value, OSError)
     with pytest.raises(UsageError, match="key_password does not open it"):
         PinningPoolManager(root_pinned_config, **files, key_password="wrong")
+    with pytest.raises(UsageError, match="need cert_file"):
+        PinningPoolManager(root_pinned_config, key_file=files["key_file"], key_password="s3cret")
     pm = PinningPoolManager(root_pinned_config, **files, key_password="s3cret")
     with https_server({"/u": payload}) as server:
         assert pm.request("GET", server.url("/u")).data == payload
