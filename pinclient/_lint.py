@@ -93,6 +93,7 @@ def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
     for pinset in config.pinsets:
         findings += _backup(pinset)
         findings += _signing_backup(pinset)
+        findings += _legacy_signatures(pinset)
         findings += _subject_pins(pinset)
         findings += _expiry(pinset, today)
         findings += _public_suffix(pinset)
@@ -125,6 +126,20 @@ def _signing_backup(pinset: Pinset) -> list[Finding]:
         "be signed",
         "generate a second key now (`pinclient keygen`), keep it offline, and add its RW… public key "
         "to signing_keys")]
+
+
+def _legacy_signatures(pinset: Pinset) -> list[Finding]:
+    # Legacy minisign signatures can be forged from prehashed ones (the algorithm bytes are unsigned;
+    # docs/signing.md): an opt-in that is forgotten once the publisher signs prehashed is a risk kept.
+    if not pinset.allow_legacy_signatures:
+        return []
+    return [Finding(
+        "warning", "legacy-signatures-allowed", pinset.name,
+        "allow_legacy_signatures = true: legacy (Ed) minisign signatures are accepted, whose "
+        "algorithm bytes are unsigned (a prehashed signature can be downgraded to one over the "
+        "file's 64-byte hash)",
+        "ask the publisher to sign prehashed (minisign without -l, pinclient sign without --legacy) "
+        "and remove allow_legacy_signatures")]
 
 
 def _subject_pins(pinset: Pinset) -> list[Finding]:

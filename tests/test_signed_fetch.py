@@ -434,3 +434,24 @@ def test_allow_legacy_signatures_in_pins_toml() -> None:
         assert message in str(info.value)
     with pytest.raises(PinsFileError, match="unknown key"):
         parse_pins("version = 1\n[defaults]\nallow_legacy_signatures = true\n")
+
+
+def test_a_legacy_signed_manifest_needs_the_same_opt_in(signed_config: PinConfig,
+                                                        https_server: ServeHTTPS) -> None:
+    # fetch_manifest takes FetchOptions' fields as keywords, so the per-call opt-in reaches it; the
+    # manifest host's pinset opt-in would too (its keys are the pinset's).
+    from pinclient.manifest import fetch_manifest
+
+    doc = json.dumps({"name": "app", "version": "2.1.0", "url": "app.bin", "size": len(PAYLOAD),
+                      "sha256": hashlib.sha256(PAYLOAD).hexdigest()}).encode()
+    routes = {"/latest.json": Response(200, doc),
+              "/latest.json.minisig": Response(200, signed(doc, prehash=False))}
+    with https_server(routes) as server:
+        with pytest.raises(SignatureError, match="legacy"):
+            fetch_manifest(server.url("/latest.json"), config=signed_config)
+        assert server.requests == ["/latest.json.minisig"]
+        manifest = fetch_manifest(server.url("/latest.json"), config=signed_config,
+                                  allow_legacy_signatures=True)
+    assert manifest.version == "2.1.0"
+    assert manifest.signature is not None
+    assert not manifest.signature.prehashed
