@@ -72,15 +72,24 @@ def ip_literal(name: str) -> str | None:
 
     Raises:
         ValueError: a numeric name inet_aton would refuse (a part too large, five parts, ``08``),
-            or an octal part whose decimal reading differs (``010``: the socket reads 8 while
-            OpenSSL's certificate check reads 10); the message gives the unambiguous spelling.
+            an octal part whose decimal reading differs (``010``: the socket reads 8 while
+            OpenSSL's certificate check reads 10), or the unspecified address (``0.0.0.0``, ``0``,
+            ``::``), which Linux connects to this machine; the message gives the right spelling.
     """
     try:
         address = ipaddress.ip_address(name)
     except ValueError:
-        return _inet_aton(name)
+        text = _inet_aton(name)
+        if text is None:
+            return None
+        address = ipaddress.IPv4Address(text)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
+        address = address.ipv4_mapped
+    if address.is_unspecified:
+        # Linux connects 0.0.0.0 (also spelled 0, 0x0, ::ffff:0.0.0.0) to 127.0.0.1 and :: to ::1,
+        # other systems refuse it: no pinset can be looked up for the address it reaches.
+        raise ValueError(f"{name!r} is the unspecified address {address}, not one to connect to "
+                         "(Linux reaches this machine with it); write 127.0.0.1 or ::1")
     return str(address)
 
 

@@ -35,7 +35,9 @@ SPELLINGS = ["127.000.000.001", "127.0.0.01", "127.0.0.001", "127.1", "127.0.1",
 # Numeric hosts the socket and the certificate check read differently, or cannot read at all:
 # refused, never looked up as names.
 AMBIGUOUS = ["127.0.0.010", "0177.0.0.1", "127.0.0.08", "1.2.3.4.5", "127.0.0.256", "1.16777216",
-             "[::ffff:127.000.000.001]", "updates.123"]
+             "[::ffff:127.000.000.001]", "updates.123",
+             # The unspecified address: Linux connects it to 127.0.0.1 (::1), whatever it is keyed on.
+             "0.0.0.0", "0", "0x0", "[::]", "[::ffff:0.0.0.0]"]
 
 
 @pytest.fixture
@@ -85,7 +87,7 @@ def test_ambiguous_numeric_hosts_are_refused_before_connecting(loopback_config: 
                                                                tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str],
                                                                https_server: ServeHTTPS) -> None:
-    with pytest.raises(ValueError, match=r"decimal|IPv4|number"):
+    with pytest.raises(ValueError, match=r"decimal|IPv4|number|unspecified"):
         normalize_host(host.strip("[]"))
     with https_server() as server:
         with pytest.raises(UsageError):
@@ -169,7 +171,8 @@ def test_pins_toml_ip_hosts_are_written_as_the_address_and_can_match() -> None:
     assert config.pinsets[0].hosts == ("127.0.0.1", "127.0.0.2")
     assert config.pinset_for(normalize_host("127.000.000.001")) is config.pinsets[0]
     # A value that parses must be able to match: no wildcard over an address, no ambiguous one.
-    for bad, words in (('"*.127.0.0.1"', "can never match"), ('"*.0"', "can never match"),
+    for bad, words in (('"*.127.0.0.1"', "can never match"), ('"*.0x7f.1"', "can never match"),
+                       ('"0.0.0.0"', "unspecified"),
                        ('"0177.0.0.1"', "decimal"), ('"updates.123"', "IPv4")):
         with pytest.raises(PinsFileError, match=words) as info:
             parse_pins(body.format(hosts=bad))

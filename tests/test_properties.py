@@ -443,9 +443,11 @@ def connected_name(host: str) -> str | None:
     name = parsed.rstrip(".") if parsed else None
     if name and re.fullmatch(r"[0-9]+|0[xX][0-9a-fA-F]+", name.rsplit(".", 1)[-1]):
         try:
-            return socket.inet_ntoa(socket.inet_aton(name))
+            address = socket.inet_ntoa(socket.inet_aton(name))
         except OSError:
             return None
+        # 0.0.0.0 is refused: Linux connects it to 127.0.0.1, so no pinset lookup can be right.
+        return None if address == "0.0.0.0" else address
     return name
 
 
