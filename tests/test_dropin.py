@@ -554,3 +554,23 @@ def test_a_replaced_connection_class_is_refused_not_left_unpinned(
         with pytest.raises(UsageError, match="ConnectionCls"):
             pm.request("GET", rogue.url("/u"), retries=False)
     assert rogue.conns == []
+
+
+def test_the_compat_refusal_list_names_a_peer_a_test_and_a_reason_for_each_entry() -> None:
+    # compat/run.py (not part of the suite: its first run downloads the peer's sdist) trusts this
+    # list to tell intended refusals from regressions; a malformed entry would hide one.
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    compat = Path(__file__).resolve().parent.parent / "compat"
+    entries = tomllib.loads((compat / "refusals.toml").read_text())["refusal"]
+    assert entries
+    for entry in entries:
+        assert set(entry) == {"peer", "test", "reason"}, entry
+        assert entry["peer"] in ("tuf", "requests", "urllib3")
+        assert "::" in entry["test"]
+        assert len(entry["reason"].split()) >= 5, "a reason a reader can check"
