@@ -183,6 +183,24 @@ def test_ssl_maximum_version_and_ssl_version_are_honoured(root_pinned_config: Pi
         assert negotiated(exact, server.url("/u")) == "TLSv1.2"
 
 
+def test_tls_versions_reach_the_requests_adapter_and_its_proxy_managers(
+        root_pinned_config: PinConfig, payload: bytes, https_server: ServeHTTPS) -> None:
+    requests = pytest.importorskip("requests")
+    from pinclient.requests import PinningAdapter
+
+    adapter = PinningAdapter(root_pinned_config, ssl_minimum_version=ssl.TLSVersion.TLSv1_3)
+    with requests.Session() as s, https_server({"/u": payload}, max_version=ssl.TLSVersion.TLSv1_2) as old:
+        s.trust_env = False
+        s.mount("https://", adapter)
+        with pytest.raises(requests.exceptions.SSLError):
+            s.get(old.url("/u"), timeout=10)
+        with ConnectProxy() as proxy, pytest.raises(requests.exceptions.SSLError):
+            s.get(old.url("/u"), proxies={"https": proxy.url}, timeout=10)
+    assert old.requests == []
+    proxied = adapter.proxy_manager_for(f"http://127.0.0.1:{proxy.port}")
+    assert proxied.connection_pool_kw["ssl_context"].minimum_version == ssl.TLSVersion.TLSv1_3
+
+
 def test_one_context_per_distinct_tls_setting_shared_like_the_others(root_pinned_config: PinConfig) -> None:
     def ctx(**kw: Any) -> ssl.SSLContext:
         return PinningPoolManager(root_pinned_config, **kw).connection_pool_kw["ssl_context"]
