@@ -157,7 +157,7 @@ def _check_connection_tls(conn: HTTPSConnection) -> None:
             connection (or its https:// proxy) would verify with a context pinclient did not build.
     """
     def refuse(what: str) -> UsageError:
-        return UsageError(f"refusing to connect to {conn.host}: {what} was set on the connection pool "
+        return UsageError(f"refusing to connect to {conn.host!r}: {what} was set on the connection pool "
                           "after PinningPoolManager checked its options; TLS settings belong to the "
                           "manager's constructor, where each set gets a verifying context of its own.")
 
@@ -192,7 +192,7 @@ class PinnedHTTPSConnectionPool(WatchedPoolMixin, HTTPSConnectionPool):
         if not isinstance(conn, PinnedHTTPSConnection):
             # pool.ConnectionCls replaced: that connection would never run the pin check.
             conn.close()
-            raise UsageError(f"refusing to connect to {self.host}: the pool's ConnectionCls was "
+            raise UsageError(f"refusing to connect to {self.host!r}: the pool's ConnectionCls was "
                              f"replaced by {type(conn).__name__}, which does not check the pins.")
         return conn
 
