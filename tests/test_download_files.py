@@ -9,10 +9,12 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -271,6 +273,19 @@ def test_nothing_is_created_or_replaced_in_dev(root_pinned_config: PinConfig,
     finally:
         if os.path.lexists(name):  # only a regression gets here; leave /dev as it was
             name.unlink()
+
+
+@pytest.mark.skipif(not os.path.ismount("/dev/shm"), reason="needs /dev/shm mounted as its own tmpfs")
+def test_a_file_system_mounted_under_dev_such_as_dev_shm_is_an_ordinary_folder(
+        root_pinned_config: PinConfig, https_server: ServeHTTPS) -> None:
+    # bench/run.py downloads to /dev/shm (a tmpfs): only /dev's own device file system is refused.
+    folder = Path(tempfile.mkdtemp(prefix="pinclient-test-", dir="/dev/shm"))
+    try:
+        with https_server({"/u": b"payload"}) as s:
+            result = fetch_update(s.url("/u"), folder / "u", config=root_pinned_config)
+        assert result.dest.read_bytes() == b"payload"
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_manifest_with_dash_streams_the_update_and_reports_on_stderr(

@@ -37,7 +37,18 @@ _KINDS = ((stat.S_ISREG, "regular file"), (stat.S_ISDIR, "folder"), (stat.S_ISCH
 
 
 def _in_dev(target: Path) -> bool:
-    return Path(os.path.abspath(target)).parts[1:2] == ("dev",)
+    """Whether DEST's folder is /dev's own file system (devtmpfs: device nodes and their links).
+
+    Folders mounted below /dev with a file system of their own, such as the tmpfs /dev/shm, are
+    ordinary places for files and are not "in /dev".
+    """
+    path = Path(os.path.abspath(target))
+    if path.parts[1:2] != ("dev",):
+        return False
+    try:
+        return os.stat(path.parent).st_dev == os.stat("/dev").st_dev
+    except OSError:  # a folder that does not exist under /dev: refused as in /dev
+        return True
 
 
 def dest_kind(target: Path) -> DestKind:
