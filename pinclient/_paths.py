@@ -1,4 +1,5 @@
-"""The per-user cache folder, shared by the revocation cache and the report rate limiter; and
+"""The per-user cache folder (revocation cache, report rate limiter) and state folder (what
+pinclient learns: updated pins, known issuers); and
 checks of paths a user gave (``--pins``, ``--ca-bundle``)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["given_file_exists", "user_cache_dir"]
+__all__ = ["given_file_exists", "user_cache_dir", "user_state_dir"]
 
 
 def given_file_exists(path: Path, what: str) -> bool:
@@ -43,4 +44,20 @@ def user_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     # The XDG spec says relative values must be ignored.
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "pinclient"
+
+
+def user_state_dir() -> Path:
+    """Where pinclient keeps what it learns for this user (updated pins, known issuers):
+    ``$XDG_STATE_HOME/pinclient`` (else ``~/.local/state/pinclient``),
+    ``~/Library/Application Support/pinclient`` on macOS, ``%LOCALAPPDATA%\\pinclient\\State`` on
+    Windows. Unlike the cache, losing it loses knowledge (a remembered issuer), so it is not a cache."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+        return base / "pinclient" / "State"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "pinclient"
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "pinclient"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cryptography import x509
 
 from ._names import host_matches, normalize_pattern, pattern_specificity, printable
+from ._paths import user_state_dir
 from ._sizes import parse_size
 from ._x509 import (
     NameKey,
@@ -156,6 +157,9 @@ class Defaults:
     revocation: RevocationMode = "off"  # for pinsets that set none, and for unpinned hosts
     crl: CRLUse = "fallback"
     cache_dir: str | None = None  # absolute path of the revocation cache; None: the user cache folder
+    # Absolute path of what pinclient learns and keeps (updated pins, known issuers); None:
+    # $PINCLIENT_STATE_DIR, else the user state folder (see PinConfig.state_folder).
+    state_dir: str | None = None
     max_size: int | None = None  # bytes any body may have; None: download.DEFAULT_MAX_SIZE (4 GiB)
 
 
@@ -176,6 +180,16 @@ class PinConfig:
             if score is not None and (best is None or (score, -pinset.index) > best[:2]):
                 best = (score, -pinset.index, pinset)
         return best[2] if best else None
+
+    def state_folder(self) -> Path:
+        """Where pinclient keeps what it learns: ``[defaults] state_dir``, else
+        ``$PINCLIENT_STATE_DIR``, else the user's state folder (:func:`pinclient._paths.user_state_dir`)."""
+        if self.defaults.state_dir is not None:
+            return Path(self.defaults.state_dir)
+        env = os.environ.get("PINCLIENT_STATE_DIR", "")
+        if env:
+            return Path(env).absolute()
+        return user_state_dir()
 
     def trust_bundle(self) -> str:
         """The PEM bundle file to validate against (certifi's unless configured)."""
@@ -319,7 +333,8 @@ class _Loader:
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
         self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS
-                        | _REVOCATION_KEYS | {"cache_dir", "max_size"}, set(), section="[defaults]")
+                        | _REVOCATION_KEYS | {"cache_dir", "max_size", "state_dir"}, set(),
+                        section="[defaults]")
         ca_bundle = "certifi"
         if "ca_bundle" in table:
             value = self.string(table["ca_bundle"], key="ca_bundle")
@@ -332,7 +347,13 @@ class _Loader:
         unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
         return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse",
                         **self.lifecycle(table, pinset=None), **self.revocation(table, pinset=None),
-                        **self.max_size(table, pinset=None))
+                        **self.max_size(table, pinset=None), **self.state_dir(table))
+
+    def state_dir(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """``state_dir`` ([defaults] only), validated; absent: left out."""
+        if "state_dir" not in table:
+            return {}
+        return {"state_dir": self.folder(table["state_dir"], key="state_dir")}
 
     def pinset(self, index: int, table: Mapping[str, Any]) -> Pinset:
         label = table.get("name") if isinstance(table.get("name"), str) else f"#{index + 1}"
@@ -496,15 +517,18 @@ class _Loader:
         if "crl" in table:
             out["crl"] = self.choice(table["crl"], ("fallback", "prefer"), key="crl", pinset=pinset)
         if "cache_dir" in table:
-            rel = self.string(table["cache_dir"], key="cache_dir", pinset=pinset)
-            if "\0" in rel:
-                raise self.error("must not contain a NUL character", pinset=pinset, key="cache_dir")
-            folder = self.base_dir / rel
-            if self.path_exists(folder, key="cache_dir", pinset=pinset) and not folder.is_dir():
-                raise self.error(f"{str(folder)!r} exists and is not a folder", pinset=pinset,
-                                 key="cache_dir")
-            out["cache_dir"] = str(folder.resolve())
+            out["cache_dir"] = self.folder(table["cache_dir"], key="cache_dir", pinset=pinset)
         return out
+
+    def folder(self, value: object, *, key: str, pinset: str | None = None) -> str:
+        """A folder path relative to this file (it may not exist yet), made absolute."""
+        rel = self.string(value, key=key, pinset=pinset)
+        if "\0" in rel:
+            raise self.error("must not contain a NUL character", pinset=pinset, key=key)
+        folder = self.base_dir / rel
+        if self.path_exists(folder, key=key, pinset=pinset) and not folder.is_dir():
+            raise self.error(f"{str(folder)!r} exists and is not a folder", pinset=pinset, key=key)
+        return str(folder.resolve())
 
     def path_exists(self, path: Path, *, key: str, pinset: str | None, what: str = "exists") -> bool:
         """``path.exists()`` (or ``is_file()``), where a name too long for the file system is a

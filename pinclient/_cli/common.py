@@ -29,6 +29,7 @@ __all__ = [
     "add_common",
     "byte_count",
     "count",
+    "exact_bytes",
     "fetch_options",
     "header",
     "load_config",
@@ -50,6 +51,7 @@ exit codes:
      (after --retries)
   7  the destination could not be written (disk full, permissions), or another
      process kept it locked past --lock-timeout
+  141  stdout was closed before the output was written (e.g. | head -1)
 """
 
 Runner = Callable[[argparse.Namespace], int]
@@ -92,21 +94,51 @@ def load_config(args: argparse.Namespace) -> PinConfig:
     return config
 
 
+#: The longest wait a flag may ask for (a year): longer, or ``inf``/``1e400``, overflows the
+#: platform's time_t in the socket layer instead of meaning "forever".
+MAX_SECONDS = 365 * 24 * 3600
+#: The largest byte count (an ``off_t``): file sizes and offsets cannot be larger.
+MAX_BYTES = 2**63 - 1
+#: The most retries or redirects: more is a typo, and each one is a wait.
+MAX_COUNT = 1000
+
+
 def seconds(text: str) -> float:
+    """A positive, finite number of seconds, at most :data:`MAX_SECONDS` (``nan``, ``inf``, ``0``
+    and ``-1`` are usage errors, never a traceback from the socket layer)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if not value > 0:  # also nan
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    if not value <= MAX_SECONDS:  # also inf, and 1e400 (which float() reads as inf)
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at most {MAX_SECONDS} seconds (a year)")
     return value
 
 
 def byte_count(text: str) -> int:
+    """A byte count as :func:`pinclient._sizes.parse_size` reads it, at most :data:`MAX_BYTES`."""
     try:
-        return parse_size(text)
+        value = parse_size(text)
+    except OverflowError:  # 400 digits: float() of it is inf
+        value = MAX_BYTES + 1
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    if value > MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}…: more than {MAX_BYTES} bytes"
+                                         if len(text) > 40 else f"{text!r}: more than {MAX_BYTES} bytes")
+    return value
+
+
+def exact_bytes(text: str) -> int:
+    """A whole number of bytes (``--size``), ASCII digits only, at most :data:`MAX_BYTES`."""
+    number = ascii_decimal(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of bytes")
+    if number > MAX_BYTES:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}…: more than {MAX_BYTES} bytes")
+    return number
 
 
 def wait(text: str) -> float:
@@ -116,7 +148,9 @@ def wait(text: str) -> float:
 def count(text: str) -> int:
     number = ascii_decimal(text)  # not isdigit(): int("²") raises ValueError
     if number is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number >= 0")
+    if number > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: at most {MAX_COUNT}")
     return number
 
 

@@ -21,6 +21,7 @@ from .common import (
     add_common,
     byte_count,
     count,
+    exact_bytes,
     fetch_options,
     header,
     load_config,
@@ -44,7 +45,7 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
                         help="where to save it (default: the URL's file name in this folder); - writes "
                         "the verified bytes to standard output")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
-    parser.add_argument("--size", metavar="BYTES", type=int, help="expected exact size in bytes")
+    parser.add_argument("--size", metavar="BYTES", type=exact_bytes, help="expected exact size in bytes")
     parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
                         help="revocation checking (OCSP/CRL) for every host: off, soft-fail or "
                         "hard-fail, overriding `revocation` in the pins file")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._names import normalize_pattern, printable
 from ..errors import NetworkError, TLSError, UsageError
-from .common import load_config
+from .common import load_config, seconds
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -65,7 +65,7 @@ exit codes:
 
 
 def _timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--timeout", metavar="SECONDS", type=float, default=10.0,
+    parser.add_argument("--timeout", metavar="SECONDS", type=seconds, default=10.0,
                         help="connect and handshake timeout per host, for both together "
                         "(default: %(default)s)")
 
@@ -213,8 +213,16 @@ def _read_pem(path: str) -> list[x509.Certificate]:
             data = fh.read()
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise UsageError(f"cannot read {path!r}: {getattr(e, 'strerror', None) or e}") from None
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
     try:
-        certs = x509.load_pem_x509_certificates(data)
+        with warnings.catch_warnings():
+            # Serial number 0 (six roots certifi ships: Go Daddy G2, Starfield G2, …) makes
+            # cryptography warn on stderr; see pinclient._x509.load_der_certificate.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            certs = x509.load_pem_x509_certificates(data)
     except ValueError as e:
         raise UsageError(f"{path!r} holds no PEM certificate: {e}") from None
     return certs

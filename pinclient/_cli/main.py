@@ -11,14 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .._names import printable
 from .._version import __version__
-from ..errors import PinclientError
+from ..errors import PinclientError, UsageError
 from . import demo, fetch, lifecycle, sign
 from .common import EXIT_CODES, Runner
 
@@ -69,26 +70,79 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logger.propagate = False
 
 
+#: The exit code when stdout is closed early (``pinclient pin HOST | head -1``), as for SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+def _report(error: PinclientError, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"ok": False, **error.to_json()}, indent=2))
+    else:
+        print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {_terminal(error.message)}",
+              file=sys.stderr)
+    return error.exit_code
+
+
 def _execute(run: Runner, args: argparse.Namespace) -> int:
+    """Run a command inside the error boundary: a :class:`PinclientError` becomes its message (one
+    JSON object with ``--json``) and exit code; nothing leaves as a traceback."""
     _setup_logging(args)
+    as_json = bool(getattr(args, "json", False))
     try:
-        return run(args)
-    except PinclientError as e:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, **e.to_json()}, indent=2))
-        else:
-            print(f"{(sys.argv and Path(sys.argv[0]).name) or 'pinclient'}: {_terminal(e.message)}",
-                  file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        try:
+            code = run(args)
+            sys.stdout.flush()  # a closed pipe shows here, inside the boundary, not at exit
+            return code
+        except PinclientError as e:
+            return _report(e, as_json)
+        except KeyboardInterrupt:
+            if as_json:
+                print(json.dumps({"ok": False, "error": "Interrupted", "exit_code": 130,
+                                  "message": "interrupted"}, indent=2))
+            else:
+                print("interrupted", file=sys.stderr)
+            return 130
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly. Point stdout at /dev/null so that the
+        # interpreter's final flush does not print "Exception ignored … BrokenPipeError".
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    except Exception as e:  # the last resort: a bug, said in one paragraph, the traceback with -vv
+        logging.getLogger("pinclient").debug("internal error", exc_info=True)
+        bug = PinclientError(f"internal error ({type(e).__name__}: {e}); this is a bug in pinclient, "
+                             "please report it with the command line (-vv shows the traceback).")
+        return _report(bug, as_json)
+
+
+def _wants_json(argv: Sequence[str] | None) -> bool:
+    """Whether ``--json`` (or an abbreviation argparse accepts) is on the command line."""
+    args = sys.argv[1:] if argv is None else argv
+    return any(a.startswith("--js") and "--json".startswith(a) for a in args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with pinclient's error output: with ``--json`` a usage error is one JSON object on
+    stdout (``{"ok": false, "error": "UsageError", "exit_code": 2, …}``) like every other outcome;
+    without, argparse's usage line and the message, escaped for the terminal. Exit 2 either way."""
+
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message: str) -> NoReturn:
+        if self.json_errors:
+            _report(UsageError(f"{self.prog}: {message}"), True)
+            raise SystemExit(2)
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {_terminal(message)}\n")
 
 
 def fetch_main(argv: Sequence[str] | None = None) -> int:
     """``fetch-update URL [-o DEST] [--pins FILE] [--sha256 HEX] [--size BYTES] …``"""
-    parser = argparse.ArgumentParser(
-        prog="fetch-update",
+    parser = _Parser(
+        prog="fetch-update", json_errors=_wants_json(argv),
         description="Fetch an update over HTTPS, accepting it only when the verified TLS chain "
         "contains a CA pinned for the host in pins.toml, and only after its size, hash and (with "
         "signing keys) minisign signature check out. DEST is replaced atomically or left untouched.",
@@ -101,15 +155,17 @@ def fetch_main(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``pinclient <command> …``"""
-    parser = argparse.ArgumentParser(
-        prog="pinclient",
+    json_errors = _wants_json(argv)
+    parser = _Parser(
+        prog="pinclient", json_errors=json_errors,
         description="Certificate-pinning HTTPS update client.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"pinclient {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help_text, configure, run) in _commands().items():
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           json_errors=json_errors)
         configure(p)
         p.set_defaults(_run=run)
     args: Any = parser.parse_args(argv)
