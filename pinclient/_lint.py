@@ -17,8 +17,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
-from ._names import host_matches
+from ._names import host_matches, normalize_host
 from ._x509 import MAX_SERIAL_OCTETS
 from .config import BlockedCert, Pin, PinConfig, Pinset
 from .policy import evaluate
@@ -98,6 +99,8 @@ def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
         findings += _expiry(pinset, today)
         findings += _public_suffix(pinset)
     findings += _host_overlaps(config.pinsets)
+    findings += _no_pinsets(config)
+    findings += _undeliverable_reports(config)
     findings += _blocked_entries(config)
     return findings
 
@@ -249,6 +252,39 @@ def _blocked_and_pinned(config: PinConfig, entry: BlockedCert, where: str) -> li
         if pin.kind == "spki" and pin.spki_sha256 == entry.spki_sha256]
 
 
+def _no_pinsets(config: PinConfig) -> list[Finding]:
+    if config.pinsets:
+        return []
+    effect = ("every host is refused" if config.defaults.unpinned == "refuse"
+              else "every host gets plain TLS validation only: nothing is pinned")
+    return [Finding("error", "no-pinsets", None, f"the file has no [[pinset]]: {effect}",
+                    "add a [[pinset]] for your update hosts (`pinclient pin HOST` prints one)")]
+
+
+def _undeliverable_reports(config: PinConfig) -> list[Finding]:
+    """A ``report_uri`` whose host no pinset covers while unpinned hosts are refused: reports go
+    through the same pinned transport, so every one of them is refused and lost, silently."""
+    if config.defaults.unpinned != "refuse" or config.defaults.mode == "report-only":
+        return []
+    owners = [(None, config.defaults.report_uri)] + [(p.name, p.report_uri) for p in config.pinsets]
+    findings = []
+    for owner, uri in owners:
+        if not uri:
+            continue
+        host = urlsplit(uri).hostname or ""
+        try:
+            covered = config.pinset_for(normalize_host(host)) is not None
+        except ValueError:
+            covered = False
+        if not covered:
+            findings.append(Finding(
+                "error", "report-uri-undeliverable", owner,
+                f'report_uri "{uri}" can never be delivered: no pinset covers {host} and '
+                'unpinned = "refuse", so pinclient refuses to connect to it',
+                f'add "{host}" to a pinset (with that server\'s CA pins), or use report_file'))
+    return findings
+
+
 def _exact_under_wildcard(a: Pinset, b: Pinset) -> list[tuple[str, str, Pinset, Pinset]]:
     out = []
     for x, y in ((a, b), (b, a)):
@@ -264,10 +300,14 @@ def _exact_under_wildcard(a: Pinset, b: Pinset) -> list[tuple[str, str, Pinset, 
 # --------------------------------------------------------------------------- against a live chain
 
 
-def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.datetime) -> list[Finding]:
-    """Findings for ``host``'s live **verified** chain (DER, leaf first): which pins of its pinset
-    the chain satisfies (info), which match nothing in it (info: a backup, or a typo or stale pin),
-    and an error when the pins would refuse the host (a warning in report-only mode).
+def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.datetime,
+            port: int = 443) -> list[Finding]:
+    """Findings for ``host``'s live **verified** chain (DER, leaf first), got from ``port``: which
+    pins of its pinset the chain satisfies (info), which match nothing in it (info: a backup, or a
+    typo or stale pin), a warning when every pin is in the live chain (an intermediate and its own
+    root are not a backup: RFC 7469 §4.3 asks for a pin outside the current chain), and an error
+    when the pins would refuse the host (a warning in report-only mode). Every message names the
+    host and, unless it is 443, the port.
 
     Raises:
         ValueError: ``host`` is not a host name.
@@ -276,26 +316,37 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
     verdict = evaluate(config, host, chain, now=now)
     pinset = verdict.pinset
     name = pinset.name if pinset else None
+    where = verdict.host if port == 443 else f"{verdict.host}:{port}"
     findings: list[Finding] = []
     if pinset is None:
         if verdict.reason == "unpinned-allowed":
             findings.append(Finding("warning", "against-unpinned", None,
-                                    f"no pinset covers {verdict.host}: it gets plain TLS validation only",
+                                    f"no pinset covers {where}: it gets plain TLS validation only",
                                     f'add a [[pinset]] for "{verdict.host}" (`pinclient pin` prints one)'))
     else:
         above = verdict.chain[1:]
+        misses = 0
         for pin in pinset.issuers:
             hits = [c for c in above if (pin.kind == "spki" and pin.spki_sha256 == c.spki_sha256)
                     or (pin.kind == "subject" and pin.subject == c.subject)]
             if hits:
                 findings.append(Finding("info", "against-match", name,
                                         f"{_pin_text(pin)} matches {hits[0].subject_text} in the live "
-                                        "chain"))
+                                        f"chain of {where}"))
             else:
+                misses += 1
                 findings.append(Finding(
                     "info", "against-no-match", name,
-                    f"{_pin_text(pin)} matches nothing in the live chain: a backup pin, or a typo or "
-                    "stale pin"))
+                    f"{_pin_text(pin)} matches nothing in the live chain of {where}: a backup pin, or "
+                    "a typo or stale pin"))
+        if len(pinset.issuers) >= 2 and not misses:
+            findings.append(Finding(
+                "warning", "no-backup-outside-chain", name,
+                f"every pin is a CA in the live chain of {where}: an intermediate and its own root are "
+                "one CA, so when the server moves to another CA they all stop matching and the "
+                "updater is bricked",
+                "add a pin outside the current chain: another CA's root you could move to "
+                "(`pinclient pin --pem OTHER-CA.pem` prints it)"))
     if verdict.violated:
         severity: Severity = "warning" if verdict.report_only else "error"
         what = ("report-only mode lets it through with a report" if verdict.report_only
@@ -303,7 +354,7 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
         chain_text = "; ".join(f"sha256/{c.spki_b64} {c.subject_text}" for c in verdict.chain[1:])
         findings.append(Finding(
             severity, "against-refused", name,
-            f"the live chain of {verdict.host} breaks the pins ({verdict.reason}): {what}; above the "
+            f"the live chain of {where} breaks the pins ({verdict.reason}): {what}; above the "
             f"leaf: {chain_text or 'nothing'}",
             "pin one of the CAs above the leaf (`pinclient pin HOST` prints them), or fix the server"))
     return findings

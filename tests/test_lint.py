@@ -220,8 +220,10 @@ def test_against_says_which_pins_the_live_chain_satisfies(pki: PKI, tmp_path: Pa
     assert [(f["severity"], f["code"]) for f in findings] == [("info", "against-match"),
                                                               ("info", "against-no-match")]
     assert findings[0]["message"] == (f"sha256/{pki.pin_of(pki.pinned_root)} (Example Root R1) matches "
-                                      "CN=Example Root R1,O=Example Inc in the live chain")
-    assert findings[1]["message"].startswith(f"sha256/{B} (Backup B) matches nothing in the live chain")
+                                      f"CN=Example Root R1,O=Example Inc in the live chain of "
+                                      f"{HOST}:{server.port}")
+    assert findings[1]["message"].startswith(f"sha256/{B} (Backup B) matches nothing in the live "
+                                             f"chain of {HOST}:{server.port}")
 
 
 def test_against_a_rogue_chain_is_an_error(pki: PKI, tmp_path: Path,
@@ -233,8 +235,8 @@ def test_against_a_rogue_chain_is_an_error(pki: PKI, tmp_path: Path,
     out = capsys.readouterr().out
     assert code == 2
     assert "info: [against-no-match]" in out
-    assert ('error: [against-refused] pinset "example-updates": the live chain of updates.test breaks '
-            "the pins (unexpected-issuer): it would be refused; above the leaf: "
+    assert ('error: [against-refused] pinset "example-updates": the live chain of '
+            f"updates.test:{server.port} breaks the pins (unexpected-issuer): it would be refused; above the leaf: "
             f"sha256/{pki.pin_of(pki.rogue_root)} CN=UTN-USERFirst-Hardware") in out
     assert pki.pin_of(pki.rogue_root) in out
 
@@ -260,3 +262,62 @@ def test_against_a_rogue_chain_under_report_only_is_a_warning(pki: PKI, tmp_path
         assert main(["lint", str(path), "--against", server.url("/")]) == 0
         assert main(["lint", str(path), "--against", server.url("/"), "--strict"]) == 1
     assert "report-only mode lets it through with a report" in capsys.readouterr().out
+
+
+def test_against_an_intermediate_and_its_own_root_are_not_a_backup(
+        pki: PKI, tmp_path: Path, capsys: pytest.CaptureFixture[str], https_server: ServeHTTPS) -> None:
+    # What `pinclient pin HOST` prints: the intermediate and the root of one CA. Two keys, so the
+    # file alone looks backed up; the live chain shows both die together when the vendor moves.
+    issuers = [f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_int)}" }}',
+               f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}']
+    path = write_pins(tmp_path / "cfg", pinset("p", [HOST], *issuers), bundle=pki.bundle)
+    with https_server() as server:
+        assert main(["lint", str(path)]) == 0
+        assert "no-backup" not in capsys.readouterr().out
+        assert main(["lint", str(path), "--against", server.url("/")]) == 0
+        out = capsys.readouterr().out
+        assert main(["lint", str(path), "--against", server.url("/"), "--strict"]) == 1
+    assert (f'warning: [no-backup-outside-chain] pinset "p": every pin is a CA in the live chain of '
+            f"{HOST}:{server.port}") in out
+    # With a pin outside the chain, no warning.
+    backed = write_pins(tmp_path / "ok", pinset("p", [HOST], *issuers, f'{{ spki_sha256 = "{B}" }}'),
+                        bundle=pki.bundle)
+    with https_server() as server:
+        assert main(["lint", str(backed), "--against", server.url("/"), "--strict"]) == 0
+
+
+@pytest.mark.parametrize(("unpinned", "hosts", "where", "found"), [
+    ("refuse", ["u.example.com"], "pinset", True),
+    ("refuse", ["u.example.com"], "defaults", True),
+    ("refuse", ["u.example.com", "pins.example.com"], "pinset", False),
+    ("refuse", ["u.example.com", "*.example.com"], "defaults", False),
+    ("allow", ["u.example.com"], "pinset", False),
+])
+def test_a_report_uri_that_can_never_be_delivered_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], unpinned: str, hosts: list[str],
+        where: str, found: bool) -> None:
+    uri = 'report_uri = "https://pins.example.com/report"\n'
+    body = (f'[defaults]\nunpinned = "{unpinned}"\n' + (uri if where == "defaults" else "") + "\n"
+            + ps("p", hosts, *TWO) + (uri if where == "pinset" else ""))
+    code = main(["lint", str(write(tmp_path, body)), "--json"])
+    codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
+    assert ("report-uri-undeliverable" in codes) is found
+    assert code == (2 if found else 0)
+
+
+def test_a_file_with_no_pinsets_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for unpinned in ("refuse", "allow"):
+        path = write(tmp_path / unpinned, f'[defaults]\nunpinned = "{unpinned}"\n')
+        assert main(["lint", str(path)]) == 2
+        assert "error: [no-pinsets] the file has no [[pinset]]" in capsys.readouterr().out
+
+
+def test_the_readme_report_only_example_can_deliver_its_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = [b.split("```")[0] for b in readme.split("```toml\n")[1:]]
+    [example] = [b for b in blocks if 'mode = "report-only"' in b and "report_uri" in b]
+    path = write(tmp_path, example)
+    main(["lint", str(path), "--json"])
+    codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
+    assert "report-uri-undeliverable" not in codes

@@ -109,7 +109,7 @@ def run_lint(args: argparse.Namespace) -> int:
         except NetworkError as e:
             failure = e
             break
-        findings += against(config, host, chain, now=now)
+        findings += against(config, host, chain, now=now, port=port)
     code = exit_status(findings, strict=args.strict)
     if failure is not None:
         code = failure.exit_code
