@@ -100,7 +100,8 @@ def test_jobs_bounds_how_many_hosts_are_checked_at_once(
     lock = threading.Lock()
     state = {"now": 0, "max": 0}
 
-    def fake_check(url: str, config: PinConfig, *, timeout: float = 10.0) -> CheckResult:
+    def fake_check(url: str, config: PinConfig, *, timeout: float = 10.0,
+                   proxy: str | bool | None = None) -> CheckResult:
         with lock:
             state["now"] += 1
             state["max"] = max(state["max"], state["now"])

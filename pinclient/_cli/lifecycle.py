@@ -68,6 +68,14 @@ def _timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", metavar="SECONDS", type=seconds, default=10.0,
                         help="connect and handshake timeout per host, for both together "
                         "(default: %(default)s)")
+    # The same proxy rules as fetch-update (pinclient._proxy.proxy_route): behind a proxy, a check
+    # that connects directly fails where the fetch would work.
+    proxies = parser.add_mutually_exclusive_group()
+    proxies.add_argument("--proxy", metavar="URL", default=None,
+                         help="tunnel through this http:// or https:// proxy (default: $HTTPS_PROXY "
+                         "/ $https_proxy, minus $NO_PROXY hosts), as fetch-update does")
+    proxies.add_argument("--no-proxy", dest="proxy", action="store_const", const=False,
+                         help="connect directly, ignoring the environment")
 
 
 def _pins_args(pins: str | None, ca_bundle: str | None = None) -> argparse.Namespace:
@@ -105,7 +113,8 @@ def run_lint(args: argparse.Namespace) -> int:
     failure: NetworkError | None = None
     for host, port in targets:
         try:
-            chain = handshake(host, port, config.trust_bundle(), timeout=args.timeout)
+            chain = handshake(host, port, config.trust_bundle(), timeout=args.timeout,
+                              proxy=args.proxy)
         except NetworkError as e:
             failure = e
             break
@@ -172,7 +181,7 @@ def run_pin(args: argparse.Namespace) -> int:
         return 0
     host, port = parse_target(args.target, bare_ok=True)
     bundle = _pin_bundle(args)
-    ders = handshake(host, port, _bundle_file(bundle), timeout=args.timeout)
+    ders = handshake(host, port, _bundle_file(bundle), timeout=args.timeout, proxy=args.proxy)
     where = host if port == 443 else f"{host}:{port}"
     try:
         certs = [x509.load_der_x509_certificate(d) for d in ders]
@@ -383,7 +392,8 @@ def run_check(args: argparse.Namespace) -> int:
     for url in args.urls:
         parse_target(url)  # every URL is valid before any host is contacted
     with ThreadPoolExecutor(max_workers=min(args.jobs, len(args.urls))) as pool:
-        results = list(pool.map(lambda url: check(url, config, timeout=args.timeout), args.urls))
+        results = list(pool.map(lambda url: check(url, config, timeout=args.timeout,
+                                                  proxy=args.proxy), args.urls))
     verdicts = [r.verdict for r in results]
     code = 3 if "violation" in verdicts else 6 if "tls-error" in verdicts else 0
     counts = {v: verdicts.count(v) for v in ("ok", "violation", "report-only", "tls-error")}
