@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from pinclient import PinViolation, fetch_update, load_pins
+from pinclient import minisign as ms
 from pinclient._cli.main import main
 from pinclient._demo import Response
 from pinclient._names import printable
@@ -142,3 +143,21 @@ def test_cli_messages_never_carry_terminal_escapes(
     err = capsys.readouterr().err
     assert_clean(err)
     assert "\\x1b[2J" in err
+
+
+def test_a_signed_trusted_comment_reaches_the_terminal_escaped(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS, capsys: pytest.CaptureFixture[str]) -> None:
+    # The trusted comment is signed, but it is still text from the publisher's side of the wire.
+    key = ms.SecretKey(key_id=bytes.fromhex("0102030405060708"), seed=b"\x11" * 32)
+    body = pinset("p", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    body += f'signing_keys = ["{key.public_key.to_string()}"]\n'
+    pins = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
+    payload = b"update"
+    comment = "app 2.1\x1b[2J\x1b]0;owned\x07\u202e"
+    routes = {"/app.bin": payload, "/app.bin.minisig": ms.sign(key, payload, trusted_comment=comment)}
+    with https_server(routes) as server:
+        assert main(["fetch", server.url("/app.bin"), "-o", str(tmp_path / "app.bin"),
+                     "--pins", str(pins)]) == 0
+    out = capsys.readouterr().out
+    assert_clean(out)
+    assert "trusted comment: app 2.1\\x1b[2J" in out

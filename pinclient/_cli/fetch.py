@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote, urlsplit
 
+from .._names import printable
 from ..errors import UsageError
 from .common import (
     HeaderAction,
@@ -178,7 +179,7 @@ def print_saved(result: FetchResult, out: TextIO | None = None) -> None:
     """What ``fetch-update`` prints after a verified download (to ``out``, default stdout)."""
     print = functools.partial(builtins.print, file=out or sys.stdout)
     print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
-    print(f"  from {result.url}")
+    print(f"  from {printable(result.url)}")  # a redirect's target: the server's text
     if result.report_only:
         print(f'  PINS VIOLATED ({result.pin_result}) but not enforced: pinset '
               f'"{result.pinset or "(none)"}" is in report-only mode; verified chain (leaf first):')
@@ -191,7 +192,8 @@ def print_saved(result: FetchResult, out: TextIO | None = None) -> None:
     if result.signature is not None:
         sig = result.signature
         print(f"  minisign signature by key {sig.key_id_hex} verified"
-              f"{'' if sig.prehashed else ' (legacy)'}; trusted comment: {sig.trusted_comment}")
+              f"{'' if sig.prehashed else ' (legacy)'}; trusted comment: "
+              f"{printable(sig.trusted_comment)}")
 
 
 def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOptions) -> int:
@@ -229,10 +231,11 @@ def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOpt
         return 0
     signer = manifest.signature.key_id_hex if manifest.signature else "?"
     expires = f", expires {manifest.expires:%Y-%m-%dT%H:%M:%SZ}" if manifest.expires else ""
-    print(f"manifest {manifest.name} {manifest.version} from {manifest.source} "
+    print(f"manifest {printable(manifest.name)} {printable(manifest.version)} from "
+          f"{printable(manifest.source)} "
           f"(signed by key {signer}{expires})")
     if fetched is None:
-        print(f"up to date: version {manifest.version} is installed; nothing fetched")
+        print(f"up to date: version {printable(manifest.version)} is installed; nothing fetched")
     else:
         print_saved(fetched, out)
     return 0
