@@ -44,6 +44,7 @@ from ..errors import (
 )
 from ..transport import pinning_manager
 from .dest import STDOUT, check_dest, dest_kind
+from .digest import DigestCheck, parse_hashes
 from .http import fetch_small, open_url, request_error
 from .job import Job, Restart, deadline_error
 from .lock import dest_lock
@@ -88,6 +89,8 @@ class FetchResult:
     #: ``report_only`` is True — the violation that report-only mode let through.
     pin_result: str = "pinned"
     report_only: bool = False
+    #: Digests checked beside ``sha256`` (``hashes=`` / ``--hash``): algorithm → hex.
+    digests: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -102,6 +105,7 @@ class FetchResult:
             "report_only": self.report_only,
             "attempts": self.attempts,
             "resumed_from": self.resumed_from,
+            "digests": dict(self.digests),
             "signature": None if self.signature is None else {
                 "key_id": self.signature.key_id_hex, "trusted_comment": self.signature.trusted_comment,
                 "prehashed": self.signature.prehashed},
@@ -116,6 +120,7 @@ def fetch_update(
     sha256: str | None = None,
     size: int | None = None,
     options: FetchOptions | None = None,
+    hashes: Sequence[str] | None = None,
     signature: SignatureSource | None = None,
     signing_keys: Sequence[str | PublicKey] | None = None,
     manager: Any = None,
@@ -124,7 +129,8 @@ def fetch_update(
 ) -> FetchResult:
     """Fetch ``url`` over the pinned transport into ``dest``, verified and atomically.
 
-    What: ``sha256`` (hex) and ``size`` (exact bytes) are checked before DEST is touched. The body
+    What: ``sha256`` (hex), ``hashes`` (pip's spelling, ``["sha384:HEX", "sha512:HEX"]``; every one
+    must match) and ``size`` (exact bytes) are checked before DEST is touched. The body
     may never exceed ``options.max_size``, else the host's pinset ``max_size``, else ``[defaults]``
     ``max_size``, else :data:`DEFAULT_MAX_SIZE` (and never ``size``); a larger Content-Length aborts
     before the body, a longer body is cut off at the limit.
@@ -171,7 +177,7 @@ def fetch_update(
     """
     opts = (options or FetchOptions()).with_overrides(overrides)
     job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
-                    manager=manager, progress=progress)
+                    manager=manager, progress=progress, hashes=hashes)
     kind = dest_kind(job.target)
     lock = dest_lock(job.target, opts.lock_timeout) if kind == "file" else contextlib.nullcontext()
     try:
@@ -194,10 +200,13 @@ def fetch_update(
 
 
 def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha256: str | None,
-              size: int | None, options: FetchOptions, manager: Any, progress: Progress | None) -> Job:
+              size: int | None, options: FetchOptions, manager: Any, progress: Progress | None,
+              hashes: Sequence[str] | None = None) -> Job:
     """Check what to fetch and where (before any connection), and build the job."""
     url = normalize_url(url)
     expected = expected_hash(sha256)
+    digests = parse_hashes(hashes, sha256=expected)
+    expected = digests.pop("sha256", None)  # the SHA-256 keeps its own path (resume sidecar, result)
     if size is not None and size < 0:
         raise UsageError("size must not be negative")
     if size is not None and options.max_size is not None and size > options.max_size:
@@ -209,8 +218,11 @@ def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha2
     headers = request_headers(options.headers)
     if manager is None:
         manager = pinning_manager(config, proxy=options.proxy)
-    return Job(url=url, target=target, config=config, pm=manager, options=options, headers=headers,
-               expected=expected, size=size, progress=progress)
+    job = Job(url=url, target=target, config=config, pm=manager, options=options, headers=headers,
+              expected=expected, size=size, progress=progress)
+    if digests:
+        job.sinks.append(DigestCheck(digests))
+    return job
 
 
 # --------------------------------------------------------------------------- attempts
@@ -331,7 +343,8 @@ def _attempt(job: Job, part: PartFile) -> FetchResult:
         chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
         attempts=job.attempts, resumed_from=resumed_from, signature=signature,
         pin_result=verdict.reason if verdict else "pinned",
-        report_only=bool(verdict and verdict.report_only))
+        report_only=bool(verdict and verdict.report_only),
+        digests={k: v for s in job.sinks if isinstance(s, DigestCheck) for k, v in s.verified.items()})
 
 
 def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
