@@ -6,6 +6,8 @@ A manifest is a small JSON object published next to the updates and signed with 
     {"name": "app", "version": "2.1.0", "url": "app-2.1.0.tar.gz",
      "size": 48213, "sha256": "9f86d08…", "expires": "2026-12-31T00:00:00Z"}
 
+A digest is required: ``sha256``, ``sha384`` or ``sha512`` (any of them; every one given is checked).
+
 ``url`` may be relative to the manifest's own URL (after redirects); it must end up ``https://``
 and is fetched through the same pins. ``expires`` is optional: an RFC 3339 time with a time zone.
 Other keys are ignored, so publishers may add their own (release notes, …).
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from ._download.digest import ALGORITHMS
 from ._download.fetch import FetchResult, Progress, fetch_update
 from ._download.options import FetchOptions
 from ._download.signature import resolve_signing_keys
@@ -65,7 +68,7 @@ __all__ = [
 #: A manifest is a few hundred bytes; never read more than this.
 MAX_MANIFEST_SIZE = 64 * 1024
 _VERSION = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,18}){0,15}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -77,15 +80,21 @@ class Manifest:
     version: str
     url: str
     size: int
-    sha256: str
+    sha256: str | None  # None when the manifest gives only longer digests
     expires: dt.datetime | None = None
     source: str = ""
     signature: VerifiedSignature | None = None
+    digests: dict[str, str] = dataclasses.field(default_factory=dict)  # sha384/sha512 → hex
+
+    @property
+    def hashes(self) -> list[str]:
+        """The digests other than ``sha256``, as :func:`~pinclient.fetch_update`'s ``hashes=``."""
+        return [f"{name}:{digest}" for name, digest in self.digests.items()]
 
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name, "version": self.version, "url": self.url, "size": self.size,
-            "sha256": self.sha256, "expires": _iso(self.expires), "source": self.source,
+            "sha256": self.sha256, **self.digests, "expires": _iso(self.expires), "source": self.source,
             "signed_by": self.signature.key_id_hex if self.signature else None,
         }
 
@@ -139,7 +148,8 @@ def parse_manifest(data: bytes, *, base_url: str) -> Manifest:
 
     Raises:
         IntegrityError: not a JSON object with valid ``name``, ``version``, ``url`` (https),
-            ``size``, ``sha256`` and optional ``expires``; or a key appears twice.
+            ``size``, at least one of ``sha256``/``sha384``/``sha512``, and optional ``expires``;
+            or a key appears twice.
     """
     try:
         doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
@@ -159,7 +169,16 @@ def parse_manifest(data: bytes, *, base_url: str) -> Manifest:
     version = field("version", str, "a version string such as \"2.1.0\"")
     url = field("url", str, "a URL string")
     size = field("size", int, "a number of bytes")
-    sha256 = field("sha256", str, "64 hex digits").strip().lower()
+    digests = {}
+    for algorithm, length in ALGORITHMS.items():  # sha256, sha384, sha512: any, at least one
+        if algorithm in doc:
+            digests[algorithm] = field(algorithm, str, f"{length} hex digits").strip().lower()
+            if len(digests[algorithm]) != length or not _HEX.fullmatch(digests[algorithm]):
+                raise IntegrityError(f"the manifest at {base_url}: {algorithm!r} must be {length} hex "
+                                     "digits")
+    if not digests:
+        raise IntegrityError(f"the manifest at {base_url}: a digest is required: 'sha256', 'sha384' "
+                             "or 'sha512'")
     if not name.strip():
         raise IntegrityError(f"the manifest at {base_url}: 'name' must not be empty")
     try:
@@ -168,8 +187,6 @@ def parse_manifest(data: bytes, *, base_url: str) -> Manifest:
         raise IntegrityError(f"the manifest at {base_url}: 'version': {e}") from None
     if size < 0:
         raise IntegrityError(f"the manifest at {base_url}: 'size' must not be negative")
-    if not _HEX64.fullmatch(sha256):
-        raise IntegrityError(f"the manifest at {base_url}: 'sha256' must be 64 hex digits")
     try:
         absolute = normalize_url(urljoin(base_url, url))
     except (UsageError, ValueError) as e:
@@ -179,8 +196,8 @@ def parse_manifest(data: bytes, *, base_url: str) -> Manifest:
     if "expires" in doc:
         expires = _parse_time(field("expires", str, "an RFC 3339 time such as "
                                     "\"2026-12-31T00:00:00Z\""), base_url)
-    return Manifest(name=name, version=version, url=absolute, size=size, sha256=sha256,
-                    expires=expires, source=base_url)
+    return Manifest(name=name, version=version, url=absolute, size=size, sha256=digests.pop("sha256", None),
+                    expires=expires, source=base_url, digests=digests)
 
 
 def check_manifest(manifest: Manifest, *, now: dt.datetime, installed_version: str | None = None,
@@ -291,6 +308,7 @@ def fetch_from_manifest(
     """
     _check_installed(installed_version)
     opts = (options or FetchOptions()).with_overrides(overrides)
+    config = opts.pins(config)  # unpinned=, before the manager is built from it
     own = manager is None
     if own:
         manager = pinning_manager(config, proxy=opts.proxy)
@@ -301,7 +319,7 @@ def fetch_from_manifest(
         if installed_version is not None and compare_versions(manifest.version, installed_version) == 0:
             return ManifestResult(manifest, None)
         fetched = fetch_update(manifest.url, dest, config=config, sha256=manifest.sha256,
-                               size=manifest.size, signature=False, manager=manager,
+                               hashes=manifest.hashes, size=manifest.size, signature=False, manager=manager,
                                progress=progress, options=opts)
         return ManifestResult(manifest, fetched)
     finally:

@@ -46,6 +46,9 @@ def configure_fetch(parser: argparse.ArgumentParser) -> None:
                         help="where to save it (default: the URL's file name in this folder); - writes "
                         "the verified bytes to standard output")
     parser.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the payload")
+    parser.add_argument("--hash", metavar="ALG:HEX", action="append", dest="hashes",
+                        help="expected digest, pip's spelling: sha256:HEX, sha384:HEX or sha512:HEX "
+                        "(repeatable; every one given must match)")
     parser.add_argument("--size", metavar="BYTES", type=exact_bytes, help="expected exact size in bytes")
     parser.add_argument("--revocation", choices=("off", "soft-fail", "hard-fail"), metavar="MODE",
                         help="revocation checking (OCSP/CRL) for every host: off, soft-fail or "
@@ -79,7 +82,7 @@ def _check_fetch_args(args: argparse.Namespace) -> None:
     if args.manifest:
         if args.url:
             raise UsageError("give the update's URL or --manifest URL, not both.")
-        for flag, value in (("--sha256", args.sha256), ("--size", args.size)):
+        for flag, value in (("--sha256", args.sha256), ("--hash", args.hashes), ("--size", args.size)):
             if value is not None:
                 raise UsageError(f"{flag} comes from the signed manifest; it cannot be given with "
                                  "--manifest.")
@@ -162,7 +165,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     bar = progress_bar(quiet=args.quiet)
     try:
         result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size,
-                              signature=args.signature, signing_keys=args.signing_keys,
+                              hashes=args.hashes, signature=args.signature, signing_keys=args.signing_keys,
                               progress=bar, options=options)
     finally:
         if bar is not None:
@@ -180,6 +183,8 @@ def print_saved(result: FetchResult, out: TextIO | None = None) -> None:
     print = functools.partial(builtins.print, file=out or sys.stdout)
     print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
     print(f"  from {printable(result.url)}")  # a redirect's target: the server's text
+    for name, digest in result.digests.items():
+        print(f"  {name} {digest} verified")
     if result.report_only:
         print(f'  PINS VIOLATED ({result.pin_result}) but not enforced: pinset '
               f'"{result.pinset or "(none)"}" is in report-only mode; verified chain (leaf first):')
@@ -214,6 +219,7 @@ def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOpt
             try:
                 fetched = fetch_update(manifest.url, args.output or default_dest(manifest.url),
                                        config=config, sha256=manifest.sha256, size=manifest.size,
+                                       hashes=manifest.hashes,
                                        signature=False, manager=manager, progress=bar,
                                        options=options)
             finally:
