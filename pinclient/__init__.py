@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._download.fetch import FetchResult, Progress, fetch_update
     from ._download.options import FetchOptions
     from ._download.retry import RetryPolicy
+    from ._pinsupdate import PinsUpdateResult, update_pins
     from ._probe import CheckResult, check
     from .config import PinConfig, Pinset, load_pins, parse_pins
     from .policy import Verdict, evaluate
@@ -60,6 +61,7 @@ __all__ = [
     "PinningPoolManager",
     "PinningProxyManager",
     "PinsFileError",
+    "PinsUpdateResult",
     "Pinset",
     "Progress",
     "RetryPolicy",
@@ -79,6 +81,7 @@ __all__ = [
     "load_pins",
     "parse_pins",
     "pinning_manager",
+    "update_pins",
 ]
 
 _LAZY = {
@@ -99,6 +102,8 @@ _LAZY = {
     "pinning_manager": "transport",
     "CheckResult": "_probe",
     "check": "_probe",
+    "PinsUpdateResult": "_pinsupdate",
+    "update_pins": "_pinsupdate",
 }
 
 

@@ -56,12 +56,15 @@ __all__ = [
     "format_serial",
     "load_pins",
     "override_revocation",
+    "override_unpinned",
     "parse_pins",
     "revocation_settings",
     "spki_sha256",
 ]
 
-UnpinnedPolicy = Literal["refuse", "allow"]
+#: Hosts no pinset covers: "refuse", "allow" (plain TLS validation), or "remember" (the first
+#: verified chain's CAs are recorded and later chains must contain one of them; see _known.py).
+UnpinnedPolicy = Literal["refuse", "allow", "remember"]
 #: "enforce" refuses a violating connection; "report-only" lets it through, warns and reports it.
 Mode = Literal["enforce", "report-only"]
 #: Revocation checking (see pinclient._revocation): "off", "soft-fail" (warn when the status cannot be
@@ -161,6 +164,19 @@ class Defaults:
     # $PINCLIENT_STATE_DIR, else the user state folder (see PinConfig.state_folder).
     state_dir: str | None = None
     max_size: int | None = None  # bytes any body may have; None: download.DEFAULT_MAX_SIZE (4 GiB)
+    # unpinned = "remember": days a known-issuers record may go unused before it is dropped (with
+    # a warning), so a decommissioned or re-homed host does not lock a client out forever.
+    remember_max_age: int = 400
+
+
+@dataclass(frozen=True)
+class UpdateSource:
+    """``[update]``: where signed newer versions of this pins file are published (see
+    :func:`pinclient.update_pins`)."""
+
+    url: str  # https URL of the pins document; its signature is url + ".minisig"
+    signing_keys: tuple[PublicKey, ...]  # minisign keys, any one of which must sign a new document
+    interval: float  # seconds between checks made by fetch-update
 
 
 @dataclass(frozen=True)
@@ -216,6 +232,11 @@ def override_revocation(config: PinConfig, mode: RevocationMode) -> PinConfig:
     pinsets = tuple(dataclasses.replace(p, revocation=None) for p in config.pinsets)
     defaults = dataclasses.replace(config.defaults, revocation=mode)
     return dataclasses.replace(config, defaults=defaults, pinsets=pinsets)
+
+
+def override_unpinned(config: PinConfig, policy: UnpinnedPolicy) -> PinConfig:
+    """``config`` with ``[defaults] unpinned`` set to ``policy`` (``--unpinned``, ``unpinned=``)."""
+    return dataclasses.replace(config, defaults=dataclasses.replace(config.defaults, unpinned=policy))
 
 
 # --------------------------------------------------------------------------- loading
@@ -333,7 +354,8 @@ class _Loader:
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
         self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS
-                        | _REVOCATION_KEYS | {"cache_dir", "max_size", "state_dir"}, set(),
+                        | _REVOCATION_KEYS | {"cache_dir", "max_size", "state_dir"}
+                        | {"remember_max_age"}, set(),
                         section="[defaults]")
         ca_bundle = "certifi"
         if "ca_bundle" in table:
@@ -344,10 +366,25 @@ class _Loader:
                     raise self.error(f"CA bundle {str(bundle)!r} is not a readable file "
                                      "(use \"certifi\" or a path relative to this file)", key="ca_bundle")
                 ca_bundle = str(bundle.resolve())
-        unpinned = self.choice(table.get("unpinned", "refuse"), ("refuse", "allow"), key="unpinned")
-        return Defaults(ca_bundle=ca_bundle, unpinned="allow" if unpinned == "allow" else "refuse",
+        unpinned = self.choice(table.get("unpinned", "refuse"), UNPINNED_POLICIES, key="unpinned")
+        return Defaults(ca_bundle=ca_bundle, unpinned=_UNPINNED[unpinned],
                         **self.lifecycle(table, pinset=None), **self.revocation(table, pinset=None),
-                        **self.max_size(table, pinset=None), **self.state_dir(table))
+                        **self.max_size(table, pinset=None), **self.state_dir(table),
+                        **self.remember_max_age(table))
+
+    def remember_max_age(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        """``remember_max_age``: a positive whole number of days, as ``400`` or ``"400d"``."""
+        if "remember_max_age" not in table:
+            return {}
+        value = table["remember_max_age"]
+        days = value if isinstance(value, int) and not isinstance(value, bool) else None
+        if isinstance(value, str) and 1 < len(value) <= 6 and value.endswith("d") \
+                and value[:-1].isascii() and value[:-1].isdigit():
+            days = int(value[:-1])
+        if days is None or not 0 < days <= 36500:
+            raise self.error(f"must be a whole number of days from 1 to 36500, written 400 or "
+                             f"\"400d\", not {printable(repr(value)[:40])}", key="remember_max_age")
+        return {"remember_max_age": days}
 
     def state_dir(self, table: Mapping[str, Any]) -> dict[str, Any]:
         """``state_dir`` ([defaults] only), validated; absent: left out."""
@@ -609,6 +646,9 @@ class _Loader:
             raise self.error(f"{str(cert_path)!r} is not a PEM or DER certificate: {e}",
                              pinset=pinset, key="cert") from None
 
+
+UNPINNED_POLICIES = ("refuse", "allow", "remember")
+_UNPINNED: dict[str, UnpinnedPolicy] = {"refuse": "refuse", "allow": "allow", "remember": "remember"}
 
 # Lifecycle keys (rollout and rotation): report-only mode, violation reports, pinset expiry.
 _DEFAULTS_LIFECYCLE_KEYS = {"mode", "report_uri", "report_file"}

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -30,7 +31,10 @@ __all__ = ["ChainCert", "Verdict", "effective_mode", "evaluate", "expiry_warning
            "format_report_only", "parse_chain", "spki_sha256"]
 
 Reason = Literal["pinned", "unpinned-allowed", "unexpected-issuer", "blocked", "unpinned",
-                 "no-verified-chain"]
+                 "no-verified-chain", "first-contact", "remembered", "issuer-changed"]
+#: Reasons that are no violation: pinned, allowed unpinned, and remembered hosts whose chain keeps
+#: a recorded CA (or that are met for the first time).
+_ACCEPTED_REASONS = ("pinned", "unpinned-allowed", "first-contact", "remembered")
 
 
 @dataclass(frozen=True)
@@ -102,11 +106,15 @@ class Verdict:
     blocked_cert: ChainCert | None = None
     mode: Mode = "enforce"
     expired: bool = False
+    # unpinned = "remember", issuer-changed: the recorded issuers ("sha256/…: subject") and the
+    # command that accepts the change.
+    known: tuple[str, ...] = ()
+    forget_command: str = ""
 
     @property
     def violated(self) -> bool:
         """The chain broke the pins (refused, or let through in report-only mode)."""
-        return self.reason not in ("pinned", "unpinned-allowed")
+        return self.reason not in _ACCEPTED_REASONS
 
     @property
     def report_only(self) -> bool:
@@ -116,7 +124,7 @@ class Verdict:
     def violation(self, port: int | None = None) -> PinViolation:
         """The :class:`PinViolation` describing this violation (refused or report-only)."""
         assert self.violated
-        expected = tuple(p.describe() for p in self.pinset.issuers) if self.pinset else ()
+        expected = tuple(p.describe() for p in self.pinset.issuers) if self.pinset else self.known
         return PinViolation(
             format_refusal(self, port),
             host=self.host,
@@ -184,7 +192,7 @@ def effective_mode(config: PinConfig, pinset: Pinset | None, now: dt.datetime) -
 
 
 def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
-             now: dt.datetime | None = None) -> Verdict:
+             now: dt.datetime | None = None, known: Mapping[bytes, str] | None = None) -> Verdict:
     """Decide whether a **verified** chain (DER, leaf first) is acceptable for ``host`` at ``now``.
 
     Order: an empty chain fails closed; a blocked certificate anywhere refuses, pinned host or
@@ -192,6 +200,11 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
     of its pinset's issuers above the leaf. An unexpected issuer (or a refused unpinned host) under
     report-only mode gives an accepted verdict that still carries the violation. ``now`` only
     matters for ``expires``; None reads the clock (callers that want purity pass it).
+
+    With ``unpinned = "remember"`` an uncovered host is judged against ``known``, the CA keys
+    recorded for it (SPKI SHA-256 → subject as shown; None: no record): no record is a first
+    contact (accepted, the caller records the chain), a chain with a recorded key above the leaf is
+    remembered, any other is ``issuer-changed`` (refused, or let through in report-only mode).
 
     Raises:
         ValueError: ``host`` is not a valid host name.
@@ -214,6 +227,8 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
         return Verdict(name, False, "blocked", certs, pinset, blocked=hit[0], blocked_cert=hit[1],
                        expired=expired)
     if pinset is None:
+        if config.defaults.unpinned == "remember":
+            return _remembered(config, name, certs, known, mode)
         if config.defaults.unpinned == "allow":
             return Verdict(name, True, "unpinned-allowed", certs, mode=mode)
         return Verdict(name, mode == "report-only", "unpinned", certs, mode=mode)
@@ -222,6 +237,23 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
         return Verdict(name, mode == "report-only", "unexpected-issuer", certs, pinset, mode=mode,
                        expired=expired)
     return Verdict(name, True, "pinned", certs, pinset, matched=pin, mode=mode, expired=expired)
+
+
+def _remembered(config: PinConfig, name: str, certs: tuple[ChainCert, ...],
+                known: Mapping[bytes, str] | None, mode: Mode) -> Verdict:
+    """Issuer continuity (SSH known_hosts, Certificate Patrol): the verified chain must keep one of
+    the CA keys recorded for the host. A key, not a name, so a CA that can mint a sub-CA with the
+    recorded name does not pass (Firefox 4's update check compared names)."""
+    if known is None:
+        return Verdict(name, True, "first-contact", certs, mode=mode)
+    if any(cert.spki_sha256 in known for cert in certs[1:]):  # the leaf's own key never counts
+        return Verdict(name, True, "remembered", certs, mode=mode)
+    recorded = tuple(f"sha256/{base64.b64encode(k).decode()}: {subject}" for k, subject in known.items())
+    command = f"pinclient forget {shlex.quote(name)}"
+    if config.path is not None:
+        command += f" --pins {shlex.quote(str(config.path))}"
+    return Verdict(name, mode == "report-only", "issuer-changed", certs, mode=mode, known=recorded,
+                   forget_command=command)
 
 
 def expiry_warning(verdict: Verdict) -> str | None:
@@ -269,6 +301,10 @@ def format_refusal(verdict: Verdict, port: int | None = None) -> str:
         head = (f"Certificate pinning failure for {where}: no pinset in the pins file covers this host "
                 'and defaults.unpinned is "refuse". Add a [[pinset]] for it, or set '
                 'unpinned = "allow" in [defaults] to accept plain TLS validation.')
+    elif verdict.reason == "issuer-changed":
+        head = (f"Certificate pinning failure for {where} (no pinset; unpinned = \"remember\"): the "
+                "issuer changed. No certificate above the leaf in the verified chain is a CA recorded "
+                "for this host at an earlier connection.")
     elif verdict.reason == "no-verified-chain":
         head = (f"Certificate pinning failure for {where} ({pinset}): the TLS connection has no verified "
                 "chain to check (a resumed session or verification turned off); refusing.")
@@ -282,4 +318,9 @@ def format_refusal(verdict: Verdict, port: int | None = None) -> str:
     if verdict.pinset is not None and verdict.reason != "blocked":
         lines.append(f'  Pinned issuers for "{verdict.pinset.name}" (one must appear above the leaf):')
         lines.extend(f"    {p.describe()}" for p in verdict.pinset.issuers)
+    if verdict.reason == "issuer-changed":
+        lines.append("  Recorded issuers (one must appear above the leaf):")
+        lines.extend(f"    {k}" for k in verdict.known)
+        lines.append(f"  If the new CA is expected, accept it with: {verdict.forget_command} "
+                     "(the next connection records the new issuers).")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from urllib3.poolmanager import PoolKey
 from urllib3.util.ssl_ import resolve_cert_reqs
 
 from ._deadline import WATCHED_POOLS, WatchedPoolMixin
+from ._known import KnownIssuers
 from ._proxy import no_proxy_matches, proxy_route
 from ._reporting import DEFAULT_REPORT_TIMEOUT, MAX_RESPONSE, Reporter, has_report_destination
 from ._revocation.hook import RevocationHook
@@ -52,6 +53,8 @@ class PinGuard:
     Every violation, enforced or report-only, goes to ``reporter`` (if any) before the connection
     is refused or let through. A report-only violation is logged at WARNING on the ``pinclient``
     logger with the full refusal text marked REPORT-ONLY; an expired pinset warns on every use.
+    With ``unpinned = "remember"``, hosts no pinset covers are judged against (and recorded in)
+    the known-issuers file of the config's state folder (:mod:`pinclient._known`).
     """
 
     def __init__(self, config: PinConfig, *, reporter: Reporter | None = None) -> None:
@@ -60,6 +63,7 @@ class PinGuard:
         self.after_check: list[AfterCheck] = []
         self._lock = threading.Lock()
         self.checks = 0
+        self.known = KnownIssuers.for_config(config) if config.defaults.unpinned == "remember" else None
 
     def check(self, sock: Any, port: int) -> Verdict:
         """Check the verified chain of ``sock`` against the pins of the name TLS verified.
@@ -68,7 +72,10 @@ class PinGuard:
         certificate against), never from the connection's host, which is the proxy's when tunnelling.
 
         Raises:
-            PinViolation: refused (unexpected issuer, blocked, unpinned, or nothing verified).
+            PinViolation: refused (unexpected issuer, blocked, unpinned, issuer changed, or
+                nothing verified).
+            StorageError / UsageError: ``unpinned = "remember"`` and the known-issuers file could
+                not be locked, written, or is not pinclient's.
         """
         with self._lock:
             self.checks += 1
@@ -85,7 +92,8 @@ class PinGuard:
             )
         now = dt.datetime.now(dt.timezone.utc)
         try:
-            verdict = evaluate(self.config, host, info.chain, now=now)
+            verdict = (self.known.judge(self.config, host, info.chain, now) if self.known is not None
+                       else evaluate(self.config, host, info.chain, now=now))
         except ValueError as e:  # a host no pinset can be looked up for, e.g. 0177.0.0.1 (_names.py)
             raise PinViolation(f"Certificate pinning failure: {e}; refusing.", host=host, port=port,
                                reason="invalid-host") from None

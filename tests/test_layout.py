@@ -140,7 +140,8 @@ def test_public_modules_are_exactly_those_without_an_underscore_in_their_path() 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_modules_stay_readable(module: str) -> None:
     # A guide, not a law (issue 12): one cohesive job per module, a few hundred lines.
-    allowed = {"pinclient.minisign": 800, "pinclient._revocation.verify": 700, "pinclient.config": 650}
+    # config: pins.toml v1's whole loader, with [update]/serial (signed pins updates, issue 15).
+    allowed = {"pinclient.minisign": 800, "pinclient._revocation.verify": 700, "pinclient.config": 800}
     lines = len(MODULES[module].read_text(encoding="utf-8").splitlines())
     assert lines <= allowed.get(module, 500), f"{module} has {lines} lines"
 

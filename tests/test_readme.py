@@ -112,6 +112,7 @@ SECTIONS = {  # how each section is named in the tables' "where" column → a TO
     "`[[pinset]]`": "version = 1\n[[pinset]]\n{key} = 1\n",
     "issuer": 'version = 1\n[[pinset]]\nname = "a"\nhosts = ["a"]\nissuers = [{{ {key} = 1 }}]\n',
     "`[[blocked]]`": "version = 1\n[[blocked]]\n{key} = 1\n",
+    "`[update]`": "version = 1\n[update]\n{key} = 1\n",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from .._names import printable
 from .._version import __version__
 from ..errors import PinclientError, UsageError
-from . import demo, fetch, lifecycle, sign
+from . import demo, fetch, known, lifecycle, sign
 from .common import EXIT_CODES, Runner
 
 __all__ = ["fetch_main", "main"]
@@ -38,6 +38,8 @@ def _commands() -> dict[str, Command]:
         "lint": (lifecycle.LINT_HELP, lifecycle.configure_lint, lifecycle.run_lint),
         "pin": (lifecycle.PIN_HELP, lifecycle.configure_pin, lifecycle.run_pin),
         "check": (lifecycle.CHECK_HELP, lifecycle.configure_check, lifecycle.run_check),
+        "known": (known.KNOWN_HELP, known.configure_known, known.run_known),
+        "forget": (known.FORGET_HELP, known.configure_forget, known.run_forget),
         "keygen": ("make a minisign key pair for signing updates (compatible with minisign -G)",
                    sign.configure_keygen, sign.run_keygen),
         "sign": ("sign files with a minisign secret key: writes FILE.minisig (compatible with "

@@ -16,9 +16,10 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .._version import USER_AGENT
+from ..config import UNPINNED_POLICIES, PinConfig, UnpinnedPolicy, override_unpinned
 from ..errors import UsageError
 from .retry import RetryPolicy
 
@@ -78,6 +79,9 @@ class FetchOptions:
     # Accept legacy minisign signatures (Ed) by any signing key: unsafe, their algorithm bytes are
     # unsigned (docs/signing.md). False: only where the pinset allows them for its own keys.
     allow_legacy_signatures: bool = False
+    # Hosts no pinset covers: "refuse", "allow" or "remember" (issuer continuity), overriding
+    # [defaults] unpinned; None: as the pins file says.
+    unpinned: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "rate_window"):
@@ -97,10 +101,19 @@ class FetchOptions:
                 raise UsageError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if (self.proxy is not None and not isinstance(self.proxy, (str, bool))) or self.proxy is True:
             raise UsageError(f"proxy must be a URL, False or None, got {self.proxy!r}")
+        if self.unpinned not in (None, *UNPINNED_POLICIES):
+            raise UsageError(f"unpinned must be one of {', '.join(UNPINNED_POLICIES)} or None, "
+                             f"got {self.unpinned!r}")
         object.__setattr__(self, "retries", _retry_policy(self.retries))
         headers = {} if self.headers is None else self.headers  # None: none, as in 0.1.0
         request_headers(headers)  # raises on a bad one
         object.__setattr__(self, "headers", _ReadOnlyHeaders(headers))
+
+    def pins(self, config: PinConfig) -> PinConfig:
+        """``config`` as this fetch applies it: ``unpinned``, when set, replaces ``[defaults]``'s."""
+        if self.unpinned is None or self.unpinned == config.defaults.unpinned:
+            return config
+        return override_unpinned(config, cast(UnpinnedPolicy, self.unpinned))
 
     @property
     def retry_policy(self) -> RetryPolicy:
