@@ -7,6 +7,8 @@ A manifest is a small JSON object published next to the updates and signed with 
      "size": 48213, "sha256": "9f86d08…", "expires": "2026-12-31T00:00:00Z"}
 
 A digest is required: ``sha256``, ``sha384`` or ``sha512`` (any of them; every one given is checked).
+``urls`` (optional) lists mirrors of the same payload, resolved like ``url`` and tried after it in
+order (see :func:`~pinclient.fetch_update`'s ``urls``); the signed digests and size hold for all.
 
 ``url`` may be relative to the manifest's own URL (after redirects); it must end up ``https://``
 and is fetched through the same pins. ``expires`` is optional: an RFC 3339 time with a time zone.
@@ -85,6 +87,7 @@ class Manifest:
     source: str = ""
     signature: VerifiedSignature | None = None
     digests: dict[str, str] = dataclasses.field(default_factory=dict)  # sha384/sha512 → hex
+    urls: tuple[str, ...] = ()  # mirrors of the same payload, tried after ``url`` in order
 
     @property
     def hashes(self) -> list[str]:
@@ -94,7 +97,8 @@ class Manifest:
     def to_json(self) -> dict[str, object]:
         return {
             "name": self.name, "version": self.version, "url": self.url, "size": self.size,
-            "sha256": self.sha256, **self.digests, "expires": _iso(self.expires), "source": self.source,
+            "sha256": self.sha256, **self.digests, "urls": list(self.urls), "expires": _iso(self.expires),
+            "source": self.source,
             "signed_by": self.signature.key_id_hex if self.signature else None,
         }
 
@@ -187,17 +191,27 @@ def parse_manifest(data: bytes, *, base_url: str) -> Manifest:
         raise IntegrityError(f"the manifest at {base_url}: 'version': {e}") from None
     if size < 0:
         raise IntegrityError(f"the manifest at {base_url}: 'size' must not be negative")
-    try:
-        absolute = normalize_url(urljoin(base_url, url))
-    except (UsageError, ValueError) as e:
-        raise IntegrityError(f"the manifest at {base_url}: 'url' {url!r} does not name an https:// "
-                             f"update: {getattr(e, 'message', e)}") from None
+    absolute = _resolve(base_url, url, "url")
+    mirrors = doc.get("urls", [])
+    if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+        raise IntegrityError(f"the manifest at {base_url}: 'urls' must be a list of URL strings, "
+                             f"not {json.dumps(mirrors)[:80]}")
+    others = tuple(dict.fromkeys(m for m in (_resolve(base_url, m, "urls") for m in mirrors)
+                                 if m != absolute))
     expires = None
     if "expires" in doc:
         expires = _parse_time(field("expires", str, "an RFC 3339 time such as "
                                     "\"2026-12-31T00:00:00Z\""), base_url)
     return Manifest(name=name, version=version, url=absolute, size=size, sha256=digests.pop("sha256", None),
-                    expires=expires, source=base_url, digests=digests)
+                    expires=expires, source=base_url, digests=digests, urls=others)
+
+
+def _resolve(base_url: str, url: str, key: str) -> str:
+    try:
+        return normalize_url(urljoin(base_url, url))
+    except (UsageError, ValueError) as e:
+        raise IntegrityError(f"the manifest at {base_url}: {key!r} {url!r} does not name an https:// "
+                             f"update: {getattr(e, 'message', e)}") from None
 
 
 def check_manifest(manifest: Manifest, *, now: dt.datetime, installed_version: str | None = None,
@@ -319,8 +333,8 @@ def fetch_from_manifest(
         if installed_version is not None and compare_versions(manifest.version, installed_version) == 0:
             return ManifestResult(manifest, None)
         fetched = fetch_update(manifest.url, dest, config=config, sha256=manifest.sha256,
-                               hashes=manifest.hashes, size=manifest.size, signature=False, manager=manager,
-                               progress=progress, options=opts)
+                               hashes=manifest.hashes, urls=manifest.urls, size=manifest.size,
+                               signature=False, manager=manager, progress=progress, options=opts)
         return ManifestResult(manifest, fetched)
     finally:
         if own:

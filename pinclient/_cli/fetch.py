@@ -40,8 +40,10 @@ __all__ = ["add_download_options", "configure_fetch", "default_dest", "print_sav
 
 
 def configure_fetch(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL", nargs="?",
-                        help="https:// URL of the update (or give --manifest URL instead)")
+    parser.add_argument("url", metavar="URL", nargs="*",
+                        help="https:// URL of the update (or give --manifest URL instead); more URLs "
+                        "are mirrors of the same payload, each pinned on its own, tried in order "
+                        "when one fails (network, HTTP status or pin violation)")
     parser.add_argument("-o", "--output", metavar="DEST",
                         help="where to save it (default: the URL's file name in this folder); - writes "
                         "the verified bytes to standard output")
@@ -111,10 +113,6 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
                          "/ $https_proxy, minus $NO_PROXY hosts); the pins still apply to the origin")
     proxies.add_argument("--no-proxy", dest="proxy", action="store_const", const=False,
                          default=argparse.SUPPRESS, help="connect directly, ignoring the environment")
-    add("--unpinned", choices=("refuse", "allow", "remember"), metavar="POLICY",
-        help="hosts no pinset covers: refuse, allow (plain TLS validation) or remember (record "
-        "their CAs at first contact, refuse a later chain with none of them: exit 3, "
-        "issuer-changed); default: [defaults] unpinned")
     add("--no-resume", dest="resume", action="store_false",
         help="do not continue an interrupted download (.DEST.pinclient-part); start "
         "from byte 0")
@@ -163,15 +161,14 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.revocation:
         config = override_revocation(config, args.revocation)
     options = fetch_options(args)
-    config = options.pins(config)  # --unpinned
     if args.manifest:
         return _run_manifest(args, config, options)
-    dest = args.output or default_dest(args.url)
+    dest = args.output or default_dest(args.url[0])
     bar = progress_bar(quiet=args.quiet)
     try:
-        result = fetch_update(args.url, dest, config=config, sha256=args.sha256, size=args.size,
-                              hashes=args.hashes, signature=args.signature, signing_keys=args.signing_keys,
-                              progress=bar, options=options)
+        result = fetch_update(args.url[0], dest, urls=args.url[1:], config=config, sha256=args.sha256,
+                              size=args.size, hashes=args.hashes, signature=args.signature,
+                              signing_keys=args.signing_keys, progress=bar, options=options)
     finally:
         if bar is not None:
             bar.close()
@@ -188,6 +185,8 @@ def print_saved(result: FetchResult, out: TextIO | None = None) -> None:
     print = functools.partial(builtins.print, file=out or sys.stdout)
     print(f"saved {result.dest} ({result.size} bytes, sha256 {result.sha256})")
     print(f"  from {printable(result.url)}")  # a redirect's target: the server's text
+    for mirror, kind, message in result.failed_mirrors:
+        print(f"  (mirror {printable(mirror)} failed first: {kind}: {printable(message)})")
     for name, digest in result.digests.items():
         print(f"  {name} {digest} verified")
     if result.report_only:
@@ -224,7 +223,7 @@ def _run_manifest(args: argparse.Namespace, config: PinConfig, options: FetchOpt
             try:
                 fetched = fetch_update(manifest.url, args.output or default_dest(manifest.url),
                                        config=config, sha256=manifest.sha256, size=manifest.size,
-                                       hashes=manifest.hashes,
+                                       hashes=manifest.hashes, urls=manifest.urls,
                                        signature=False, manager=manager, progress=bar,
                                        options=options)
             finally:

@@ -14,6 +14,7 @@ DEST is refused. How to fetch is one :class:`~.options.FetchOptions`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hmac
 import logging
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 from urllib3 import exceptions as u3
 
 from .._deadline import deadline, expired
-from .._names import normalize_url
+from .._names import normalize_url, printable
 from .._sizes import ascii_decimal
 from ..config import PinConfig
 from ..errors import (
@@ -38,12 +39,13 @@ from ..errors import (
     HTTPStatusError,
     NetworkError,
     PinclientError,
+    PinViolation,
     SizeError,
     StorageError,
     UsageError,
 )
 from ..transport import pinning_manager
-from .dest import STDOUT, check_dest, dest_kind
+from .dest import STDOUT, DestKind, check_dest, dest_kind
 from .digest import DigestCheck, parse_hashes
 from .http import fetch_small, open_url, request_error
 from .job import Job, Restart, deadline_error
@@ -91,6 +93,11 @@ class FetchResult:
     report_only: bool = False
     #: Digests checked beside ``sha256`` (``hashes=`` / ``--hash``): algorithm → hex.
     digests: dict[str, str] = field(default_factory=dict)
+    #: The mirror (as given, before redirects) that served the payload; ``url`` is where it ended.
+    mirror: str = ""
+    #: Mirrors tried before it, in order: (mirror, error class name, message); a pin violation among
+    #: them was refused (and reported, as any violation is) before a request byte was sent.
+    failed_mirrors: tuple[tuple[str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -106,6 +113,9 @@ class FetchResult:
             "attempts": self.attempts,
             "resumed_from": self.resumed_from,
             "digests": dict(self.digests),
+            "mirror": self.mirror,
+            "failed_mirrors": [{"url": u, "error": kind, "message": message}
+                               for u, kind, message in self.failed_mirrors],
             "signature": None if self.signature is None else {
                 "key_id": self.signature.key_id_hex, "trusted_comment": self.signature.trusted_comment,
                 "prehashed": self.signature.prehashed},
@@ -121,6 +131,7 @@ def fetch_update(
     size: int | None = None,
     options: FetchOptions | None = None,
     hashes: Sequence[str] | None = None,
+    urls: Sequence[str] | None = None,
     signature: SignatureSource | None = None,
     signing_keys: Sequence[str | PublicKey] | None = None,
     manager: Any = None,
@@ -153,6 +164,19 @@ def fetch_update(
     verified before DEST is touched. ``signature=False`` skips this (for a payload authenticated
     otherwise, such as by the hash of a signed manifest). See :mod:`pinclient._download.signature`.
 
+    Mirrors: ``urls`` are further URLs of the same payload, tried after ``url`` in order. Each is
+    pinned on its own (its own pinset, its own pin check). A mirror that fails with a network or
+    TLS error or an HTTP error status (after its retries), or whose connection the pins refuse
+    (:class:`PinViolation`, reported like any violation), is logged and the next one is tried;
+    integrity failures (size, hash, signature) are not, they end the fetch. The same size, hash and
+    signature checks apply whichever mirror serves it; every mirror must need the same signing
+    keys (else :class:`UsageError`, so that a failing mirror cannot downgrade a signed fetch to an
+    unsigned one). Bytes kept from one mirror are continued from another only when it answers the
+    ``If-Range`` with the same validator (ETag or Last-Modified); otherwise the body starts over.
+    ``result.mirror`` names the mirror that served it, ``result.failed_mirrors`` those before it.
+    When every mirror fails, the error of the first mirror whose pins were violated is raised, else
+    the last mirror's, its message listing every mirror's failure.
+
     Resilience: connection errors, broken bodies, 429 and 5xx are retried with jittered backoff or
     the server's Retry-After; with ``resume`` an interrupted body continues where it stopped, in
     this call or the next one (``.DEST.pinclient-part``). Each https redirect is re-checked against the pins;
@@ -176,35 +200,89 @@ def fetch_update(
         StorageError: the file could not be written, or another process holds DEST's lock.
     """
     opts = (options or FetchOptions()).with_overrides(overrides)
-    config = opts.pins(config)  # unpinned=, before any manager is built from it
     job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
-                    manager=manager, progress=progress, hashes=hashes)
+                    manager=manager, progress=progress, hashes=hashes, urls=urls)
     kind = dest_kind(job.target)
     lock = dest_lock(job.target, opts.lock_timeout) if kind == "file" else contextlib.nullcontext()
     try:
         with lock:
             job.start_clock()
-            _add_signature_check(job, signature, signing_keys)
-            part = PartFile(job.target) if kind == "file" else StreamPart(kind)
-            try:
-                with deadline(job.budget.deadline_at):  # every byte of every request (issue 14)
-                    result = _run(job, part)
-            except BaseException as e:
-                keep = opts.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt))
-                if part.stop(keep=keep):
-                    log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
-                raise
-            return result
+            _check_mirror_keys(job, signature, signing_keys)
+            base_sinks = list(job.sinks)
+            failed: list[tuple[str, PinclientError]] = []
+            for mirror in job.mirrors:
+                job.url, job.sinks[:] = mirror, base_sinks  # a signature is prepared per mirror
+                try:
+                    result = _fetch_from(job, kind, signature, signing_keys)
+                except (NetworkError, PinViolation) as e:
+                    failed.append((mirror, e))
+                    if len(failed) == len(job.mirrors) or _deadline_passed(job):
+                        raise _mirrors_failed(failed)  # noqa: B904 - e itself, or an earlier mirror's
+                    log.warning("mirror %s failed: %s; trying the next one", printable(mirror),
+                                printable(e.message))
+                    continue
+                return dataclasses.replace(result, mirror=mirror, failed_mirrors=tuple(
+                    (m, type(e).__name__, e.message) for m, e in failed))
+            raise AssertionError("unreachable: job.mirrors is never empty")
     finally:
         if manager is None:
             job.pm.clear()
 
 
+def _fetch_from(job: Job, kind: DestKind, signature: SignatureSource | None,
+                signing_keys: Sequence[str | PublicKey] | None) -> FetchResult:
+    """The whole fetch from one mirror (``job.url``): its signature, then its attempts."""
+    _add_signature_check(job, signature, signing_keys)
+    part = PartFile(job.target) if kind == "file" else StreamPart(kind)
+    try:
+        with deadline(job.budget.deadline_at):  # every byte of every request (issue 14)
+            return _run(job, part)
+    except BaseException as e:
+        keep = job.options.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt))
+        if part.stop(keep=keep):
+            log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
+        raise
+
+
+def _check_mirror_keys(job: Job, signature: SignatureSource | None,
+                       signing_keys: Sequence[str | PublicKey] | None) -> None:
+    """Every mirror must need the same signing keys: otherwise making the signed mirror fail would
+    get the payload from one whose pinset asks for no signature."""
+    from .signature import resolve_signing_keys  # deferred: minisign, for signed payloads only
+
+    if len(job.mirrors) == 1 or signature is False or signing_keys is not None:
+        return
+    needs = {m: frozenset(k.to_string() for k in resolve_signing_keys(job.config, m, None))
+             for m in job.mirrors}
+    if len(set(needs.values())) > 1:
+        raise UsageError("the mirrors need different signing keys (" + "; ".join(
+            f"{printable(m)}: {len(keys)} key(s)" for m, keys in needs.items()) + "): give the same "
+            "signing_keys to their pinsets, or pass signing_keys= / --signing-key for all of them.")
+
+
+def _deadline_passed(job: Job) -> bool:
+    left = job.budget.remaining(time.monotonic())
+    return left is not None and left <= 0
+
+
+def _mirrors_failed(failed: list[tuple[str, PinclientError]]) -> PinclientError:
+    """The error to raise when every mirror failed: the first pin violation (a security event
+    outranks an outage), else the last error; with several mirrors its message lists them all."""
+    if len(failed) == 1:
+        return failed[0][1]
+    chosen = next((e for _, e in failed if isinstance(e, PinViolation)), failed[-1][1])
+    summary = "; ".join(f"{printable(m)}: {type(e).__name__}: {printable(e.message)}" for m, e in failed)
+    chosen.message = f"all {len(failed)} mirrors failed ({summary})"
+    chosen.args = (chosen.message,)
+    return chosen
+
+
 def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha256: str | None,
               size: int | None, options: FetchOptions, manager: Any, progress: Progress | None,
-              hashes: Sequence[str] | None = None) -> Job:
+              hashes: Sequence[str] | None = None, urls: Sequence[str] | None = None) -> Job:
     """Check what to fetch and where (before any connection), and build the job."""
-    url = normalize_url(url)
+    mirrors = _mirror_list(url, urls)
+    url = mirrors[0]
     expected = expected_hash(sha256)
     digests = parse_hashes(hashes, sha256=expected)
     expected = digests.pop("sha256", None)  # the SHA-256 keeps its own path (resume sidecar, result)
@@ -220,10 +298,26 @@ def _make_job(url: str, dest: str | os.PathLike[str], *, config: PinConfig, sha2
     if manager is None:
         manager = pinning_manager(config, proxy=options.proxy)
     job = Job(url=url, target=target, config=config, pm=manager, options=options, headers=headers,
-              expected=expected, size=size, progress=progress)
+              expected=expected, size=size, progress=progress, mirrors=mirrors)
     if digests:
         job.sinks.append(DigestCheck(digests))
     return job
+
+
+def _mirror_list(url: str, urls: Sequence[str] | None) -> tuple[str, ...]:
+    """``url`` and then ``urls``, each normalised (https only), without repeats.
+
+    Raises:
+        UsageError: a URL that is not https, or ``urls`` given as one string.
+    """
+    if isinstance(urls, (str, bytes)):
+        raise UsageError("urls must be a list of mirror URLs, not one string.")
+    mirrors: list[str] = []
+    for item in (url, *(urls or ())):
+        normal = normalize_url(item)
+        if normal not in mirrors:
+            mirrors.append(normal)
+    return tuple(mirrors)
 
 
 # --------------------------------------------------------------------------- attempts
@@ -233,10 +327,15 @@ def _run(job: Job, part: PartFile) -> FetchResult:
     """Resume what an earlier run left (if it matches), then attempt until done or out of retries."""
     host = urlsplit(job.url).hostname or ""
     info = part.read_sidecar() if job.options.resume else None
-    job.offset = resume_offset(info, part.size_on_disk(), url=job.url, sha256=job.expected,
+    # A part kept from another mirror of this payload may continue here, if this one proves (by
+    # answering If-Range with the same validator) that it serves the same file; see _accept.
+    source = info.url if info is not None and info.url in job.mirrors else job.url
+    job.offset = resume_offset(info, part.size_on_disk(), url=source, sha256=job.expected,
                                size=job.size, limit=job.limit_for(host)[0])
+    job.part_source = None
     if job.offset and info is not None:
         job.validator = info.validator
+        job.part_source = info.url
         part.info = info
         log.info("resuming %s from byte %d", job.target, job.offset)
     _start(job, part, job.offset)
@@ -356,7 +455,8 @@ def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
     total: int | None = None
     if job.offset:
         assert job.validator is not None
-        verdict = resume_verdict(status, resp.headers, offset=job.offset, validator=job.validator)
+        verdict = resume_verdict(status, resp.headers, offset=job.offset, validator=job.validator,
+                                 same_source=job.part_source in (None, job.url))
         if verdict is not None and verdict[0] == "reset":
             log.info("%s answered the range request with %d; starting over", url, status)
             raise Restart
@@ -385,7 +485,7 @@ def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
             raise SizeError(f"{url} declares {total} bytes, over the limit of {limit} ({why}).")
     if status == 200:
         validator = validator_of(resp.headers) if job.options.resume else None
-        job.validator = validator
+        job.validator, job.part_source = validator, job.url
         if validator is not None:
             part.record(PartInfo(url=job.url, validator=validator, total=total, received=0,
                                  sha256=job.expected, size=job.size))

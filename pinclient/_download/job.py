@@ -34,17 +34,20 @@ class Job:
     expected: str | None = None  # SHA-256, 64 hex digits
     size: int | None = None  # exact bytes
     progress: Any = None  # progress(done, total) or None
+    mirrors: tuple[str, ...] = ()  # url first, then the other mirrors (normalised); url is the current one
     # Mutable state across attempts:
     budget: TransferBudget = field(init=False)
     offset: int = 0  # bytes of the part to keep and ask the rest of
     digest: Any = None  # SHA-256 of those bytes
     validator: str | None = None  # If-Range value for them
+    part_source: str | None = None  # the mirror those bytes came from (None: none kept)
     attempts: int = 0
     # Body checks beside the SHA-256 (a signature: .signature.SignatureCheck): update(chunk) for every
     # body chunk, restart(offset) when the part restarts from byte offset, finish(path) before the move.
     sinks: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.mirrors = self.mirrors or (self.url,)
         self.start_clock()
 
     def start_clock(self) -> None:

@@ -114,6 +114,11 @@ def resume_offset(info: PartInfo | None, part_size: int, *, url: str, sha256: st
     return max(kept, 0)
 
 
+def _same_validator(headers: Mapping[str, str], validator: str) -> bool:
+    name = "ETag" if validator.startswith('"') else "Last-Modified"
+    return (headers.get(name) or "").strip() == validator
+
+
 def range_headers(offset: int, validator: str) -> dict[str, str]:
     return {"Range": f"bytes={offset}-", "If-Range": validator}
 
@@ -136,8 +141,8 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     return first, last, total
 
 
-def resume_verdict(status: int, headers: Mapping[str, str], *, offset: int,
-                   validator: str) -> tuple[ResumeAction, int | None] | None:
+def resume_verdict(status: int, headers: Mapping[str, str], *, offset: int, validator: str,
+                   same_source: bool = True) -> tuple[ResumeAction, int | None] | None:
     """What to do with the answer to a Range request for ``bytes=offset-``.
 
     * ``("append", total)``: a 206 for exactly the rest of the same file; write after the kept bytes.
@@ -146,6 +151,10 @@ def resume_verdict(status: int, headers: Mapping[str, str], *, offset: int,
     * ``("reset", None)``: a 416, or a 206 that is not the rest of our file (other start, open
       total, different ETag): drop the part and ask again without Range.
     * ``None``: any other status; handled as if no Range had been sent.
+
+    ``same_source=False`` (the kept bytes came from another mirror): a 206 must also carry the very
+    validator (the same strong ETag, or the same Last-Modified), else ``reset``. One server's If-Range
+    check vouches for its own earlier answers; another's only when it shows it serves the same file.
     """
     if status == 200:
         return "replace", None
@@ -160,5 +169,7 @@ def resume_verdict(status: int, headers: Mapping[str, str], *, offset: int,
     etag = (headers.get("ETag") or "").strip()
     changed = validator.startswith('"') and bool(etag) and etag != validator
     if first != offset or total is None or last != total - 1 or changed:
+        return "reset", None
+    if not same_source and not _same_validator(headers, validator):
         return "reset", None
     return "append", total
