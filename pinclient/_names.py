@@ -76,6 +76,11 @@ def ip_literal(name: str) -> str | None:
             OpenSSL's certificate check reads 10), or the unspecified address (``0.0.0.0``, ``0``,
             ``::``), which Linux connects to this machine; the message gives the right spelling.
     """
+    if ":" not in name and not _IPV4_PART.match(name.removesuffix(".").rpartition(".")[2]):
+        # The common case, a host name, decided without ipaddress raising and catching ValueError
+        # (half the pin check's cost per connection, issue 18): without a colon, both
+        # ip_address() and inet_aton(3) need a number as the last label.
+        return None
     try:
         address = ipaddress.ip_address(name)
     except ValueError:

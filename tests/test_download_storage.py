@@ -21,7 +21,7 @@ from pinclient._cli.main import fetch_main
 from pinclient._demo import Response
 from pinclient.config import PinConfig
 
-from .conftest import ServeHTTPS
+from .conftest import ServeHTTPS, posix_only
 from .hostile import Seen, ranged
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_enospc_keeps_old_dest_and_only_a_resumable_part(root_pinned_config: Pin
     FullDisk.quota = 1_500_000
     real_open = partfile._open_file
     monkeypatch.setattr(partfile, "_open_file",
-                        lambda fd: io.BufferedRandom(FullDisk(fd, "r+"), partfile.WRITE_BUFFER))
+                        lambda fd: FullDisk(fd, "r+"))
     seen = Seen()
     with https_server({"/u.bin": ranged(data, seen)}) as s:
         with pytest.raises(StorageError, match="No space left on device") as info:
@@ -99,6 +99,7 @@ print(json.dumps(out))
 """
 
 
+@posix_only("unshare, mount and a tmpfs (Linux, as root)")
 def test_enospc_on_a_real_tiny_tmpfs(root_pinned_config: PinConfig, tmp_path: Path,
                                      https_server: ServeHTTPS) -> None:
     # The tmpfs lives in a private mount namespace (unshare -m): it vanishes with the child process,
@@ -120,6 +121,7 @@ def test_enospc_on_a_real_tiny_tmpfs(root_pinned_config: PinConfig, tmp_path: Pa
             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0 and "mount" in done.stderr and not done.stdout:
         pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip(), done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["first"] == 7, done.stderr
     assert "No space left on device" in done.stderr

@@ -5,7 +5,6 @@ joined. Counts only, no timings: the speed is bench/run.py's job."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -147,7 +146,7 @@ def test_full_disk_stops_the_reader_soon_and_joins_the_worker(
         https_server: ServeHTTPS) -> None:
     FullDisk.quota = 0
     monkeypatch.setattr(partfile, "_open_file",
-                        lambda fd: io.BufferedRandom(FullDisk(fd, "r+"), partfile.WRITE_BUFFER))
+                        lambda fd: FullDisk(fd, "r+"))
     total, sent = 64 * MiB, [0]
     block = os.urandom(MiB)
 

@@ -129,6 +129,9 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
     add("--min-rate", metavar="BYTES", type=byte_count,
         help="abort when the rate averaged over 30 s falls below this many bytes/s "
         "(default 1KiB; 0 turns it off)")
+    add("--limit-rate", dest="max_rate", metavar="BYTES", type=byte_count,
+        help="average at most this many bytes/s, as curl's --limit-rate (e.g. 200k = 200 KiB/s; "
+        "default: no limit)")
     add("--max-redirects", metavar="N", type=count,
         help="follow at most N https redirects (default 5)")
     add("--header", dest="headers", metavar="'NAME: VALUE'", type=header, action=HeaderAction,

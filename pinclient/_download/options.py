@@ -69,6 +69,7 @@ class FetchOptions:
     deadline: float | None = None  # seconds for the whole fetch, retries and waits included
     min_rate: float | None = DEFAULT_MIN_RATE  # bytes/s over each rate_window; None or 0: off
     rate_window: float = DEFAULT_RATE_WINDOW  # seconds
+    max_rate: float | None = None  # bytes/s the body may average (--limit-rate); None or 0: no limit
     retries: RetryPolicy | int = field(default_factory=RetryPolicy)  # stored as a RetryPolicy
     resume: bool = True  # continue an interrupted body (.DEST.pinclient-part), in this call or the next
     max_redirects: int = 5  # https redirects, each checked against the pins
@@ -90,6 +91,12 @@ class FetchOptions:
             _positive("deadline", self.deadline)
         if self.min_rate is not None and not (_number(self.min_rate) and self.min_rate >= 0):
             raise UsageError(f"min_rate cannot be negative, got {self.min_rate!r}")
+        if self.max_rate is not None and not (_number(self.max_rate) and self.max_rate >= 0):
+            raise UsageError(f"max_rate cannot be negative, got {self.max_rate!r}")
+        if self.max_rate and self.min_rate and self.max_rate < self.min_rate:
+            raise UsageError(f"max_rate ({self.max_rate:g} bytes/s) is below min_rate "
+                             f"({self.min_rate:g} bytes/s): the download would be stopped as too slow; "
+                             "lower min_rate too (--min-rate)")
         if not (_number(self.lock_timeout) and self.lock_timeout >= 0):
             raise UsageError("lock_timeout cannot be negative")
         if not _whole(self.max_redirects) or self.max_redirects < 0:

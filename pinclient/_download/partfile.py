@@ -36,9 +36,13 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .. import _paths
+from .._deadline import remaining
+from .._paths import replace_file
 from ..errors import StorageError, UsageError
 from .dest import STDOUT, DestKind, dest_kind
 from .lock import create_exclusive, not_ours, open_nofollow, owned, side_path
@@ -49,7 +53,7 @@ __all__ = ["CHECKPOINT", "PartFile", "StreamPart", "fsync_dir", "part_paths"]
 log = logging.getLogger("pinclient")
 
 CHECKPOINT = 64 * 1024 * 1024  # bytes between fsync + sidecar updates
-WRITE_BUFFER = 1024 * 1024  # bytes buffered before a write(2)
+WRITE_BUFFER = 1024 * 1024  # bytes per read(2) when hashing a kept part back, or copying it out
 WRITE_BACK = 8 * 1024 * 1024  # bytes between write-back hints (see PartFile._write_back)
 _SIDECAR_MAX = 64 * 1024  # a larger sidecar is not ours
 _GIVE_BACK = 64 * 1024  # on a full disk, bytes dropped from the part so that the sidecar fits
@@ -63,7 +67,21 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
 
 
 def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+    """Make a rename in ``folder`` durable: fsync the folder, where the platform can.
+
+    POSIX systems (Linux, macOS, the BSDs) open a folder read-only and fsync it. Windows cannot
+    open a folder as a file at all (``os.open`` raises ``PermissionError``) and has no folder fsync;
+    there NTFS journals the rename itself, so this is a no-op: DEST is still the old file or the
+    new one, never a mix, but a rename made just before a power loss may be undone
+    (docs/threat-model.md, "Platforms"). A POSIX file system that refuses raises, and the caller
+    says so.
+
+    Raises:
+        OSError: the folder could not be opened or fsynced (never on Windows).
+    """
+    if _paths.WINDOWS:
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
     finally:
@@ -92,8 +110,8 @@ class PartFile:
         self.committed = False
         fd = self._open()
         self.inode = os.fstat(fd).st_ino
-        self.file: io.BufferedRandom = _open_file(fd)
-        self.written = 0  # body bytes in the file, buffered or not
+        self.file: io.RawIOBase | io.BufferedRandom = _open_file(fd)
+        self.written = 0  # body bytes in the file
         self._next_checkpoint = CHECKPOINT
         self._written_back = 0  # bytes handed to the kernel's write-back so far
 
@@ -198,12 +216,22 @@ class PartFile:
         return digest
 
     def write(self, chunk: bytes | memoryview) -> None:
-        """Append body bytes; every :data:`CHECKPOINT` bytes, make them durable and say so."""
-        try:
-            self.file.write(chunk)
-        except OSError as e:
-            raise _storage_error("write", self.path, e) from e
-        self.written += len(chunk)
+        """Append body bytes; every :data:`CHECKPOINT` bytes, make them durable and say so.
+
+        The file is unbuffered: the pipeline's buffers are already 1 MiB, and a buffered writer
+        would copy each once more (issue 18). So a short write(2) is continued here, never lost.
+        """
+        view = memoryview(chunk)
+        write = self.file.write
+        while view:
+            try:
+                done = write(view)
+            except OSError as e:
+                raise _storage_error("write", self.path, e) from e
+            if done is None:  # only a non-blocking file returns None; a part file never is one
+                raise _storage_error("write", self.path, OSError(errno.EAGAIN, "write would block"))
+            self.written += done  # what reached the file: a resume may keep it (ENOSPC next)
+            view = view[done:]
         if self.written >= self._written_back + WRITE_BACK:
             self._write_back()
         if self.written >= self._next_checkpoint:
@@ -251,7 +279,7 @@ class PartFile:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self.sidecar)
+            replace_file(tmp, self.sidecar)
         except OSError as e:
             self._remove(tmp, ino)
             raise _storage_error("write", self.sidecar, e) from e
@@ -271,7 +299,9 @@ class PartFile:
 
     def commit(self) -> None:
         """Make the verified part DEST: fsync it, give it DEST's mode, rename it over DEST, drop the
-        sidecar, fsync the folder. Until the rename, DEST keeps its old bytes.
+        sidecar, fsync the folder. Until the rename, DEST keeps its old bytes. On Windows a rename
+        refused because another process has DEST open is retried for at most
+        :data:`pinclient._paths.REPLACE_PATIENCE` s and never past the fetch's deadline.
 
         Raises:
             StorageError: any step failed (a folder or device put at DEST meanwhile, a file system
@@ -287,14 +317,19 @@ class PartFile:
                 old = None
             if old is not None and not stat.S_ISREG(old.st_mode):
                 dest_kind(self.dest)  # raises UsageError for a folder, device, FIFO or socket
-            if old is not None:
+            if old is not None and not _paths.WINDOWS:  # Windows keeps only a read-only flag
                 os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
-            os.replace(self.path, self.dest)
+            if _paths.WINDOWS:  # Windows refuses to rename a file that is open, by us too
+                self.file.close()
+            left = remaining()  # the fetch's deadline (pinclient._deadline), if it has one
+            replace_file(self.path, self.dest, until=None if left is None else time.monotonic() + left)
             self.committed = True
             self._remove(self.sidecar, self._sidecar_ino)
             fsync_dir(self.dest.parent)
         except (OSError, UsageError) as e:
             why = e.strerror or e if isinstance(e, OSError) else e.message
+            if isinstance(e, PermissionError) and _paths.WINDOWS and not self.committed:
+                why = f"{why}; another program (an antivirus scanner, an open editor) may have it open"
             if self.committed:  # the rename happened: DEST is the verified file, maybe not durable
                 raise StorageError(f"saved the verified file at {str(self.dest)!r}, but could not "
                                    f"fsync its folder ({why}); it may not survive a power loss.",
@@ -382,9 +417,10 @@ class PartFile:
         return self.info.received > 0
 
 
-def _open_file(fd: int) -> io.BufferedRandom:
-    # One seam for the tests' full-disk simulation; buffered, so a write(2) carries 1 MiB.
-    return io.BufferedRandom(io.FileIO(fd, "r+"), WRITE_BUFFER)
+def _open_file(fd: int) -> io.RawIOBase | io.BufferedRandom:
+    # One seam for the tests' full-disk and short-write simulations. Unbuffered: each write(2)
+    # carries a whole pipeline buffer (1 MiB) straight from it.
+    return io.FileIO(fd, "r+")
 
 
 def _with_bytes(info: PartInfo, n: int) -> PartInfo:
@@ -450,7 +486,7 @@ class StreamPart(PartFile):
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def _copy(src: io.BufferedRandom, dst: BinaryIO) -> None:
+def _copy(src: io.RawIOBase | io.BufferedRandom, dst: BinaryIO) -> None:
     buf = bytearray(WRITE_BUFFER)
     while n := src.readinto(buf):
         dst.write(memoryview(buf)[:n])

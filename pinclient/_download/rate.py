@@ -9,6 +9,8 @@ each time data arrives, that the average rate over the last ``window`` seconds i
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["TransferBudget"]
 
 
@@ -53,3 +55,7 @@ class TransferBudget:
             return rate
         self._window_start, self._window_bytes = now, received
         return None
+
+    def next_check(self) -> float:
+        """When :meth:`too_slow` can next find anything (``math.inf`` without a minimum rate)."""
+        return math.inf if self.min_rate is None else self._window_start + self.window
