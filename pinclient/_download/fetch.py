@@ -200,6 +200,7 @@ def fetch_update(
         StorageError: the file could not be written, or another process holds DEST's lock.
     """
     opts = (options or FetchOptions()).with_overrides(overrides)
+    config = opts.pins(config)  # unpinned=, before any manager is built from it
     job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
                     manager=manager, progress=progress, hashes=hashes, urls=urls)
     kind = dest_kind(job.target)
