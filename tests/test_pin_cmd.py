@@ -262,3 +262,9 @@ def test_pin_pem_leaf_without_san_suggests_its_cn(pki: PKI, tmp_path: Path,
     assert block["hosts"] == ["old.updates.test"]
     assert "CHANGE-ME" not in out
     assert "no subjectAltName" in out
+
+
+def test_pin_pem_reads_a_bounded_amount(capsys: pytest.CaptureFixture[str]) -> None:
+    # An endless "file" (/dev/zero) is a usage error after 16 MiB, not a hang or a MemoryError.
+    assert main(["pin", "--pem", "/dev/zero"]) == 2
+    assert "larger than 16 MiB" in capsys.readouterr().err

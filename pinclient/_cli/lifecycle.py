@@ -214,14 +214,21 @@ def _bundle_file(bundle: str) -> str:
     return str(certifi.where())
 
 
+#: The largest --pem file read (certifi's whole bundle is about 300 KB): /dev/zero is not a chain.
+MAX_PEM_BYTES = 16 * 1024 * 1024
+
+
 def _read_pem(path: str) -> list[x509.Certificate]:
     from cryptography import x509
 
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_PEM_BYTES + 1)
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise UsageError(f"cannot read {path!r}: {getattr(e, 'strerror', None) or e}") from None
+    if len(data) > MAX_PEM_BYTES:
+        raise UsageError(f"{path!r} is larger than {MAX_PEM_BYTES // (1024 * 1024)} MiB; a PEM chain "
+                         "or CA bundle is far smaller.")
     import warnings
 
     from cryptography.utils import CryptographyDeprecationWarning
