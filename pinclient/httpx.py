@@ -58,6 +58,7 @@ from ._revocation.hook import RevocationHook
 from ._tls import PinnedContext, shared_context
 from .config import PinConfig
 from .errors import PinclientError, PinViolation, RevocationError, UsageError
+from .policy import Verdict
 from .transport import PinGuard, _reporter
 
 __all__ = ["AsyncPinningTransport", "PinningTransport", "pinclient_error"]
@@ -109,8 +110,8 @@ class _Pins:
                            f"asked to use a context pinclient did not build ({ssl_context!r}); refusing.",
                            host=server_hostname or "", port=_port.get(), reason="foreign-context")
 
-    def check(self, stream: Any) -> None:
-        self.guard.check(_tls_object(stream), _port.get())
+    def check(self, stream: Any) -> Verdict:
+        return self.guard.check(_tls_object(stream), _port.get())
 
     def close(self) -> None:
         self.revocation.close()
@@ -186,9 +187,12 @@ def _refuse_plain(request: httpx.Request) -> None:
 class _Stream(httpcore.NetworkStream):
     """A network stream whose TLS upgrade ends with the pin check (see the module docstring)."""
 
-    def __init__(self, stream: httpcore.NetworkStream, pins: _Pins) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, pins: _Pins, verdict: Verdict | None = None) -> None:
         self._stream = stream
         self._pins = pins
+        #: The pin verdict of this connection's origin (None before TLS, or for a proxy's TLS); httpx
+        #: users find the stream in ``response.extensions["network_stream"]``.
+        self.verdict = verdict
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, timeout)
@@ -211,12 +215,11 @@ class _Stream(httpcore.NetworkStream):
             raise
         tls = self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
-            if origin:
-                self._pins.check(tls)
+            verdict = self._pins.check(tls) if origin else None
         except BaseException:
             tls.close()
             raise
-        return _Stream(tls, self._pins)
+        return _Stream(tls, self._pins, verdict)
 
 
 class _Backend(httpcore.NetworkBackend):
@@ -239,9 +242,13 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _AsyncStream(httpcore.AsyncNetworkStream):
-    def __init__(self, stream: httpcore.AsyncNetworkStream, pins: _Pins) -> None:
+    def __init__(self, stream: httpcore.AsyncNetworkStream, pins: _Pins,
+                 verdict: Verdict | None = None) -> None:
         self._stream = stream
         self._pins = pins
+        #: The pin verdict of this connection's origin (None before TLS, or for a proxy's TLS); httpx
+        #: users find the stream in ``response.extensions["network_stream"]``.
+        self.verdict = verdict
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, timeout)
@@ -264,14 +271,16 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
             raise
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
         try:
+            verdict = None
             if origin:
                 # In a worker thread: revocation checks and violation reports do blocking I/O (each
                 # bounded by its own timeouts), which must not stall the event loop.
-                await anyio.to_thread.run_sync(contextvars.copy_context().run, self._pins.check, tls)
+                run = contextvars.copy_context().run
+                verdict = await anyio.to_thread.run_sync(run, self._pins.check, tls)
         except BaseException:
             await tls.aclose()
             raise
-        return _AsyncStream(tls, self._pins)
+        return _AsyncStream(tls, self._pins, verdict)
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):

@@ -132,7 +132,7 @@ def test_every_function_level_import_of_pinclient_says_why_it_is_deferred() -> N
 
 def test_public_modules_are_exactly_those_without_an_underscore_in_their_path() -> None:
     public = sorted(m for m in MODULES if not any(p.startswith("_") for p in m.split(".")))
-    assert public == ["pinclient", "pinclient.cli", "pinclient.config", "pinclient.download",
+    assert public == ["pinclient", "pinclient.aio", "pinclient.cli", "pinclient.config", "pinclient.download",
                       "pinclient.errors", "pinclient.httpx", "pinclient.manifest", "pinclient.minisign",
                       "pinclient.policy", "pinclient.requests", "pinclient.transport", "pinclient.tuf"]
 

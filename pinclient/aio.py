@@ -1,0 +1,363 @@
+"""``pinclient.aio.fetch_update``: the verified, atomic, resumable download for asyncio applications.
+
+::
+
+    from pinclient import load_pins
+    from pinclient.aio import fetch_update
+
+    result = await fetch_update("https://updates.example.com/app-2.1.tar.gz", "app-2.1.tar.gz",
+                                config=load_pins("pins.toml"), sha256="9f86d08…")
+
+The same arguments, :class:`~pinclient.FetchOptions`, :class:`~pinclient.download.FetchResult` and
+errors as :func:`pinclient.fetch_update`, over :class:`pinclient.httpx.AsyncPinningTransport`
+instead of urllib3: every connection's verified chain is checked before a request byte is sent. The
+decisions are the sync download's own, not a copy: the job is built by the same checks (URL, hash,
+destination), resume offsets and answers are judged by :mod:`pinclient._download.resume` and
+``_accept``, redirects by ``_redirect``, retries by ``Job.backoff``, and the bytes go through the
+same :class:`~pinclient._download.partfile.PartFile` (sidecar, checkpoints, fsync, rename).
+Only the I/O loop is asynchronous.
+
+Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it was and, with
+``resume`` (the default), a resumable ``.DEST.pinclient-part`` that the next call, sync or async,
+continues. The part file is written from the event loop's thread (writes are small and buffered by
+the kernel); waiting for DEST's lock and the signature's key check run in a worker thread.
+
+Not supported here: ``options.max_rate`` (a bandwidth cap) and ``no_proxy`` for redirect targets
+(the proxy is chosen for the first URL's host). The simple alternative for any of that is
+``await asyncio.to_thread(pinclient.fetch_update, …)``. Needs the ``pinclient[httpx]`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import os
+import random
+import ssl
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import httpx
+
+from ._download.dest import dest_kind
+from ._download.digest import DigestCheck
+from ._download.fetch import FetchResult, Progress, _accept, _finish_sinks, _make_job, _start, _start_over
+from ._download.http import REDIRECTS, _redirect
+from ._download.job import Job, Restart, deadline_error
+from ._download.lock import dest_lock
+from ._download.options import FetchOptions
+from ._download.partfile import PartFile, StreamPart
+from ._download.resume import range_headers, resume_offset
+from ._proxy import no_proxy_matches, proxy_route
+from ._tls import missing_anchor_hint
+from .config import PinConfig
+from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError
+from .httpx import AsyncPinningTransport, pinclient_error
+
+if TYPE_CHECKING:
+    from ._download.signature import SignatureSource
+    from .minisign import PublicKey
+
+__all__ = ["fetch_update"]
+
+log = logging.getLogger("pinclient")
+
+
+async def fetch_update(url: str, dest: str | os.PathLike[str], *, config: PinConfig,
+                       sha256: str | None = None, size: int | None = None,
+                       options: FetchOptions | None = None, hashes: Sequence[str] | None = None,
+                       signature: SignatureSource | None = None,
+                       signing_keys: Sequence[str | PublicKey] | None = None,
+                       transport: AsyncPinningTransport | None = None, progress: Progress | None = None,
+                       **overrides: Any) -> FetchResult:
+    """Fetch ``url`` into ``dest`` as :func:`pinclient.fetch_update` does, from a coroutine.
+
+    ``transport`` is a shared :class:`~pinclient.httpx.AsyncPinningTransport` (else one is built
+    with ``options.proxy``, as the sync call builds its manager, and closed at the end).
+
+    Raises:
+        the same as :func:`pinclient.fetch_update`; a cancellation propagates unchanged after the
+        part was kept (``resume``) or removed.
+    """
+    opts = (options or FetchOptions()).with_overrides(overrides)
+    config = opts.pins(config)
+    own = transport is None
+    transport = transport or _transport(config, url, opts)
+    try:
+        job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
+                        manager=transport, progress=progress, hashes=hashes)
+        kind = dest_kind(job.target)
+        lock = dest_lock(job.target, opts.lock_timeout) if kind == "file" else contextlib.nullcontext()
+        with anyio.CancelScope(shield=True):  # a lock taken in the thread is always released below
+            await anyio.to_thread.run_sync(lock.__enter__)
+        try:
+            job.start_clock()
+            await _add_signature_check(job, transport, signature, signing_keys)
+            part = PartFile(job.target) if kind == "file" else StreamPart(kind)
+            try:
+                return await _run(job, part, transport)
+            except BaseException as e:
+                keep = opts.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt,
+                                                      anyio.get_cancelled_exc_class()))
+                if part.stop(keep=keep):
+                    log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
+                raise
+        finally:
+            lock.__exit__(None, None, None)
+    finally:
+        if own:
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+
+
+def _transport(config: PinConfig, url: str, opts: FetchOptions) -> AsyncPinningTransport:
+    """The transport :func:`pinclient.transport.pinning_manager` would build: the proxy the options
+    or the environment ask for, unless ``no_proxy`` matches the URL's host."""
+    route = proxy_route(opts.proxy, env=os.environ)
+    parts = urlsplit(url)
+    if route is None or no_proxy_matches(route.no_proxy, parts.hostname or "", parts.port):
+        return AsyncPinningTransport(config)
+    auth = tuple(route.auth.split(":", 1)) if route.auth is not None else None
+    return AsyncPinningTransport(config, proxy=httpx.Proxy(route.url, auth=auth))  # type: ignore[arg-type]
+
+
+async def _add_signature_check(job: Job, transport: AsyncPinningTransport, signature: Any,
+                               signing_keys: Any) -> None:
+    """The sync decision (:func:`pinclient._download.signature.prepare_signature_check`) in a worker
+    thread; the ``.minisig`` it asks for is fetched back on the event loop, through the pins."""
+    from ._download.signature import prepare_signature_check  # deferred: minisign, for signed payloads only
+
+    def fetch(url: str, limit: int) -> bytes:
+        return anyio.from_thread.run(_fetch_small, job, transport, url, limit)
+
+    check = await anyio.to_thread.run_sync(lambda: prepare_signature_check(
+        job.config, job.url, signature=signature, signing_keys=signing_keys, fetch=fetch,
+        allow_legacy_signatures=job.options.allow_legacy_signatures))
+    if check is not None:
+        job.sinks.append(check)
+
+
+async def _fetch_small(job: Job, transport: AsyncPinningTransport, url: str, limit: int) -> bytes:
+    failures, rng = 0, random.Random()  # noqa: S311 - backoff jitter, not a secret
+    while True:
+        try:
+            resp, final = await _open(job, transport, dict(job.headers), url)
+            try:
+                if resp.status_code >= 400:
+                    _accept(job, _NoPart(), _Head(resp), final)  # type: ignore[arg-type]  # raises HTTPStatusError
+                body = b""
+                async for chunk in resp.aiter_raw():
+                    body += chunk
+                    if len(body) > limit:
+                        raise SizeError(f"{final} sent more than {limit} bytes; refusing.")
+                return body
+            except httpx.HTTPError as e:
+                raise _network_error(e, final, during_body=True) from e
+            finally:
+                await resp.aclose()
+        except PinclientError as err:
+            delay = job.backoff(failures, err, rng)
+            failures += 1
+            await anyio.sleep(delay)
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+async def _run(job: Job, part: PartFile, transport: AsyncPinningTransport) -> FetchResult:
+    """As the sync ``_run``: resume what an earlier run left, then attempt with backoff."""
+    info = part.read_sidecar() if job.options.resume else None
+    job.offset = resume_offset(info, part.size_on_disk(), url=job.url, sha256=job.expected,
+                               size=job.size, limit=job.limit_for(urlsplit(job.url).hostname or "")[0])
+    if job.offset and info is not None:
+        job.validator = info.validator
+        part.info = info
+        log.info("resuming %s from byte %d", job.target, job.offset)
+    _start(job, part, job.offset)
+    rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
+    restarted, failures = False, 0
+    while True:
+        try:
+            left = job.budget.remaining(time.monotonic())
+            try:
+                with anyio.fail_after(left):
+                    return await _attempt(job, part, transport)
+            except TimeoutError:
+                raise deadline_error(job) from None
+        except Restart:
+            if restarted:
+                raise NetworkError(f"{job.url} keeps answering range requests with bytes that do not "
+                                   "continue the file; giving up.", url=job.url, transient=False) from None
+            restarted = True
+            _start_over(job, part)
+        except PinclientError as err:
+            delay = job.backoff(failures, err, rng)
+            failures += 1
+            if not (job.options.resume and job.validator):
+                _start_over(job, part)
+            else:
+                job.offset = part.written
+            log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
+                        failures, job.options.retry_policy.retries,
+                        f", from byte {job.offset}" if job.offset else "")
+            await anyio.sleep(delay)
+
+
+async def _attempt(job: Job, part: PartFile, transport: AsyncPinningTransport) -> FetchResult:
+    job.attempts += 1
+    headers = dict(job.headers)
+    if job.offset and job.validator:
+        headers.update(range_headers(job.offset, job.validator))
+    resp, url = await _open(job, transport, headers, job.url)
+    verdict = getattr(resp.extensions.get("network_stream"), "verdict", None)
+    try:
+        total = _accept(job, part, _Head(resp), url)
+        resumed_from = job.offset
+        received = await _body(job, part, resp, url, total)
+    except httpx.HTTPError as e:
+        raise _network_error(e, url, during_body=True) from e
+    finally:
+        with anyio.CancelScope(shield=True):
+            await resp.aclose()
+    digest = job.digest.hexdigest()
+    if total is not None and received != total:
+        raise NetworkError(f"{url} ended after {received} of {total} bytes.", url=url)
+    if job.size is not None and received != job.size:
+        raise SizeError(f"{url} sent {received} bytes; expected exactly {job.size}.")
+    if job.expected is not None and not hmac.compare_digest(digest, job.expected):
+        raise HashMismatch(f"SHA-256 mismatch for {url}: expected {job.expected}, got {digest}. "
+                           "The file was not saved.", expected=job.expected, actual=digest)
+    signature = _finish_sinks(job, part)
+    part.commit()  # no await inside: a cancellation cannot stop it half-way
+    return FetchResult(
+        url=url, dest=job.target, size=received, sha256=digest, status=resp.status_code,
+        pinset=verdict.pinset.name if verdict and verdict.pinset else None,
+        chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
+        attempts=job.attempts, resumed_from=resumed_from, signature=signature,
+        pin_result=verdict.reason if verdict else "pinned", report_only=bool(verdict and verdict.report_only),
+        digests={k: v for s in job.sinks if isinstance(s, DigestCheck) for k, v in s.verified.items()})
+
+
+async def _open(job: Job, transport: AsyncPinningTransport, headers: dict[str, str],
+                url: str) -> tuple[httpx.Response, str]:
+    """GET ``url``, following https redirects that ``_redirect`` allows (each new host pinned by the
+    transport); the final response with its body unread. Connection, handshake, pin and revocation
+    checks and the response head of each hop are bounded together by ``Job.exchange_bound``."""
+    seen = {url}
+    while True:
+        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": _timeouts(job)})
+        try:
+            with anyio.fail_after(job.exchange_bound()):
+                resp = await transport.handle_async_request(request)
+        except TimeoutError:
+            raise NetworkError(f"{url} did not finish its answer within {job.exchange_bound():g} s (the "
+                               "connect and read timeouts together); cut off.", url=url) from None
+        except httpx.HTTPError as e:
+            raise _network_error(e, url) from e
+        location = resp.headers.get("Location")
+        if resp.status_code not in REDIRECTS or not location:
+            return resp, url
+        await resp.aclose()
+        try:
+            target = urljoin(url, location)
+        except ValueError:
+            raise NetworkError(f"{url} redirected to {location!r}, which is not a URL; refusing.",
+                               url=url, transient=False) from None
+        if len(seen) > job.options.max_redirects:
+            raise NetworkError(f"more than {job.options.max_redirects} redirects, the last to {target!r}; "
+                               "refusing to follow more.", url=url, transient=False)
+        url, headers = _redirect(job, url, target, headers)
+        if url in seen:
+            raise NetworkError(f"redirect loop: {url} was already visited; refusing.", url=url,
+                               transient=False)
+        seen.add(url)
+
+
+def _timeouts(job: Job) -> dict[str, float]:
+    """httpcore's timeouts for the next request: ``Job.timeout``'s connect and read-gap timeouts
+    (shortened to the deadline; raises the deadline's error once it has passed)."""
+    t = job.timeout()
+    connect, read = float(t.connect_timeout), float(t.read_timeout)  # type: ignore[arg-type]
+    return {"connect": connect, "read": read, "write": read, "pool": connect}
+
+
+async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total: int | None) -> int:
+    """The body, chunk by chunk as httpcore reads it: the size cap, the minimum rate and progress at
+    every chunk; the SHA-256, the sinks and the part see every byte that arrived."""
+    cap, why = job.limit_for(urlsplit(url).hostname or "")
+    received = job.offset
+    budget = job.budget
+    budget.start_body(time.monotonic(), received)
+    next_report = 0.0
+    async for chunk in resp.aiter_raw():
+        if received + len(chunk) > cap:
+            chunk = chunk[:cap - received]
+            _feed(job, part, chunk)
+            raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
+        received += len(chunk)
+        _feed(job, part, chunk)
+        now = time.monotonic()
+        rate = budget.too_slow(now, received)
+        if rate is not None:
+            raise NetworkError(f"{url} sent {rate:.0f} bytes/s over the last {budget.window:g} s, below "
+                               f"the minimum of {budget.min_rate:g} bytes/s.", url=url)
+        if job.progress is not None and now >= next_report:
+            job.progress(received, total)
+            next_report = now + 0.1
+    if job.progress is not None:
+        job.progress(received, total)
+    return received
+
+
+def _feed(job: Job, part: PartFile, chunk: bytes) -> None:
+    job.digest.update(chunk)
+    for sink in job.sinks:
+        sink.update(chunk)
+    part.write(chunk)
+
+
+class _Head:
+    """An httpx response as ``_accept`` reads a urllib3 one (status, headers, reason)."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self.status = resp.status_code
+        self.headers = resp.headers
+        self.reason = resp.reason_phrase
+
+
+class _NoPart:
+    """``_accept`` for a small document: nothing to resume or record."""
+
+    info = None
+
+
+def _network_error(e: httpx.HTTPError, url: str, *, during_body: bool = False) -> PinclientError:
+    """httpx's exceptions as pinclient's, at one boundary (as ``_download.http.network_error`` does
+    for urllib3): the pinclient error behind a refusal itself; a certificate validation failure a
+    :class:`TLSError` (never retried); anything else a transient :class:`NetworkError`."""
+    inner = pinclient_error(e)
+    if inner is not None:
+        return inner
+    parts = urlsplit(url)
+    where = f"{parts.hostname} port {parts.port or 443}"
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            detail = cause.verify_message or str(cause)
+            return TLSError(f"TLS validation failed for {where} ({url}): {detail}."
+                            f"{missing_anchor_hint(detail)}", url=url)
+        cause = cause.__cause__ or cause.__context__
+    during = " while reading the body" if during_body else ""
+    if isinstance(e, httpx.ConnectTimeout):
+        return NetworkError(f"connecting to {where} timed out ({url})", url=url)
+    if isinstance(e, httpx.ReadTimeout):
+        return NetworkError(f"reading from {where} timed out: no data for the read timeout ({url})", url=url)
+    if isinstance(e, httpx.ConnectError):
+        return NetworkError(f"cannot connect to {where} ({url}): {e}", url=url)
+    return NetworkError(f"the connection to {where} broke{during} ({url}): {type(e).__name__}: {e}", url=url)
