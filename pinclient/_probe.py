@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from ._deadline import deadline, expired, watch
+from ._known import KnownIssuers
 from ._names import parse_target, printable
 from ._proxy import ProxyRoute, proxy_route
 from ._tls import TLSInfo, missing_anchor_hint, shared_context, tls_info
@@ -226,7 +227,8 @@ def check(url: str, config: PinConfig, *, timeout: float = 10.0,
     except NetworkError as e:
         return CheckResult(url, host, port, "tls-error", pinset=covering.name if covering else None,
                            message=e.message)
-    verdict = evaluate(config, host, chain, now=now or dt.datetime.now(dt.timezone.utc))
+    when = now or dt.datetime.now(dt.timezone.utc)
+    verdict = evaluate(config, host, chain, now=when, known=_remembered_keys(config, host, when))
     outcome: Outcome
     if verdict.report_only:
         outcome, message = "report-only", format_report_only(verdict, port)
@@ -237,3 +239,17 @@ def check(url: str, config: PinConfig, *, timeout: float = 10.0,
     return CheckResult(url, host, port, outcome, pinset=verdict.pinset.name if verdict.pinset else None,
                        reason=verdict.reason, chain=tuple(c.entry() for c in verdict.chain),
                        message=message, warning=expiry_warning(verdict))
+
+
+def _remembered_keys(config: PinConfig, host: str, now: dt.datetime) -> dict[bytes, str] | None:
+    """With ``unpinned = "remember"``, the CA keys recorded for an uncovered ``host`` (None: no
+    record, or a stale one), read only: a check judges against the records but never writes them.
+
+    Raises:
+        UsageError / StorageError: the known-issuers file is not pinclient's, or cannot be read.
+    """
+    if config.defaults.unpinned != "remember" or config.pinset_for(host) is not None:
+        return None
+    store = KnownIssuers.for_config(config)
+    record = store.records().get(host)
+    return None if record is None or record.stale(now, store.max_age_days) else record.keys()

@@ -374,3 +374,17 @@ def test_remember_max_age_defaults_to_400_days_and_belongs_in_defaults() -> None
             "x", ["a.test"], '{ spki_sha256 = "' + "A" * 43 + '=" }') + "remember_max_age = 3\n")
     with pytest.raises(PinsFileError, match="remember"):
         parse_pins('version = 1\n[defaults]\nunpinned = "rememberr"\n')
+
+
+def test_check_judges_a_remembered_host_against_its_record_and_records_nothing(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS, capsys: pytest.CaptureFixture[str]) -> None:
+    pins = remember_pins(tmp_path, pki)
+    with https_server({"/u": BODY}, issuer=pki.rogue_root) as server:
+        assert main(["check", server.url("/"), "--pins", str(pins), "--json"]) == 0  # first contact
+        assert not (tmp_path / "state" / FILE_NAME).exists(), "a check never records"
+        capsys.readouterr()
+    with https_server({"/u": BODY}) as server:
+        fetch(server.url("/u"), tmp_path, load_pins(pins))
+    with https_server({"/u": BODY}, issuer=pki.rogue_root) as server:
+        assert main(["check", server.url("/"), "--pins", str(pins), "--json"]) == 3
+    assert '"issuer-changed"' in capsys.readouterr().out
