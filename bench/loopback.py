@@ -180,6 +180,7 @@ http {{
         listen {host}:{port} ssl;
         ssl_certificate {chain};
         ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;  # nginx 1.22 enables only TLSv1.2 by default
         ssl_session_cache off;
         ssl_session_tickets off;
         root {www};

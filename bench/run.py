@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -217,6 +218,146 @@ def bench_download(server: Server, world: World, dest_dir: Path, big: int, small
     return {k: v for k, v in times.items() if v.values}, rss_big, rss_small
 
 
+# ------------------------------------------------------------------------ peers (issue 18)
+
+
+@dataclass
+class Peer:
+    label: str
+    run: Callable[[], Run]
+    wall: list[float] = field(default_factory=list)  # the whole process (or step), seconds
+    cpu: list[float] = field(default_factory=list)  # its user + system CPU, seconds
+    xfer_wall: list[float] = field(default_factory=list)  # Python clients: the transfer alone
+    xfer_cpu: list[float] = field(default_factory=list)
+
+
+def bench_peers(server: Server, world: World, dest_dir: Path, size: int,
+                repeats: int) -> dict[str, Peer]:
+    """Every client downloads, hashes and writes the same payload, interleaved with a rotating
+    order, so load that comes and goes hits all of them alike (wall times on a shared machine are
+    noisy; CPU seconds much less so). Each download's SHA-256 is checked."""
+    digest = make_payload(world.www / "peers.bin", size)
+    url = server.url("peers.bin")
+    dest = dest_dir / "peer.bin"
+    script = str(Path(__file__).resolve().parent / "peers.py")
+    buf = bytearray(os.urandom(MiB))
+
+    def python_client(name: str) -> Callable[[], Run]:
+        def run() -> Run:
+            return run_timed([sys.executable, script, name, url, str(world.root_pem), str(dest),
+                              str(world.pins)])
+        return run
+
+    def shell(cmd: str, *args: str) -> Callable[[], Run]:
+        def run() -> Run:
+            out = run_timed(["sh", "-c", cmd, *args])
+            if dest.exists():
+                dest.unlink()
+            return out
+        return run
+
+    def sha256_memory() -> Run:
+        h = hashlib.sha256()
+        view = memoryview(buf)
+        cpu, start = time.process_time(), time.perf_counter()
+        for _ in range(size // MiB):
+            h.update(view)
+        h.update(view[: size % MiB])
+        return Run(time.perf_counter() - start, 0, time.process_time() - cpu, b"")
+
+    def fetch_cli() -> Run:
+        out = run_timed([*fetch_update_argv(), url, "--pins", str(world.pins), "--sha256", digest,
+                         "-o", str(dest), "-q"])
+        dest.unlink()
+        return out
+
+    dgst = 'openssl dgst -sha256 -r "$2"'
+    peers: dict[str, Peer] = {
+        "cli": Peer("fetch-update CLI", fetch_cli),
+        "lib": Peer("pinclient.fetch_update() in-process", python_client("pinclient")),
+        "requests": Peer("requests iter_content(1 MiB) + hashlib", python_client("requests")),
+        "urllib3": Peer("urllib3 stream(1 MiB) + hashlib", python_client("urllib3")),
+    }
+    try:
+        import httpx  # noqa: F401
+
+        peers["httpx"] = Peer("httpx iter_bytes + hashlib", python_client("httpx"))
+    except ImportError:
+        pass
+    curl, wget, aria2c = shutil.which("curl"), shutil.which("wget"), shutil.which("aria2c")
+    if curl:
+        peers["curl_dgst"] = Peer("curl -o F, then openssl dgst -sha256", shell(
+            f'"$0" -sS --fail --cacert "$1" -o "$2" "$3" && {dgst}', curl, str(world.root_pem),
+            str(dest), url))
+        peers["curl_null"] = Peer("curl -o /dev/null (decrypt only)", shell(
+            '"$0" -sS --fail --cacert "$1" -o /dev/null "$3"', curl, str(world.root_pem), "", url))
+    if wget:
+        peers["wget"] = Peer("wget -O F, then openssl dgst -sha256", shell(
+            f'"$0" -q --ca-certificate="$1" -O "$2" "$3" && {dgst}', wget, str(world.root_pem),
+            str(dest), url))
+    if aria2c:
+        peers["aria2c"] = Peer("aria2c, then openssl dgst -sha256", shell(
+            f'"$0" -q --ca-certificate="$1" -d "$(dirname "$2")" -o "$(basename "$2")" "$3" && {dgst}',
+            aria2c, str(world.root_pem), str(dest), url))
+    peers["sha"] = Peer("hashlib SHA-256 alone (memory)", sha256_memory)
+    peers["write"] = Peer("raw os.write alone (1 MiB writes)", lambda: run_timed(
+        [sys.executable, script, "write", str(size), "", str(dest)]))
+
+    def record(peer: Peer) -> None:
+        result = peer.run()
+        peer.wall.append(result.seconds)
+        peer.cpu.append(result.cpu)
+        text = result.stdout.decode().strip()
+        if text.startswith("{"):
+            data = json.loads(text.splitlines()[-1])
+            peer.xfer_wall.append(data["wall"])
+            peer.xfer_cpu.append(data["cpu"])
+            got = data["sha256"]
+        else:
+            got = text.split()[0] if text else ""
+        if got and got != digest:
+            raise RuntimeError(f"{peer.label}: wrong SHA-256 {got}")
+
+    record(peers["lib"])  # warm the page cache and the .pyc files; not counted
+    for samples in (peers["lib"].wall, peers["lib"].cpu, peers["lib"].xfer_wall, peers["lib"].xfer_cpu):
+        samples.clear()
+    order = list(peers.values())
+    for i in range(repeats):
+        for peer in order[i % len(order):] + order[: i % len(order)]:
+            record(peer)
+    return peers
+
+
+def report_peers(peers: dict[str, Peer], size: int) -> None:
+    per_gib = GiB / size
+    med = statistics.median
+    base = med(peers["cli"].wall)
+    print(f"\npeers: download {human(size)} over HTTPS, verify SHA-256, write; "
+          f"{len(peers['cli'].wall)} interleaved rounds")
+    print("| job | wall min s | wall median s | wall ÷ fetch-update | client CPU s/GiB | "
+          "transfer CPU s/GiB |")
+    print("|---|---|---|---|---|---|")
+    for p in peers.values():
+        xfer = f"{med(p.xfer_cpu) * per_gib:.2f}" if p.xfer_cpu else "—"
+        print(f"| {p.label} | {min(p.wall):.3f} | {med(p.wall):.3f} | {med(p.wall) / base:.2f} | "
+              f"{med(p.cpu) * per_gib:.2f} | {xfer} |")
+    if "curl_null" not in peers:
+        print("(no curl: no irreducible sum)")
+        return
+    floor = (med(peers["curl_null"].cpu) + med(peers["sha"].cpu) + med(peers["write"].xfer_cpu)) * per_gib
+    lib = med(peers["lib"].xfer_cpu) * per_gib
+    cli = med(peers["cli"].cpu) * per_gib
+    rounds = zip(peers["lib"].xfer_wall, peers["requests"].xfer_wall, peers["urllib3"].xfer_wall,
+                 strict=True)
+    wall = med(a / min(b, c) for a, b, c in rounds)
+    print(f"\nirreducible CPU (curl -o /dev/null + hashlib + raw write): {floor:.2f} s/GiB")
+    for name, value, target in [
+            ("library transfer CPU / irreducible", lib / floor, 1.10),
+            ("CLI CPU (start-up included) / irreducible", cli / floor, 1.20),
+            ("library transfer wall / best of requests, urllib3 (per round)", wall, 0.95)]:
+        print(f"  {name:<64} {value:5.2f}   <= {target:.2f}  {verdict(value <= target)}")
+
+
 # ------------------------------------------------------------------------ 2 + 5: connections
 
 
@@ -364,7 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dest-dir", type=Path, default=None,
                         help="where downloads are written (default /dev/shm, a tmpfs)")
     parser.add_argument("--server", choices=["auto", "nginx", "openssl"], default="auto")
+    parser.add_argument("--peers", action="store_true",
+                        help="only the peers table: pinclient against requests, urllib3, httpx, curl, "
+                        "wget, aria2c, hashlib and raw writes (default 1G, 10 rounds)")
     args = parser.parse_args(argv)
+    if args.peers:
+        return main_peers(args)
     big = parse_size(args.size or ("64M" if args.quick else "1G"))
     small = parse_size(args.small or ("16M" if args.quick else "64M"))
     repeats = args.repeats or (3 if args.quick else 5)
@@ -385,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             times, rss_big, rss_small = bench_download(server, world, dest_dir, big, small, repeats)
             rates = bench_connections(server, world, connections, repeats)
             keep_alive = keep_alive_count(server, world, 100) if server.keep_alive else None
+            # --quick runs one small round of the peers table too, so that mode cannot rot in CI.
+            peers = bench_peers(server, world, dest_dir, small, 1) if args.quick else None
         version, imports = bench_startup(4 * repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -432,12 +580,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n5. keep-alive not measured: {server.kind} closes every connection")
     if big < GiB:
         print(f"\n(target 1 is defined for 1 GiB; at {human(big)} fetch-update's ~0.2 s start-up dominates)")
+    if peers is not None:
+        report_peers(peers, small)
+        print("(--quick: one small round; `--peers` measures 1 GiB over 10 rounds)")
     print("\ntarget                                                           measured   target    ")
     for name, value, target, ok in results:
         print(f"  {name:<62} {value:>9}   {target:<9} {verdict(ok)}")
     print(f"\n(ratios of medians; target 2: median of per-round ratios; bench took "
           f"{time.perf_counter() - started:.0f} s; "
           f"load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+    return 0
+
+
+def main_peers(args: argparse.Namespace) -> int:
+    size = parse_size(args.size or ("16M" if args.quick else "1G"))
+    repeats = args.repeats or (1 if args.quick else 10)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="pinclient-bench-"))
+    dest_dir = args.dest_dir or default_dest_dir(work, size)
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    try:
+        world = make_world(work)
+        with start_server(world, args.server) as server:
+            print(f"versions: {versions(server)}")
+            print(f"server: {server.kind} on {server.url('')} ; DEST in {dest_dir} ({fs_type(dest_dir)})",
+                  flush=True)
+            peers = bench_peers(server, world, dest_dir, size, repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if dest_dir != work and dest_dir.parent == Path("/dev/shm"):
+            shutil.rmtree(dest_dir, ignore_errors=True)
+    report_peers(peers, size)
+    print(f"\n(bench took {time.perf_counter() - started:.0f} s; load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
     return 0
 
 
