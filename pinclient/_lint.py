@@ -102,6 +102,28 @@ def lint(config: PinConfig, *, today: dt.date) -> list[Finding]:
     findings += _no_pinsets(config)
     findings += _undeliverable_reports(config)
     findings += _blocked_entries(config)
+    findings += _update_source(config, today)
+    return findings
+
+
+def _update_source(config: PinConfig, today: dt.date) -> list[Finding]:
+    # Signed pins updates: the backup-key lesson again (a lost single key freezes every client's pins
+    # for good), and a document past its expires, which clients refuse to take as an update and
+    # fetch-update refuses to use once no fresher one can be had.
+    findings = []
+    if config.update is not None and len(config.update.signing_keys) == 1:
+        findings.append(Finding(
+            "warning", "no-backup-update-key", None,
+            "[update] has only one signing key: if it is lost or must be revoked, no pins update these "
+            "clients accept can ever be signed",
+            "generate a second key (`pinclient keygen`), keep it offline, and add it to [update] "
+            "signing_keys"))
+    if config.expires is not None and config.expires <= today:
+        findings.append(Finding(
+            "error", "pins-expired", None,
+            f"the document's expires ({config.expires.isoformat()}) has passed: clients refuse it as a "
+            "pins update, and fetch-update refuses to work with it once it cannot fetch a newer one",
+            "publish a new document with a higher serial and a later expires"))
     return findings
 
 

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 
-from ._names import host_matches, normalize_pattern, pattern_specificity, printable
+from ._names import (
+    host_matches,
+    normalize_host,
+    normalize_pattern,
+    normalize_url,
+    pattern_specificity,
+    printable,
+)
 from ._paths import user_state_dir
 from ._sizes import parse_size
 from ._x509 import (
@@ -36,7 +43,7 @@ from ._x509 import (
     parse_serial,
     spki_sha256,
 )
-from .errors import PinsFileError, SignatureError
+from .errors import PinsFileError, SignatureError, UsageError
 
 if TYPE_CHECKING:
     from .minisign import PublicKey
@@ -52,6 +59,7 @@ __all__ = [
     "Pin",
     "PinConfig",
     "Pinset",
+    "UpdateSource",
     "canonical_name",
     "format_serial",
     "load_pins",
@@ -187,6 +195,13 @@ class PinConfig:
     pinsets: tuple[Pinset, ...] = ()
     blocked: tuple[BlockedCert, ...] = ()
     path: Path | None = None
+    serial: int = 0  # the document's serial; a file without one is 0. Updates must raise it
+    expires: dt.date | None = None  # the whole document expires at the start of this day (UTC)
+    update: UpdateSource | None = None  # [update]: signed pins updates
+    # Set by load_pins when a stored, signed update (higher serial) replaced the file at ``path``:
+    # the URL it came from, and the serial of the file at ``path``. None: the file itself is active.
+    updated_from: str | None = None
+    shipped_serial: int | None = None
 
     def pinset_for(self, host: str) -> Pinset | None:
         """The most specific pinset covering a normalised ``host``; on a tie, the first in the file."""
@@ -254,7 +269,37 @@ def load_pins(path: str | Path) -> PinConfig:
     except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise PinsFileError(f"cannot read pins file: {getattr(e, 'strerror', None) or e}",
                             path=str(p)) from None
-    return parse_pins(data, path=p)
+    return _with_stored_update(parse_pins(data, path=p))
+
+
+def _with_stored_update(shipped: PinConfig) -> PinConfig:
+    """``shipped``, or the signed update stored for it in the state folder when that one's serial is
+    higher (see :mod:`pinclient._pinstore`; it was verified when :func:`pinclient.update_pins`
+    accepted it). The state folder stays the shipped file's. A stored document that no longer
+    loads (a file it names is gone) is skipped with a warning: the shipped file is active."""
+    if shipped.update is None or shipped.path is None:
+        return shipped
+    import logging
+
+    from ._pinstore import read_stored, store_path  # deferred: only files with [update] read state
+
+    log = logging.getLogger("pinclient")
+    stored_at = store_path(shipped.state_folder(), shipped.update.url)
+    stored = read_stored(stored_at)
+    if stored is None or stored.document is None or stored.serial <= shipped.serial:
+        return shipped
+    try:
+        updated = parse_pins(stored.document, path=stored_at, base_dir=shipped.path.resolve().parent)
+    except PinsFileError as e:
+        log.warning("the stored pins update %s no longer loads (%s); using %s (serial %d)",
+                    stored_at, e.message, shipped.path, shipped.serial)
+        return shipped
+    defaults = dataclasses.replace(updated.defaults, state_dir=shipped.defaults.state_dir)
+    log.info("pins: using the signed update %s (serial %d, from %s) instead of %s (serial %d)",
+             stored_at, updated.serial, stored.origin, shipped.path, shipped.serial)
+    return dataclasses.replace(updated, defaults=defaults, path=shipped.path,
+                               updated_from=stored.origin or shipped.update.url,
+                               shipped_serial=shipped.serial)
 
 
 def parse_pins(data: bytes | str, *, path: Path | None = None, base_dir: Path | None = None) -> PinConfig:
@@ -332,8 +377,8 @@ class _Loader:
     # -- sections
 
     def load(self, doc: Mapping[str, Any], path: Path | None) -> PinConfig:
-        self.check_keys(doc, {"version", "defaults", "pinset", "blocked"}, {"version"},
-                        section="the top level")
+        self.check_keys(doc, {"version", "defaults", "pinset", "blocked"} | _UPDATE_TOP_KEYS,
+                        {"version"}, section="the top level")
         version = doc["version"]
         if not isinstance(version, int) or isinstance(version, bool) or version != 1:
             raise self.error(f"unsupported version {version!r}; this pinclient reads version = 1",
@@ -350,7 +395,69 @@ class _Loader:
                 raise self.error("two pinsets have this name; names must be unique", pinset=name, key="name")
         blocked = tuple(self.blocked(i, t) for i, t in
                         enumerate(self.table_list(doc.get("blocked", []), key="blocked")))
-        return PinConfig(defaults=defaults, pinsets=pinsets, blocked=blocked, path=path)
+        config = PinConfig(defaults=defaults, pinsets=pinsets, blocked=blocked, path=path)
+        return dataclasses.replace(config, **self.update_keys(doc, config))
+
+    def update_keys(self, doc: Mapping[str, Any], config: PinConfig) -> dict[str, Any]:
+        """The top-level ``serial`` and ``expires`` and the ``[update]`` table, validated."""
+        out: dict[str, Any] = {}
+        if "serial" in doc:
+            value = doc["serial"]
+            if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+                raise self.error(f"must be a TOML integer without quotes: serial = {value.strip()}",
+                                 key="serial")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+                raise self.error(f"must be a positive integer (serial = 1, 2, …; leave it out for 0), "
+                                 f"not {value!r}", key="serial")
+            out["serial"] = value
+        if "expires" in doc:
+            value = doc["expires"]
+            if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+                raise self.error(f"must be a TOML date such as 2027-06-30 (no quotes, no time), not "
+                                 f"{_type_name(value)}", key="expires")
+            out["expires"] = value
+        if "update" in doc:
+            table = doc["update"]
+            if not isinstance(table, dict):
+                raise self.error(f"must be a table ([update]), not {_type_name(table)}", key="update")
+            self.check_keys(table, {"url", "signing_keys", "interval"}, {"url", "signing_keys"},
+                            section="[update]")
+            url = self.update_url(table["url"], config)
+            keys = self.public_keys(table["signing_keys"], key="signing_keys", pinset=None,
+                                    section="[update]")
+            interval = self.interval(table.get("interval", "1d"))
+            out["update"] = UpdateSource(url=url, signing_keys=keys, interval=interval)
+        return out
+
+    def update_url(self, value: object, config: PinConfig) -> str:
+        """``[update] url``: https with a host that can be reached through these pins."""
+        from urllib.parse import urlsplit
+
+        text = self.string(value, key="url").strip()
+        try:
+            url = normalize_url(text)  # the one spelling the transport will ask for
+        except UsageError as e:
+            raise self.error(f"{e.message} The pins document is fetched through the pinned "
+                             "transport, which speaks only HTTPS", key="url") from None
+        host = normalize_host(urlsplit(url).hostname or "")
+        if config.defaults.unpinned == "refuse" and config.pinset_for(host) is None:
+            raise self.error(f"no pinset covers {host!r} and unpinned hosts are refused, so the update "
+                             f"could never be fetched; add {host!r} to a pinset's hosts", key="url")
+        return url
+
+    def interval(self, value: object) -> float:
+        """``[update] interval``: ``"30m"``, ``"12h"``, ``"1d"``, ``"1w"`` (also ``s``), at most a year."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise self.error(f'write the interval with a unit: interval = "{value}s"', key="interval")
+        text = self.string(value, key="interval").strip()
+        m = re.fullmatch(r"([0-9]{1,9})\s*([smhdw])", text)
+        if m is None:
+            raise self.error(f'{text!r} is not an interval; write a whole number and one of s, m, h, '
+                             'd, w, such as "12h" or "1d"', key="interval")
+        seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+        if not 0 < seconds <= 366 * 86400:
+            raise self.error(f"{text!r}: must be more than 0 and at most a year", key="interval")
+        return float(seconds)
 
     def defaults(self, table: Mapping[str, Any]) -> Defaults:
         self.check_keys(table, {"ca_bundle", "unpinned"} | _DEFAULTS_LIFECYCLE_KEYS
@@ -515,26 +622,32 @@ class _Loader:
                                  'signing_keys = ["RW…"] or remove it', pinset=pinset,
                                  key="allow_legacy_signatures")
             return {}
-        value = table["signing_keys"]
-        if not isinstance(value, list) or not value:
-            raise self.error('must be a non-empty array of minisign public keys ("RW…"); leave the '
-                             "key out for unsigned updates", pinset=pinset, key="signing_keys")
-        from .minisign import PublicKey  # deferred: only files with signing keys pay for it
-
-        keys: dict[bytes, PublicKey] = {}
-        for i, item in enumerate(value):
-            text = self.string(item, key="signing_keys", pinset=pinset)
-            try:
-                key = PublicKey.from_string(text)
-            except SignatureError as e:
-                raise self.error(f"entry {i + 1} ({text.strip()[:60]!r}) is not a minisign public key: "
-                                 f"{e.message}", pinset=pinset, key="signing_keys") from None
-            keys.setdefault(key.key_id + key.key, key)
-        out: dict[str, Any] = {"signing_keys": tuple(keys.values())}
+        out: dict[str, Any] = {"signing_keys": self.public_keys(table["signing_keys"], key="signing_keys",
+                                                                pinset=pinset, section="a pinset")}
         if "allow_legacy_signatures" in table:
             out["allow_legacy_signatures"] = self.allow_legacy(table["allow_legacy_signatures"],
                                                                pinset=pinset)
         return out
+
+    def public_keys(self, value: object, *, key: str, pinset: str | None,
+                    section: str) -> tuple[PublicKey, ...]:
+        """A non-empty array of minisign public keys (``"RW…"``), deduplicated."""
+        if not isinstance(value, list) or not value:
+            hint = "leave the key out for unsigned updates" if pinset else "at least one is needed"
+            raise self.error(f'must be a non-empty array of minisign public keys ("RW…") in {section}; '
+                             f"{hint}", pinset=pinset, key=key)
+        from .minisign import PublicKey  # deferred: only files with signing keys pay for it
+
+        keys: dict[bytes, PublicKey] = {}
+        for i, item in enumerate(value):
+            text = self.string(item, key=key, pinset=pinset)
+            try:
+                public = PublicKey.from_string(text)
+            except SignatureError as e:
+                raise self.error(f"entry {i + 1} ({printable(text.strip()[:60])!r}) is not a minisign "
+                                 f"public key: {e.message}", pinset=pinset, key=key) from None
+            keys.setdefault(public.key_id + public.key, public)
+        return tuple(keys.values())
 
     def allow_legacy(self, value: object, *, pinset: str) -> bool:
         """``allow_legacy_signatures``: a TOML boolean (``"true"`` in quotes is refused, as it
@@ -653,6 +766,8 @@ _UNPINNED: dict[str, UnpinnedPolicy] = {"refuse": "refuse", "allow": "allow", "r
 # Lifecycle keys (rollout and rotation): report-only mode, violation reports, pinset expiry.
 _DEFAULTS_LIFECYCLE_KEYS = {"mode", "report_uri", "report_file"}
 _PINSET_LIFECYCLE_KEYS = _DEFAULTS_LIFECYCLE_KEYS | {"expires", "on_expiry"}
+# Signed pins updates: the document's serial and expiry, and where updates come from.
+_UPDATE_TOP_KEYS = {"serial", "expires", "update"}
 # Revocation checking, in [defaults] and per pinset ([defaults] also takes cache_dir).
 _REVOCATION_KEYS = {"revocation", "crl"}
 

@@ -228,6 +228,8 @@ def test_fetch_update_refreshes_due_pins_and_a_failed_refresh_never_fails_the_pa
     world.publish(world.document(2, [OLD_KEY], cdn_ca="rogue_root"), OLD_KEY)
     assert fetch_main([url, "-o", str(tmp_path / "b"), "--pins", str(world.pins), "--json"]) == 0
     assert world.active_serial() == 2
+    said = json.loads(capsys.readouterr().out)["pins"]  # --json says which pins judged the payload
+    assert said == {"active": "updated", "serial": 2, "origin": world.server.url("/pins.toml")}
     # Checked just now: within the interval no request goes to the update server.
     world.server.stop()
     assert fetch_main([url, "-o", str(tmp_path / "c"), "--pins", str(world.pins), "-q"]) == 0
@@ -312,6 +314,19 @@ def test_pins_sign_refuses_a_document_clients_would_refuse(
     assert cli("pins", "sign", str(publish), "--secret-key", str(key_file)) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "pins.toml.minisig").exists()
+
+
+def test_lint_warns_about_a_single_update_key_and_refuses_expired_pins(world: World) -> None:
+    from pinclient._lint import lint
+
+    today = dt.date(2026, 1, 1)
+    codes = {f.code: f.severity for f in lint(parse_pins(world.document(1, [OLD_KEY]), base_dir=world.app),
+                                              today=today)}
+    assert codes.get("no-backup-update-key") == "warning"
+    both = parse_pins(world.document(1, [OLD_KEY, BACKUP_KEY], expires="2025-12-31"), base_dir=world.app)
+    codes = {f.code: f.severity for f in lint(both, today=today)}
+    assert "no-backup-update-key" not in codes
+    assert codes.get("pins-expired") == "error"
 
 
 # --------------------------------------------------------------------------- pins.toml values

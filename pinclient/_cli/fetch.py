@@ -161,6 +161,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 
     _check_fetch_args(args)
     config = load_config(args)
+    if config.update is not None:  # signed pins updates: refreshed first when due; see _pinsupdate
+        from .._pinsupdate import refresh_if_due  # deferred: as above
+
+        config = refresh_if_due(config, lambda: load_config(args), options=fetch_options(args))
     if args.revocation:
         config = override_revocation(config, args.revocation)
     options = fetch_options(args)
@@ -177,7 +181,11 @@ def run_fetch(args: argparse.Namespace) -> int:
             bar.close()
     out = sys.stderr if dest == "-" else sys.stdout  # with -o -, stdout carries the payload alone
     if args.json:
-        print(json.dumps(result.to_json(), indent=2), file=out)
+        data = result.to_json()
+        if config.update is not None:  # which pins document judged it (signed pins updates)
+            data["pins"] = {"active": "updated" if config.updated_from else "shipped",
+                            "serial": config.serial, "origin": config.updated_from}
+        print(json.dumps(data, indent=2), file=out)
     elif not args.quiet:
         print_saved(result, out)
     return 0

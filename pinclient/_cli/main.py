@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from .._names import printable
 from .._version import __version__
 from ..errors import PinclientError, UsageError
-from . import demo, fetch, known, lifecycle, sign
+from . import demo, fetch, known, lifecycle, pins, sign
 from .common import EXIT_CODES, Runner
 
 __all__ = ["fetch_main", "main"]
@@ -44,6 +44,7 @@ def _commands() -> dict[str, Command]:
                    sign.configure_keygen, sign.run_keygen),
         "sign": ("sign files with a minisign secret key: writes FILE.minisig (compatible with "
                  "minisign -S)", sign.configure_sign, sign.run_sign),
+        "pins": (pins.PINS_HELP, pins.configure_pins, pins.run_pins),
     }
 
 
