@@ -184,7 +184,7 @@ class KnownIssuers:
             StorageError / UsageError: as :meth:`judge`.
         """
         name = normalize_host(host)
-        with self._locked():
+        with self._locked(create=False):  # no folder: nothing to forget, and none is made
             records = self.load()
             removed = records.pop(name, None)
             if removed is not None:

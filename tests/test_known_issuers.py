@@ -388,3 +388,19 @@ def test_check_judges_a_remembered_host_against_its_record_and_records_nothing(
     with https_server({"/u": BODY}, issuer=pki.rogue_root) as server:
         assert main(["check", server.url("/"), "--pins", str(pins), "--json"]) == 3
     assert '"issuer-changed"' in capsys.readouterr().out
+
+
+def test_a_first_contact_and_a_remembered_connection_say_so_in_the_result(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    config = load_pins(remember_pins(tmp_path, pki))
+    with https_server({"/u": BODY}) as server:
+        first = fetch_update(server.url("/u"), tmp_path / "a", config=config, retries=0)
+        again = fetch_update(server.url("/u"), tmp_path / "b", config=config, retries=0)
+    assert (first.pin_result, again.pin_result) == ("first-contact", "remembered")
+    assert not first.report_only
+
+
+def test_forget_on_a_fresh_state_folder_makes_nothing(pki: PKI, tmp_path: Path) -> None:
+    pins = remember_pins(tmp_path, pki)
+    assert main(["forget", HOST, "--pins", str(pins)]) == 2
+    assert not (tmp_path / "state").exists()

@@ -87,8 +87,9 @@ class FetchResult:
     attempts: int = 1
     resumed_from: int = 0
     signature: VerifiedSignature | None = None
-    #: How the pins judged the final connection: "pinned", "unpinned-allowed", or — only when
-    #: ``report_only`` is True — the violation that report-only mode let through.
+    #: How the pins judged the final connection: "pinned", "unpinned-allowed", "first-contact" or
+    #: "remembered" (unpinned = "remember"), or — only when ``report_only`` is True — the violation
+    #: that report-only mode let through.
     pin_result: str = "pinned"
     report_only: bool = False
     #: Digests checked beside ``sha256`` (``hashes=`` / ``--hash``): algorithm → hex.
