@@ -1,17 +1,28 @@
 """The per-user cache folder (revocation cache, report rate limiter) and state folder (what
-pinclient learns: updated pins, known issuers); and
-checks of paths a user gave (``--pins``, ``--ca-bundle``)."""
+pinclient learns: updated pins, known issuers); checks of paths a user gave (``--pins``,
+``--ca-bundle``); :func:`replace_file`, the one ``os.replace`` that every atomic write uses; and
+:func:`fsync_dir`, a folder fsync where the platform has one.
+
+Platforms: the folders follow each platform's convention (XDG on Linux and the BSDs,
+``~/Library`` on macOS, ``%LOCALAPPDATA%`` on Windows), read from ``sys.platform`` at call time.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import sys
+import time
 from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["given_file_exists", "user_cache_dir", "user_state_dir"]
+__all__ = ["REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "given_file_exists", "replace_file",
+           "user_cache_dir", "user_state_dir"]
+
+WINDOWS = os.name == "nt"  # read at call time by the Windows branches (the tests simulate them)
+REPLACE_PATIENCE = 2.0  # seconds a Windows sharing violation on os.replace is waited out, at most
+_REPLACE_POLL = 0.05  # seconds between attempts
 
 
 def given_file_exists(path: Path, what: str) -> bool:
@@ -61,3 +72,53 @@ def user_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "pinclient"
+
+
+def replace_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *,
+                 until: float | None = None) -> None:
+    """``os.replace(src, dst)``; on Windows a ``PermissionError`` is retried for a moment.
+
+    Windows refuses to replace a file that another process has open without
+    ``FILE_SHARE_DELETE`` (a sharing violation, ``PermissionError``): an antivirus scanner or a
+    search indexer looking at the old DEST for a second is the usual holder. The rename is tried
+    again every 50 ms for up to :data:`REPLACE_PATIENCE` seconds and never past ``until`` (a
+    ``time.monotonic()`` deadline, the caller's), then the last ``PermissionError`` is raised.
+    Elsewhere a ``PermissionError`` from ``rename(2)`` means the folder's permissions, which waiting
+    does not change, so it is raised at once.
+
+    Raises:
+        OSError: the rename failed (the file at ``dst`` is unchanged).
+    """
+    give_up = time.monotonic() + REPLACE_PATIENCE
+    if until is not None:
+        give_up = min(give_up, until)
+    while True:
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if not WINDOWS or time.monotonic() + _REPLACE_POLL > give_up:
+                raise
+        time.sleep(_REPLACE_POLL)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: fsync the folder, where the platform can.
+
+    POSIX systems (Linux, macOS, the BSDs) open a folder read-only and fsync it. Windows cannot
+    open a folder as a file at all (``os.open`` raises ``PermissionError``) and has no folder fsync;
+    there NTFS journals the rename itself, so this is a no-op: DEST is still the old file or the
+    new one, never a mix, but a rename made just before a power loss may be undone
+    (docs/threat-model.md, "Platforms"). A POSIX file system that refuses raises, and the caller
+    says so.
+
+    Raises:
+        OSError: the folder could not be opened or fsynced (never on Windows).
+    """
+    if WINDOWS:
+        return
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

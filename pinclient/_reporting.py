@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._names import host_matches, pattern_specificity
-from ._paths import user_cache_dir
+from ._paths import replace_file, user_cache_dir
 from ._version import USER_AGENT, __version__
 from .config import PinConfig
 from .policy import Verdict
@@ -201,7 +201,7 @@ class RateLimiter:
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
                     json.dump({"version": 1, "sent": sent}, fh)
-                os.replace(tmp, self.path)
+                replace_file(tmp, self.path)
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

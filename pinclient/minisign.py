@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ._paths import replace_file
 from .errors import SignatureError
 
 __all__ = [
@@ -720,14 +721,14 @@ def _write_file(path: StrPath, data: bytes, *, mode: int, force: bool) -> None:
     """
     path = os.fspath(path)
     if not force:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
         _write_fd(fd, data, cleanup=path)
         return
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
     try:
         os.chmod(tmp, mode)
         _write_fd(fd, data, cleanup=None)
-        os.replace(tmp, path)
+        replace_file(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise

@@ -71,6 +71,13 @@ def restore_pinclient_logger() -> Iterator[None]:
     logger.propagate = saved[2]
 
 
+def posix_only(why: str) -> pytest.MarkDecorator:
+    """Skip a test where ``os.name`` is not "posix", saying which POSIX facility it needs (flock,
+    mknod, mkfifo, AF_UNIX sockets, unshare, file owners); tests/test_platforms.py checks that every
+    test using one says so."""
+    return pytest.mark.skipif(os.name != "posix", reason=f"POSIX-only: {why}")
+
+
 def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pinclient import NetworkError, RetryPolicy, fetch_update
@@ -49,7 +49,7 @@ from pinclient._revocation.checker import RevocationChecker
 from pinclient._revocation.verify import RevocationPolicy
 from pinclient._sizes import ascii_decimal
 from pinclient.config import PinConfig
-from pinclient.errors import PinViolation, RevocationCheckFailed
+from pinclient.errors import PinclientError, PinViolation, RevocationCheckFailed
 from tests.conftest import PKI, pinset, write_pins
 from tests.revocation_pki import RevocationPKI
 
@@ -222,6 +222,8 @@ def routes(table: dict[str, Callable[[], bytes]]) -> Handler:
 
 def plant(kind: str, entry: Path, tmp_path: Path) -> None:
     entry.parent.mkdir(parents=True, exist_ok=True)
+    if "fifo" in kind and not hasattr(os, "mkfifo"):
+        pytest.skip("POSIX-only: mkfifo")
     if kind == "fifo":
         os.mkfifo(entry)
     elif kind == "symlink":  # to a file of someone else's: it must be neither read nor replaced
@@ -234,7 +236,7 @@ def plant(kind: str, entry: Path, tmp_path: Path) -> None:
     elif kind == "directory":
         entry.mkdir()
     elif kind == "other-owner":
-        if os.getuid() != 0:
+        if os.name != "posix" or os.getuid() != 0:  # POSIX-only: file owners
             pytest.skip("only root can make a file owned by another user")
         entry.write_bytes(b"x")
         os.chown(entry, 65534, 65534)
@@ -687,3 +689,97 @@ def test_cli_refuses_a_chain_cryptography_cannot_parse_with_an_exit_code(
     assert code == {"fetch": 3, "check": 3, "lint": 3, "pin": 6}[command], out + err
     assert "cannot read" in out + err
     assert unparsable_server.requests == []
+
+
+# --- hostile responses, fuzzed: typed error or verified file, within the deadline ---------------
+
+FUZZ_PAYLOAD = b"pinclient fuzz payload\n" * 10
+_LATIN1 = st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
+_NUMBERS = st.one_of(st.integers(0, 2 * len(FUZZ_PAYLOAD)).map(str),
+                     st.sampled_from(["", "-1", "\xb2", "\xb9", "1e3", "0x10", "  5", "5, 5", "230, 231",
+                                      "9" * 30, "+5", "230 ", "\t230"]))
+_RANGES = st.one_of(st.builds("bytes {}-{}/{}".format, st.integers(0, 300), st.integers(0, 300),
+                              st.one_of(st.integers(0, 300).map(str), st.just("*"))),
+                    st.text(_LATIN1, max_size=24))
+_HEADERS = st.one_of(
+    st.tuples(st.just("Content-Length"), _NUMBERS),
+    st.tuples(st.just("Content-Range"), _RANGES),
+    st.tuples(st.just("ETag"), st.sampled_from(['"v1"', 'W/"v1"', "", '"', "\xb2", '"v2"'])),
+    st.tuples(st.just("Last-Modified"), st.sampled_from(["Mon, 01 Jan 2024 00:00:00 GMT", "x", ""])),
+    st.tuples(st.just("Retry-After"), st.one_of(_NUMBERS, st.sampled_from(
+        ["Mon, 01 Jan 0000 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "x"]))),
+    st.tuples(st.just("Location"), st.sampled_from(
+        ["/u", "/other", "{base}/u", "{base}/loop", "http://updates.test/u", "https://elsewhere.test/u",
+         "https://[::1/", "//x", "", "\xb2", "https://updates.test:0/u", "{base}/u#frag"])),
+    st.tuples(st.just("Transfer-Encoding"), st.sampled_from(["chunked", "gzip", "chunked, chunked", "x"])),
+    st.tuples(st.just("Content-Encoding"), st.sampled_from(["gzip", "identity", "br"])),
+    st.tuples(st.just("Connection"), st.sampled_from(["close", "keep-alive"])),
+    st.tuples(st.text(st.sampled_from("abcXYZ-_"), min_size=1, max_size=8), st.text(_LATIN1, max_size=24)),
+)
+_STATUS = st.one_of(
+    st.sampled_from([200, 200, 206, 301, 302, 303, 307, 308, 404, 416, 429, 500, 503]).map("HTTP/1.1 {} X".format),
+    st.sampled_from(["HTTP/1.1 \xb200 OK", "HTTP/1.0 200", "HTTP/1.1 99 X", "junk", "HTTP/1.1 1000 X", "",
+                     "HTTP/1.1 200", "ICY 200 OK"]))
+
+
+def _chunked(data: bytes, sizes: list[int]) -> bytes:
+    out, pos = b"", 0
+    for size in [*sizes, len(data)]:
+        piece = data[pos:pos + size]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        pos += size
+        if pos >= len(data):
+            break
+    return out + b"0\r\n\r\n"
+
+
+_BODIES = st.one_of(st.just(FUZZ_PAYLOAD), st.just(FUZZ_PAYLOAD[:100]), st.binary(max_size=300),
+                    st.builds(_chunked, st.just(FUZZ_PAYLOAD), st.lists(st.integers(1, 300), max_size=4)),
+                    st.just(b"zz\r\n" + FUZZ_PAYLOAD))
+_RESPONSES = st.lists(st.tuples(_STATUS, st.lists(_HEADERS, max_size=6), _BODIES,
+                                st.one_of(st.none(), st.integers(0, 600))), min_size=1, max_size=3)
+
+
+@pytest.fixture(scope="module")
+def fuzz_context(pki: PKI) -> ssl.SSLContext:
+    return pki.pinned_int.issue_leaf(HOST).server_context()
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(responses=_RESPONSES)
+def test_any_hostile_response_is_a_typed_error_or_a_verified_file_within_the_deadline(
+    root_pinned_config: PinConfig, tmp_path: Path, fuzz_context: ssl.SSLContext, responses: list[Any]
+) -> None:
+    # Status lines, headers (lengths, ranges, validators, Retry-After, Location, codings), chunking,
+    # bodies and early closes from hypothesis, served over real TLS by the pinned server; up to
+    # three answers in a row (retries, redirects). Whatever happens: a typed error with DEST
+    # untouched, or DEST is exactly the payload the hash names; never past the deadline (5 s,
+    # asserted with 3x slack for a loaded machine).
+    script: list[Any] = list(responses)
+    holder: dict[str, RawServer] = {}
+
+    def handle(sock: socket.socket, request: bytes) -> None:
+        server = holder["server"]
+        status, headers, body, cut = script[min(len(server.requests), len(script)) - 1]
+        base = f"https://{HOST}:{server.port}"
+        head = status + "\r\n" + "".join(f"{k}: {v.replace('{base}', base)}\r\n" for k, v in headers)
+        raw = (head + "\r\n").encode("latin-1") + body
+        sock.sendall(raw if cut is None else raw[:cut])
+
+    server = holder["server"] = RawServer(handle, context=fuzz_context)
+    dest = tmp_path / "fuzzed.bin"
+    dest.write_bytes(b"old")
+    try:
+        outcome = run_bounded(lambda: fetch_update(
+            url_of(server, "/u"), dest, config=root_pinned_config, sha256=hashlib.sha256(FUZZ_PAYLOAD).hexdigest(),
+            deadline=5, connect_timeout=2, read_timeout=2, resume=False,
+            retries=RetryPolicy(retries=1, backoff=0.01, retry_after_cap=0.05)), bound=15)
+    finally:
+        server.close()
+    if isinstance(outcome, BaseException):
+        assert isinstance(outcome, PinclientError), repr(outcome)
+        assert dest.read_bytes() == b"old"
+    else:
+        assert dest.read_bytes() == FUZZ_PAYLOAD
+    assert not [p for p in tmp_path.iterdir() if "part" in p.name]  # resume=False: nothing kept
+

@@ -4,6 +4,12 @@ A compact bar of our own rather than tqdm or rich: it is some seventy lines, cos
 security tool's install (rich alone brings pygments and markdown-it), starts no monitor thread, and
 ``fetch-update --version`` stays fast. The library never draws anything: it calls a ``progress``
 callback, and :func:`progress_bar` returns this bar only when stderr is a terminal.
+
+Terminals: the bar has no colours. Each line is cut to one column less than the terminal is wide
+(a Windows console wraps a line that touches its last column, and a wrapped line breaks the ``\r``
+redraw everywhere). The rest of the previous line is erased with ``ESC [ K`` on POSIX terminals; a
+Windows console may not interpret escape sequences (conhost without virtual-terminal processing
+prints them), so there the line is padded with spaces instead.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .. import _paths
 from .._sizes import format_size
 
 __all__ = ["ProgressBar", "progress_bar"]
@@ -34,6 +41,7 @@ class ProgressBar:
         self._start: tuple[float, int] | None = None
         self._last_draw = 0.0
         self._drawn = False
+        self._last_len = 0  # characters drawn last time (padded over where ESC [ K is not used)
 
     def __call__(self, done: int, total: int | None) -> None:
         now = self.clock()
@@ -43,7 +51,13 @@ class ProgressBar:
         if not finished and now - self._last_draw < 0.1:
             return
         self._last_draw = now
-        self.stream.write("\r" + self.line(done, total, now) + "\x1b[K")
+        fits = _columns() - 1
+        text = self.line(done, total, now)[:fits]
+        if _paths.WINDOWS:
+            self.stream.write("\r" + text.ljust(min(self._last_len, fits)))
+        else:
+            self.stream.write("\r" + text + "\x1b[K")
+        self._last_len = len(text)
         self.stream.flush()
         self._drawn = True
 
@@ -55,7 +69,7 @@ class ProgressBar:
         if total:
             eta = _clock_text((total - done) / rate) if rate else "--:--"
             info = f"{format_size(done)} / {format_size(total)}  {speed}  ETA {eta}"
-            width = max(10, shutil.get_terminal_size((80, 20)).columns - len(info) - 10)
+            width = max(10, _columns() - len(info) - 10)
             filled = int(width * min(done, total) / total)
             return f"{100 * min(done, total) // total:3d}% [{'=' * filled}{' ' * (width - filled)}] {info}"
         return f"{format_size(done)}  {speed}  {_clock_text(elapsed)}"
@@ -65,6 +79,11 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self._drawn = False
+
+
+def _columns() -> int:
+    """The terminal's width: ``COLUMNS``, else the console's (Windows too), else 80."""
+    return max(20, shutil.get_terminal_size((80, 20)).columns)
 
 
 def progress_bar(*, quiet: bool = False, stream: TextIO | None = None) -> ProgressBar | None:

@@ -16,20 +16,33 @@ with a :class:`~pinclient.errors.StorageError` that names the holder's process i
 removed on release, so none is left behind. That is safe only because a waiter, once it holds the
 lock, checks that the path still names the file it locked; if the holder removed it meanwhile, the
 waiter starts over with the new file (the usual lock-then-verify-inode pattern). A lock file left
-by a killed process carries the marker and is taken over. ``flock`` is POSIX; where it is missing
-(Windows) no lock is taken.
+by a killed process carries the marker and is taken over.
+
+Platforms (docs/threat-model.md, "Platforms"). POSIX uses ``flock``. Windows has no ``flock``; there
+the lock is ``msvcrt.locking`` on one byte far past the marker and the process id (a Windows
+byte-range lock is mandatory, so locking the marker would hide the holder's pid from a waiter). The
+waiting, the timeout and the ownership rules are the same. Two things differ on Windows: a file
+that is open cannot be removed, so the lock file stays behind after release (marked, and taken over
+by the next fetch, as after a killed process); and Windows has no file owner that ``os.stat``
+reports, so :func:`owned` cannot compare users there (the folder's ACL decides who can plant a
+file). Windows has no ``O_NOFOLLOW`` either: :func:`open_nofollow` and the lock then look at the
+name with ``lstat`` before and after opening and refuse a link or a swapped file. A
+platform with neither ``flock`` nor ``msvcrt`` gets no silent lock-free fetch: :func:`dest_lock`
+refuses with a :class:`~pinclient.errors.StorageError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import StorageError
 
@@ -37,6 +50,10 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+try:
+    msvcrt: Any = importlib.import_module("msvcrt")  # Any: its stubs exist only for win32
+except ImportError:
+    msvcrt = None
 
 __all__ = ["create_exclusive", "dest_lock", "lock_path", "not_ours", "open_nofollow", "owned",
            "side_path"]
@@ -44,6 +61,8 @@ __all__ = ["create_exclusive", "dest_lock", "lock_path", "not_ours", "open_nofol
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at a side file's name must not hang open()
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it os.write turns b"\n" into b"\r\n"
+_LOCK_BYTE = 1 << 30  # the byte msvcrt.locking locks (Windows); locking past the end is allowed
 _POLL = 0.05  # seconds between attempts while waiting
 _YOUNG = 2.0  # seconds an empty, unmarked lock file may be another pinclient's, still being made
 LOCK_MARKER = b"pinclient lock\n"  # the first line of every lock file pinclient writes
@@ -71,12 +90,14 @@ def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
         StorageError: ``path`` is a symlink or not a regular file, or cannot be opened (the
             ``OSError`` is the ``__cause__``).
     """
+    before = _no_link_before(path)
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK, mode)
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _BINARY, mode)
     except OSError as e:
         if e.errno == errno.ELOOP or (e.errno == errno.EMLINK and path.is_symlink()):
             raise _symlink_error(path) from None
         raise StorageError(f"cannot open {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+    _no_link_after(fd, path, before)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StorageError(f"{str(path)!r} is not a regular file; refusing to use it.", path=str(path))
@@ -89,12 +110,48 @@ def create_exclusive(path: Path, mode: int = 0o600) -> int | None:
     Raises:
         StorageError: it cannot be created (read-only folder, …); a symlink counts as "there".
     """
+    # O_CREAT | O_EXCL fails on any name that exists, a link included (POSIX; Windows' CREATE_NEW).
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY, mode)
     except FileExistsError:
         return None
     except OSError as e:
         raise StorageError(f"cannot create {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+
+
+def _no_link_before(path: Path) -> os.stat_result | None:
+    """Without ``O_NOFOLLOW`` (Windows): refuse a link at ``path`` before opening it; what is there."""
+    if _NOFOLLOW:
+        return None
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None  # nothing there: os.open says why
+    if _is_link(st):
+        raise _symlink_error(path)
+    return st
+
+
+def _no_link_after(fd: int, path: Path, before: os.stat_result | None) -> None:
+    """Without ``O_NOFOLLOW``: the name must still be the very file opened, not a link to it
+    (a link planted between the look and the open). Closes ``fd`` before raising."""
+    if _NOFOLLOW:
+        return
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        st = None
+    mine = os.fstat(fd)
+    if (st is None or _is_link(st) or (st.st_dev, st.st_ino) != (mine.st_dev, mine.st_ino)
+            or (before is not None and (before.st_dev, before.st_ino) != (st.st_dev, st.st_ino))):
+        os.close(fd)
+        raise _symlink_error(path)
+
+
+def _is_link(st: os.stat_result) -> bool:
+    """A symlink, or on Windows any reparse point (a junction is a link too)."""
+    reparse = getattr(st, "st_file_attributes", 0) & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0)
+    return stat.S_ISLNK(st.st_mode) or bool(reparse)
 
 
 def owned(st: os.stat_result) -> bool:
@@ -110,12 +167,53 @@ def not_ours(path: Path, why: str) -> StorageError:
                         "again.", path=str(path))
 
 
+def _read_at(fd: int, n: int, offset: int) -> bytes:
+    """``os.pread``, which Windows lacks; the offset is ours alone (the fd is never shared)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 def _holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 64, len(LOCK_MARKER)).decode("ascii", "replace").strip()
+        text = _read_at(fd, 64, len(LOCK_MARKER)).decode("ascii", "replace").strip()
     except OSError:
         return ""
     return f" (pid {text})" if text.isdigit() else ""
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Take the lock on ``fd`` without waiting; False if another open file holds it.
+
+    Raises:
+        StorageError: this platform has no lock to take, or locking failed otherwise.
+    """
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    if msvcrt is not None:
+        os.lseek(fd, _LOCK_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as e:
+            # LK_NBLCK on a byte another handle locked: EACCES (the CRT's "locking violation").
+            if e.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
+                return False
+            raise StorageError(f"cannot lock {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+        return True
+    raise StorageError(f"cannot lock {str(path)!r}: this platform has neither flock nor msvcrt, so "
+                       "pinclient cannot keep two fetches from writing the same file; refusing "
+                       "to fetch to a file here.", path=str(path))
+
+
+def _unlock(fd: int) -> None:
+    """Release before closing: Windows frees the locks of a closed file only "eventually"."""
+    if fcntl is None and msvcrt is not None:
+        with contextlib.suppress(OSError):
+            os.lseek(fd, _LOCK_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -132,14 +230,16 @@ def _open_lock(path: Path) -> tuple[int, bool] | None:
     fd = create_exclusive(path)
     if fd is not None:
         return fd, True
+    _no_link_before(path)
     try:
-        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _BINARY)
     except FileNotFoundError:
         return None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise _symlink_error(path) from None
         raise StorageError(f"cannot open {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+    # A link swapped in after that look is caught by dest_lock's _same_file, and then by the look.
     if not owned(os.fstat(fd)):
         os.close(fd)
         raise not_ours(path, "not a regular file of this user with a single link")
@@ -155,9 +255,6 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
             cannot be created, or a file pinclient did not make is at its name (symlink, hard link,
             a file without pinclient's marker).
     """
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
     path = lock_path(dest)
     give_up = time.monotonic() + timeout
     while True:
@@ -166,8 +263,11 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
             continue
         fd, created = opened
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            locked = _try_lock(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not locked:
             holder = _holder(fd)
             os.close(fd)
             if time.monotonic() >= give_up:
@@ -177,31 +277,32 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
                     "--lock-timeout.", path=str(dest)) from None
             time.sleep(_POLL)
             continue
-        except BaseException:
-            os.close(fd)
-            raise
         if not _same_file(fd, path):
+            _unlock(fd)
             os.close(fd)  # the holder removed the file we locked; lock the new one
             continue
-        head = b"" if created else os.pread(fd, len(LOCK_MARKER), 0)
+        head = b"" if created else _read_at(fd, len(LOCK_MARKER), 0)
         if created or head == LOCK_MARKER:
             break
         # No marker: a planted file, or one that another pinclient created an instant ago and has
         # not locked and marked yet (then it is empty and new). Wait for the marker a little.
         young = not head and time.time() - os.fstat(fd).st_mtime < _YOUNG
+        _unlock(fd)
         os.close(fd)
         if not young or time.monotonic() >= give_up:
             raise not_ours(path, "it does not start with pinclient's lock marker")
         time.sleep(_POLL)
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, LOCK_MARKER + str(os.getpid()).encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, LOCK_MARKER + str(os.getpid()).encode())
     except OSError:
         pass  # the pid is only for the message of a waiting process
     try:
         yield
     finally:
         if _same_file(fd, path):
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # Windows refuses (the file is open): it stays
                 os.unlink(path)  # while still holding it: see the module docstring
+        _unlock(fd)
         os.close(fd)

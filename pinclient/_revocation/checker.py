@@ -30,7 +30,7 @@ import urllib3
 from cryptography import x509
 
 from .._deadline import WATCHED_POOLS, deadline, expired, remaining
-from .._paths import user_cache_dir
+from .._paths import replace_file, user_cache_dir
 from .._sizes import ascii_decimal
 from .._version import USER_AGENT
 from ..errors import CertificateRevoked, RevocationCheckFailed
@@ -293,7 +293,7 @@ class RevocationChecker:
         Raises _FetchFailed.
         """
         timeout = self.policy.timeout
-        with deadline(time.monotonic() + timeout):
+        with deadline(time.monotonic() + timeout) as exchange:
             try:
                 data = self._exchange(method, url, limit=limit, body=body, headers=headers)
             except _FetchFailed as e:
@@ -301,7 +301,8 @@ class RevocationChecker:
                     raise _FetchFailed(f"no complete answer in time ({timeout:g} s, or the fetch's "
                                        f"deadline): {e}") from e
                 raise
-            if expired():  # http.client takes a shut-down socket's end for the end of the answer
+            exchange.close()  # settle, then distrust a cut answer: http.client takes a shut-down
+            if exchange.fired:  # socket's end for the end of the headers or of the body
                 raise _FetchFailed(f"no complete answer in time ({timeout:g} s, or the fetch's deadline)")
             return data
 
@@ -365,7 +366,7 @@ class _DiskCache:
         would otherwise hold every fetch in ``open()``, past any deadline), and only a regular file
         owned by this user is read; anything else is a miss with a warning (issue 14)."""
         try:
-            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _BINARY | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             return None
         except OSError as e:  # ELOOP: a symbolic link; ENXIO: a FIFO without a writer; ...
@@ -397,7 +398,7 @@ class _DiskCache:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+            replace_file(tmp, path)  # readers see the old file or the new one, never half of one
             tmp = None
         except OSError as e:
             _log.warning("cannot write revocation cache entry %s: %s", path, e)
@@ -426,6 +427,7 @@ class _DiskCache:
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: a text-mode read stops at a 0x1A byte of the DER
 
 
 def _not_ours(st: os.stat_result) -> str | None:
