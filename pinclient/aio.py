@@ -22,8 +22,9 @@ Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it wa
 continues. The part file is written from the event loop's thread (writes are small and buffered by
 the kernel); waiting for DEST's lock and the signature's key check run in a worker thread.
 
-Not supported here: ``options.max_rate`` (a bandwidth cap) and ``no_proxy`` for redirect targets
-(the proxy is chosen for the first URL's host). The simple alternative for any of that is
+Not supported here: ``options.max_rate`` (a bandwidth cap; refused with ``UsageError`` rather
+than ignored), mirrors (``urls=``, a ``TypeError``) and ``no_proxy`` for redirect targets (the
+proxy is chosen for the first URL's host). The simple alternative for any of that is
 ``await asyncio.to_thread(pinclient.fetch_update, …)``. Needs the ``pinclient[httpx]`` extra.
 """
 
@@ -57,7 +58,7 @@ from ._download.resume import range_headers, resume_offset
 from ._proxy import no_proxy_matches, proxy_route
 from ._tls import missing_anchor_hint
 from .config import PinConfig
-from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError
+from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError, UsageError
 from .httpx import AsyncPinningTransport, pinclient_error
 
 if TYPE_CHECKING:
@@ -86,6 +87,9 @@ async def fetch_update(url: str, dest: str | os.PathLike[str], *, config: PinCon
         part was kept (``resume``) or removed.
     """
     opts = (options or FetchOptions()).with_overrides(overrides)
+    if opts.max_rate:
+        raise UsageError("pinclient.aio.fetch_update does not support max_rate (--limit-rate) yet; use "
+                         "await asyncio.to_thread(pinclient.fetch_update, …) for a rate-limited download.")
     config = opts.pins(config)
     own = transport is None
     transport = transport or _transport(config, url, opts)

@@ -175,6 +175,19 @@ def _refusal(request: httpx.Request, error: PinclientError) -> httpx.ConnectErro
     return httpx.ConnectError(f"{type(error).__name__}: {error}", request=request)
 
 
+def _check_pool(pool: Any, backend: type[Any]) -> None:
+    """Fail closed when the pool no longer connects through the pinning backend (``_pool`` or its
+    ``_network_backend`` replaced after construction): its connections would never be checked.
+
+    Raises:
+        UsageError: the pool or its backend is not the one the transport built.
+    """
+    if not isinstance(getattr(pool, "_network_backend", None), backend):
+        raise UsageError(f"refusing to connect: the transport's connection pool ({type(pool).__name__}) "
+                         "no longer uses pinclient's network backend, so its connections would not be "
+                         "checked against the pins.")
+
+
 def _refuse_plain(request: httpx.Request) -> None:
     if request.url.scheme != "https":
         host = request.url.host
@@ -339,6 +352,7 @@ class PinningTransport(httpx.HTTPTransport):
         token = _port.set(request.url.port or 443)
         try:
             _refuse_plain(request)
+            _check_pool(self._pool, _Backend)
             return super().handle_request(request)
         except (PinViolation, RevocationError) as e:
             raise _refusal(request, e) from e
@@ -378,6 +392,7 @@ class AsyncPinningTransport(httpx.AsyncHTTPTransport):
         token = _port.set(request.url.port or 443)
         try:
             _refuse_plain(request)
+            _check_pool(self._pool, _AsyncBackend)
             return await super().handle_async_request(request)
         except (PinViolation, RevocationError) as e:
             raise _refusal(request, e) from e

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from pinclient.aio import fetch_update
 from pinclient.config import PinConfig
 
 from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
-from .hostile import Seen, ranged
+from .hostile import Seen, ranged, trickle
 
 
 def sha(data: bytes) -> str:
@@ -155,3 +156,24 @@ def test_a_mirror_pinned_elsewhere_in_the_same_config_is_fetched(pki: PKI, tmp_p
             result = asyncio.run(fetch_update(origin.url("/u"), tmp_path / "u", config=config))
     assert result.url == mirror.url("/u", "mirror.test")
     assert (tmp_path / "u").read_bytes() == payload
+
+
+def test_max_rate_is_refused_not_ignored(root_pinned_config: PinConfig, tmp_path: Path) -> None:
+    with pytest.raises(pinclient.UsageError, match="max_rate"):
+        asyncio.run(fetch_update("https://updates.test/u", tmp_path / "u", config=root_pinned_config,
+                                 max_rate=1000))
+
+
+def test_the_deadline_bounds_a_dripping_body(root_pinned_config: PinConfig, tmp_path: Path, payload: bytes,
+                                             https_server: ServeHTTPS) -> None:
+    stop = threading.Event()
+    body = trickle(payload, 0.05, stop)
+    with https_server({"/u": Response(200, body, content_length=len(payload))}) as server:
+        start = time.monotonic()
+        with pytest.raises(pinclient.NetworkError, match="deadline"):
+            asyncio.run(fetch_update(server.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                     deadline=1, read_timeout=5))
+        elapsed = time.monotonic() - start
+        stop.set()
+    assert elapsed < 4, f"the 1 s deadline took {elapsed:.1f} s"
+    assert not (tmp_path / "u").exists()

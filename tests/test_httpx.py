@@ -190,3 +190,18 @@ def test_a_foreign_context_put_on_the_pool_later_is_refused(kind: str, root_pinn
         cause = refusal(transport, server.url("/u"))
     assert cause.reason == "foreign-context"
     assert server.requests == []
+
+
+@kinds
+def test_a_pool_without_the_pinning_backend_is_refused(kind: str, root_pinned_config: PinConfig,
+                                                       payload: bytes, https_server: ServeHTTPS) -> None:
+    # A hostile variant: the pool's network backend swapped after construction would make
+    # connections that no start_tls hook sees. Refused before connecting.
+    import httpcore
+
+    transport = KINDS[kind](root_pinned_config)
+    transport._pool._network_backend = httpcore.SyncBackend() if kind == "sync" else httpcore.AnyIOBackend()
+    with https_server({"/u": payload}) as server:
+        with pytest.raises(UsageError, match="network backend"):
+            get(transport, server.url("/u"))
+    assert server.handshakes == 0
