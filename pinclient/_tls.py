@@ -17,6 +17,7 @@ on (cpython PR 109113 and 17938).
 from __future__ import annotations
 
 import os
+import platform
 import ssl
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 
 from urllib3.util.ssl_ import resolve_ssl_version
 
+from ._systemtrust import SYSTEM_TRUST, load_system_trust
 from .errors import UsageError
 
 __all__ = ["ContextFrozen", "OptionError", "PinnedContext", "TLSInfo", "missing_anchor_hint",
@@ -271,7 +273,9 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
     if not cert_file and (key_file or key_password is not None):
         # urllib3 would ignore them; a client identity asked for must not silently go missing.
         raise UsageError("key_file= and key_password= need cert_file= (the client certificate).")
-    key = (bundle, cert_file, key_file, key_password, minimum_version, maximum_version)
+    # "system" follows SSL_CERT_FILE / SSL_CERT_DIR, as OpenSSL does: they are part of the key.
+    trust = (bundle, ssl.get_default_verify_paths()) if bundle == SYSTEM_TRUST else bundle
+    key = (trust, cert_file, key_file, key_password, minimum_version, maximum_version)
     with _contexts_lock:
         ctx = _contexts.get(key)
         if ctx is None:
@@ -302,7 +306,10 @@ def _build_context(bundle: str, minimum_version: ssl.TLSVersion | None,
     if keylog:
         ctx.keylog_filename = os.path.expandvars(keylog)
     ctx.set_alpn_protocols(["http/1.1"])
-    ctx.load_verify_locations(cafile=bundle)
+    if bundle == SYSTEM_TRUST:
+        load_system_trust(ctx, platform.system())
+    else:
+        ctx.load_verify_locations(cafile=bundle)
     return ctx
 
 

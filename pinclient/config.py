@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import errno
 import os
+import platform
 import re
 import sys
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from ._names import (
 )
 from ._paths import user_state_dir
 from ._sizes import parse_size
+from ._systemtrust import SYSTEM_TRUST, system_trust_refusal
 from ._x509 import (
     NameKey,
     canonical_name,
@@ -160,7 +162,7 @@ class BlockedCert:
 
 @dataclass(frozen=True)
 class Defaults:
-    ca_bundle: str = "certifi"  # "certifi" or an absolute path to a PEM bundle
+    ca_bundle: str = "certifi"  # "certifi", "system" (truststore) or an absolute path to a PEM bundle
     unpinned: UnpinnedPolicy = "refuse"
     mode: Mode = "enforce"  # for pinsets that set none, and for hosts no pinset covers
     report_uri: str | None = None  # https:// URL that receives violation reports (JSON POST)
@@ -223,7 +225,8 @@ class PinConfig:
         return user_state_dir()
 
     def trust_bundle(self) -> str:
-        """The PEM bundle file to validate against (certifi's unless configured)."""
+        """The PEM bundle file to validate against (certifi's unless configured), or
+        :data:`SYSTEM_TRUST` (``pinclient._tls.shared_context`` loads the system's)."""
         if self.defaults.ca_bundle == "certifi":
             import certifi
 
@@ -467,11 +470,17 @@ class _Loader:
         ca_bundle = "certifi"
         if "ca_bundle" in table:
             value = self.string(table["ca_bundle"], key="ca_bundle")
-            if value != "certifi":
+            if value == SYSTEM_TRUST:
+                refusal = system_trust_refusal(platform.system())
+                if refusal is not None:
+                    raise self.error(refusal, key="ca_bundle")
+                ca_bundle = SYSTEM_TRUST
+            elif value != "certifi":
                 bundle = self.base_dir / value
                 if not self.path_exists(bundle, key="ca_bundle", pinset=None, what="is_file"):
                     raise self.error(f"CA bundle {str(bundle)!r} is not a readable file "
-                                     "(use \"certifi\" or a path relative to this file)", key="ca_bundle")
+                                     "(use \"certifi\", \"system\" or a path relative to this file)",
+                                     key="ca_bundle")
                 ca_bundle = str(bundle.resolve())
         unpinned = self.choice(table.get("unpinned", "refuse"), UNPINNED_POLICIES, key="unpinned")
         return Defaults(ca_bundle=ca_bundle, unpinned=_UNPINNED[unpinned],

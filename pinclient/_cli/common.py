@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,7 +62,8 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pins", metavar="FILE",
                         help="pins file (default: $PINCLIENT_PINS, then ./pins.toml)")
     parser.add_argument("--ca-bundle", metavar="FILE",
-                        help="PEM trust bundle, overriding defaults.ca_bundle in the pins file")
+                        help="PEM trust bundle, or \"system\" for the operating system's (truststore), "
+                        "overriding defaults.ca_bundle in the pins file")
     parser.add_argument("--json", action="store_true", help="print one JSON object (result or error)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log decisions (-v) and verified chains (-vv) to stderr")
@@ -75,6 +77,7 @@ def load_config(args: argparse.Namespace) -> PinConfig:
     Raises:
         PinsFileError / UsageError: missing or invalid (a missing file is never an unpinned fetch).
     """
+    from .._systemtrust import SYSTEM_TRUST, system_trust_refusal  # deferred: with load_pins
     from ..config import load_pins  # deferred: cryptography, only when a command runs
 
     chosen = args.pins or os.environ.get("PINCLIENT_PINS") or "pins.toml"
@@ -85,6 +88,12 @@ def load_config(args: argparse.Namespace) -> PinConfig:
         raise UsageError(f"pins file {str(path)!r} (from {origin}) does not exist. pinclient never "
                          "fetches without pins: pass --pins FILE or set PINCLIENT_PINS.")
     config = load_pins(path)
+    if getattr(args, "ca_bundle", None) == SYSTEM_TRUST:  # truststore; refused where it cannot pin
+        refusal = system_trust_refusal(platform.system())
+        if refusal is not None:
+            raise UsageError(f"--ca-bundle system: {refusal}")
+        return dataclasses.replace(config, defaults=dataclasses.replace(config.defaults,
+                                                                        ca_bundle=SYSTEM_TRUST))
     if getattr(args, "ca_bundle", None):
         bundle = Path(args.ca_bundle)
         if not given_file_exists(bundle, "--ca-bundle"):
