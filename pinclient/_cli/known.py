@@ -68,7 +68,8 @@ def run_known(args: argparse.Namespace) -> int:
         print(f"known issuers in {printable(str(store.path))}:" if records
               else f"no known issuers{' for ' + host if host else ''} in {printable(str(store.path))}")
         for record in records.values():
-            print(f"{record.host}  first seen {record.first_seen}, last seen {record.last_seen}")
+            print(f"{printable(record.host)}  first seen {printable(record.first_seen)}, last seen "
+                  f"{printable(record.last_seen)}")
             for issuer in record.issuers:
                 print(f"  sha256/{issuer.spki_sha256}: {printable(issuer.subject)}")
     return 0
