@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 
 from .. import _paths
 from .._deadline import remaining
-from .._paths import replace_file
+from .._paths import fsync_dir, replace_file
 from ..errors import StorageError, UsageError
 from .dest import STDOUT, DestKind, dest_kind
 from .lock import create_exclusive, not_ours, open_nofollow, owned, side_path
@@ -64,28 +64,6 @@ _SIDECAR_VERSION = 2
 def part_paths(dest: Path) -> tuple[Path, Path]:
     """``(.DEST.pinclient-part, .DEST.pinclient-part.json)``."""
     return side_path(dest, "part"), side_path(dest, "part.json")
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable: fsync the folder, where the platform can.
-
-    POSIX systems (Linux, macOS, the BSDs) open a folder read-only and fsync it. Windows cannot
-    open a folder as a file at all (``os.open`` raises ``PermissionError``) and has no folder fsync;
-    there NTFS journals the rename itself, so this is a no-op: DEST is still the old file or the
-    new one, never a mix, but a rename made just before a power loss may be undone
-    (docs/threat-model.md, "Platforms"). A POSIX file system that refuses raises, and the caller
-    says so.
-
-    Raises:
-        OSError: the folder could not be opened or fsynced (never on Windows).
-    """
-    if _paths.WINDOWS:
-        return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _storage_error(what: str, path: Path, e: OSError) -> StorageError:
