@@ -129,6 +129,8 @@ def build_report(verdict: Verdict, port: int, *, now: dt.datetime,
             known.append(f'pin-sha256="{base64.b64encode(pin.spki_sha256).decode()}"')
         else:
             known.append(f"subject={json.dumps(pin.subject_text)}")
+    if verdict.reason == "issuer-changed":  # unpinned = "remember": the keys recorded for the host
+        known = [f'pin-sha256="{k.split(":", 1)[0].removeprefix("sha256/")}"' for k in verdict.known]
     served = [_pem(der) for der in served_chain]
     return {
         "date-time": _rfc3339(now),

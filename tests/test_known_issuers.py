@@ -404,3 +404,16 @@ def test_forget_on_a_fresh_state_folder_makes_nothing(pki: PKI, tmp_path: Path) 
     pins = remember_pins(tmp_path, pki)
     assert main(["forget", HOST, "--pins", str(pins)]) == 2
     assert not (tmp_path / "state").exists()
+
+
+def test_an_issuer_change_is_reported_with_the_recorded_keys_as_known_pins(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    config = load_pins(remember_pins(tmp_path, pki, extra='report_file = "reports.jsonl"\n'))
+    with https_server({"/u": BODY}) as server:
+        fetch(server.url("/u"), tmp_path, config)
+    with https_server({"/u": BODY}, issuer=pki.rogue_root) as server, pytest.raises(PinViolation):
+        fetch(server.url("/u"), tmp_path, config)
+    report = json.loads((tmp_path / "reports.jsonl").read_text().splitlines()[-1])
+    assert report["reason"] == "issuer-changed"
+    assert report["known-pins"] == [f'pin-sha256="{pki.pin_of(pki.pinned_int)}"',
+                                    f'pin-sha256="{pki.pin_of(pki.pinned_root)}"']
