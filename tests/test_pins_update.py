@@ -235,6 +235,26 @@ def test_fetch_update_refreshes_due_pins_and_a_failed_refresh_never_fails_the_pa
     assert fetch_main([url, "-o", str(tmp_path / "c"), "--pins", str(world.pins), "-q"]) == 0
 
 
+def test_fetch_update_deadline_covers_the_pins_refresh(
+        world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path) -> None:
+    import time
+
+    from pinclient._demo import Response
+
+    def slow(path: str, headers: dict[str, str]) -> Response:
+        time.sleep(2.5)  # the update server drips: the refresh alone outlasts --deadline
+        return Response(404)
+
+    world.server.routes["/pins.toml.minisig"] = slow
+    cdn = https_server({"/app.bin": PAYLOAD}, host="cdn.test")
+    started = time.monotonic()
+    code = fetch_main([cdn.url("/app.bin", host="cdn.test"), "-o", str(tmp_path / "a"), "--pins",
+                       str(world.pins), "--deadline", "1.5", "-q"])
+    assert code == 6  # not a second full deadline for the payload
+    assert time.monotonic() - started < 2.4
+    assert not (tmp_path / "a").exists()
+
+
 def test_fetch_update_fails_when_the_active_pins_expired_and_cannot_be_refreshed(
         world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,12 +11,13 @@ import builtins
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote, urlsplit
 
 from .._names import printable
-from ..errors import UsageError
+from ..errors import NetworkError, UsageError
 from .common import (
     HeaderAction,
     add_common,
@@ -164,7 +165,13 @@ def run_fetch(args: argparse.Namespace) -> int:
     if config.update is not None:  # signed pins updates: refreshed first when due; see _pinsupdate
         from .._pinsupdate import refresh_if_due  # deferred: as above
 
+        started = time.monotonic()
         config = refresh_if_due(config, lambda: load_config(args), options=fetch_options(args))
+        if getattr(args, "deadline", None) is not None:  # --deadline covers the refresh too
+            args.deadline -= time.monotonic() - started
+            if args.deadline <= 0:
+                raise NetworkError("the --deadline passed while the pins were being updated",
+                                   url=None, transient=False)
     if args.revocation:
         config = override_revocation(config, args.revocation)
     options = fetch_options(args)
