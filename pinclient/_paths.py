@@ -1,7 +1,8 @@
 """The per-user cache folder (revocation cache, report rate limiter) and state folder (what
 pinclient learns: updated pins, known issuers); checks of paths a user gave (``--pins``,
 ``--ca-bundle``); :func:`replace_file`, the one ``os.replace`` that every atomic write uses; and
-:func:`fsync_dir`, a folder fsync where the platform has one.
+:func:`fsync_file` / :func:`fsync_dir`, an fsync that reaches the disk on macOS too, and a folder
+fsync where the platform has one.
 
 Platforms: the folders follow each platform's convention (XDG on Linux and the BSDs,
 ``~/Library`` on macOS, ``%LOCALAPPDATA%`` on Windows), read from ``sys.platform`` at call time.
@@ -17,7 +18,12 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "given_file_exists", "replace_file",
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "fsync_file", "given_file_exists", "replace_file",
            "user_cache_dir", "user_state_dir"]
 
 WINDOWS = os.name == "nt"  # read at call time by the Windows branches (the tests simulate them)
@@ -119,6 +125,27 @@ def fsync_dir(folder: Path) -> None:
         return
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        os.fsync(fd)
+        fsync_file(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(fd: int) -> None:
+    """``os.fsync(fd)``; on macOS ``fcntl(fd, F_FULLFSYNC)``.
+
+    macOS's ``fsync(2)`` moves the data to the drive but not out of the drive's own cache, so a
+    power loss can still lose it (Apple's fsync(2) man page; SQLite's ``fullfsync`` pragma exists for
+    this). ``F_FULLFSYNC`` asks the drive to flush. A file system that refuses it (some network and
+    FAT volumes) gets the plain ``fsync``.
+
+    Raises:
+        OSError: the fsync failed.
+    """
+    full = getattr(fcntl, "F_FULLFSYNC", None) if sys.platform == "darwin" else None
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError:
+            pass  # not supported here: fall back to fsync(2)
+    os.fsync(fd)

@@ -188,6 +188,57 @@ def test_windows_folder_fsync_is_skipped_posix_still_fsyncs(tmp_path: Path,
     assert len(opened) == 1, "Windows: no folder fsync to call"
 
 
+class FakeDarwinFcntl:
+    """The part of macOS's fcntl module fsync_file uses: F_FULLFSYNC (51 on macOS)."""
+
+    F_FULLFSYNC = 51
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.full: list[int] = []
+
+    def fcntl(self, fd: int, cmd: int) -> int:
+        assert cmd == self.F_FULLFSYNC
+        if self.refuse:
+            raise OSError(errno.ENOTSUP, "Operation not supported")
+        os.fstat(fd)  # a real descriptor
+        self.full.append(fd)
+        return 0
+
+
+@pytest.mark.parametrize(("platform", "refuse", "full", "plain"), [
+    ("darwin", False, 1, 0), ("darwin", True, 0, 1), ("linux", False, 0, 1), ("win32", False, 0, 1)])
+def test_macos_fsync_asks_the_drive_to_flush_and_falls_back_where_refused(
+        platform: str, refuse: bool, full: int, plain: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeDarwinFcntl(refuse)
+    plain_calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(paths, "fcntl", fake)
+    monkeypatch.setattr(os, "fsync", lambda fd: (plain_calls.append(fd), real_fsync(fd))[1])
+    with (tmp_path / "f").open("wb") as fh:
+        paths.fsync_file(fh.fileno())
+    assert (len(fake.full), len(plain_calls)) == (full, plain)
+
+
+def test_macos_fetch_makes_the_part_the_sidecar_and_the_folder_durable_with_f_fullfsync(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeDarwinFcntl()
+    plain: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(paths, "fcntl", fake)
+    monkeypatch.setattr(os, "fsync", lambda fd: (plain.append(fd), real_fsync(fd))[1])
+    dest = tmp_path / "u.bin"
+    with https_server({"/u.bin": Response(200, b"new", headers={"ETag": '"v1"'})}) as s:
+        fetch_update(s.url("/u.bin"), dest, config=root_pinned_config)
+    assert dest.read_bytes() == b"new"
+    assert len(fake.full) >= 3, "the sidecar, the part before its rename, and the folder"
+    assert plain == [], "no plain fsync(2) on macOS where F_FULLFSYNC works"
+
+
 def _hold_open(path: Path, seconds: float) -> threading.Thread:
     """Another program (a virus scanner) with ``path`` open for ``seconds``."""
     fh = path.open("rb")

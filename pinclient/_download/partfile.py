@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 
 from .. import _paths
 from .._deadline import remaining
-from .._paths import fsync_dir, replace_file
+from .._paths import fsync_dir, fsync_file, replace_file
 from ..errors import StorageError, UsageError
 from .dest import STDOUT, DestKind, dest_kind
 from .lock import create_exclusive, not_ours, open_nofollow, owned, side_path
@@ -254,7 +254,7 @@ class PartFile:
         try:
             try:
                 os.write(fd, json.dumps(doc, indent=1).encode())
-                os.fsync(fd)
+                fsync_file(fd)
             finally:
                 os.close(fd)
             replace_file(tmp, self.sidecar)
@@ -268,7 +268,7 @@ class PartFile:
         assert self.info is not None
         try:
             self.file.flush()
-            os.fsync(self.file.fileno())
+            fsync_file(self.file.fileno())
         except OSError as e:
             raise _storage_error("write", self.path, e) from e
         self.record(_with_bytes(self.info, self.written))
@@ -288,7 +288,7 @@ class PartFile:
         try:
             self.file.flush()
             fd = self.file.fileno()
-            os.fsync(fd)
+            fsync_file(fd)
             try:
                 old = os.stat(self.dest)
             except FileNotFoundError:
@@ -370,7 +370,7 @@ class PartFile:
             self.file.flush()
         try:
             fd = self.file.fileno()
-            os.fsync(fd)
+            fsync_file(fd)
             durable = min(self.written, os.fstat(fd).st_size)
         except OSError as e:
             log.warning("cannot save the partial download %s: %s", self.path, e.strerror or e)
@@ -388,7 +388,7 @@ class PartFile:
                 durable = max(0, durable - _GIVE_BACK) // _GIVE_BACK * _GIVE_BACK
                 try:
                     os.ftruncate(fd, durable)
-                    os.fsync(fd)
+                    fsync_file(fd)
                 except OSError:
                     break
         # The sidecar on disk still vouches for its own, smaller, count of bytes.
