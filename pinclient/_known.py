@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -201,13 +202,17 @@ class KnownIssuers:
             StorageError: it cannot be read.
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # O_NONBLOCK: a FIFO put there must not hang the open (every wait is bounded).
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return {}
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise self._not_ours("it is a symbolic link") from None
             raise StorageError(f"cannot read {printable(str(self.path))}: {e.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, FIFO or device
+            os.close(fd)
+            raise self._not_ours("it is not a regular file")
         with os.fdopen(fd, "rb") as fh:
             data = fh.read(MAX_FILE + 1)
         if len(data) > MAX_FILE:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -304,6 +305,32 @@ def test_a_known_issuers_file_pinclient_did_not_write_is_never_replaced(
         fetch(server.url("/u"), tmp_path, config)
     assert path.read_bytes() == content
     assert sorted(p.name for p in path.parent.iterdir()) == [FILE_NAME, FILE_NAME + ".lock"]
+
+
+@posix_only("mkfifo")
+def test_a_fifo_or_folder_at_the_known_issuers_file_is_refused_without_waiting(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    config = load_pins(remember_pins(tmp_path, pki))
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "state" / FILE_NAME
+    os.mkfifo(path)
+    with https_server({"/u": BODY}) as server, pytest.raises(UsageError, match="not a regular file"):
+        fetch(server.url("/u"), tmp_path, config)
+    path.unlink()
+    path.mkdir()
+    with https_server({"/u": BODY}) as server, pytest.raises(UsageError, match="not a regular file"):
+        fetch(server.url("/u"), tmp_path, config)
+    assert path.is_dir()
+
+
+def test_host_spellings_share_one_record(pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    config = load_pins(remember_pins(tmp_path, pki))
+    with https_server({"/u": BODY}) as server:
+        fetch(server.url("/u"), tmp_path, config)
+    with https_server({"/u": BODY}, issuer=pki.rogue_root) as server, pytest.raises(PinViolation) as info:
+        fetch(server.url("/u", host="UPDATES.Test."), tmp_path, config)
+    assert info.value.reason == "issuer-changed"
+    assert list(records(tmp_path)) == [HOST]
 
 
 def test_a_symbolic_link_at_the_known_issuers_file_is_refused(pki: PKI, tmp_path: Path,
