@@ -297,6 +297,8 @@ def _with_stored_update(shipped: PinConfig) -> PinConfig:
         log.warning("the stored pins update %s no longer loads (%s); using %s (serial %d)",
                     stored_at, e.message, shipped.path, shipped.serial)
         return shipped
+    if updated.serial <= shipped.serial:  # the document's own serial decides, not the record's
+        return shipped
     defaults = dataclasses.replace(updated.defaults, state_dir=shipped.defaults.state_dir)
     log.info("pins: using the signed update %s (serial %d, from %s) instead of %s (serial %d)",
              stored_at, updated.serial, stored.origin, shipped.path, shipped.serial)

@@ -195,6 +195,20 @@ def test_a_process_that_stored_a_higher_serial_meanwhile_is_never_undone(world: 
     assert world.active_serial() == 3
 
 
+def test_a_shipped_file_with_a_higher_serial_wins_over_the_stored_update(world: World) -> None:
+    world.publish(world.document(3, [OLD_KEY]), OLD_KEY)
+    assert update_pins(world.pins).serial == 3
+    world.pins.write_bytes(world.document(4, [OLD_KEY]))  # a new release of the application
+    assert (world.active_serial(), load_pins(world.pins).updated_from) == (4, None)
+    # The stored record's serial is not trusted over its document's own (a tampered record).
+    target = store_path(world.state, world.server.url("/pins.toml"))
+    record = json.loads(target.read_text())
+    record.update(serial=99, document=world.document(2, [OLD_KEY]).decode())
+    target.write_text(json.dumps(record))
+    world.pins.write_bytes(world.document(3, [OLD_KEY]))
+    assert (world.active_serial(), load_pins(world.pins).updated_from) == (3, None)
+
+
 # --------------------------------------------------------------------------- show, -v, fetch-update
 
 
