@@ -113,13 +113,14 @@ class ChainEntry:
 
 class PinViolation(PinclientError):
     """The verified chain does not satisfy the host's pins, holds a blocked certificate, or the host
-    is covered by no pinset while ``unpinned = "refuse"``.
+    is covered by no pinset while ``unpinned = "refuse"``, or (``unpinned = "remember"``) keeps
+    none of the CA keys recorded for it.
 
     Attributes carry everything the message says: ``host``, ``port``, ``pinset`` (name or None),
     ``reason`` (``"unexpected-issuer"``, ``"blocked"``, ``"unpinned"``, ``"no-verified-chain"``,
-    ``"insecure-redirect"``, ``"invalid-host"``), ``chain`` (verified chain, leaf first, as
-    :class:`ChainEntry`), ``expected`` (the pins, as text) and ``blocked_by`` (the matching
-    blocklist entry, as text).
+    ``"insecure-redirect"``, ``"invalid-host"``, ``"issuer-changed"``), ``chain`` (verified chain,
+    leaf first, as :class:`ChainEntry`), ``expected`` (the pins, or the recorded issuers, as text)
+    and ``blocked_by`` (the matching blocklist entry, as text).
     """
 
     exit_code = 3

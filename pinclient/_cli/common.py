@@ -42,7 +42,8 @@ EXIT_CODES = """\
 exit codes:
   0  ok
   2  usage or pins-file error
-  3  pin violation: unexpected issuer, blocked certificate, unpinned host refused
+  3  pin violation: unexpected issuer, blocked certificate, unpinned host refused,
+     issuer changed on a remembered host (unpinned = "remember")
   4  revoked certificate, or (revocation = "hard-fail") its status could not
      be established
   5  integrity: size, hash or signature mismatch, a missing signature, or a
