@@ -162,13 +162,9 @@ def test_windows_fetch_replaces_dest_without_a_folder_fsync_and_exits_0(
     assert code == 0, err
     assert dest.read_bytes() == b"new bytes"
     assert "Traceback" not in err
-    # A Windows lock file cannot be removed while open: it stays, marked, for the next fetch.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".u.bin.pinclient-lock", "cfg", "u.bin"]
-    assert lock_path(dest).read_bytes().startswith(lock.LOCK_MARKER)
+    # Windows cannot remove the lock file while it is open: it goes right after it is closed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg", "u.bin"]
     assert windows.held == {}, "the lock byte was released"
-    with https_server({"/u.bin": b"newer"}) as s:
-        fetch_update(s.url("/u.bin"), dest, config=root_pinned_config, lock_timeout=0)
-    assert dest.read_bytes() == b"newer", "the next fetch took the marked lock file over"
 
 
 def test_windows_folder_fsync_is_skipped_posix_still_fsyncs(tmp_path: Path,
@@ -342,6 +338,28 @@ def test_windows_lock_waiter_gets_it_when_the_holder_lets_go(windows: FakeMsvcrt
         assert not got.is_set(), "the waiter waits while the lock is held"
     waiter.join(10)
     assert got.is_set()
+    assert not lock_path(dest).exists(), "removed at the last holder's release"
+
+
+def test_windows_lock_release_never_removes_a_file_put_at_its_name_after_closing(
+        windows: FakeMsvcrt, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "u.bin"
+    path = lock_path(dest)
+    closing = os.close  # the windows fixture's close (releases fake locks)
+    planted: list[bool] = []
+
+    def close_then_plant(fd: int) -> None:
+        ours = not planted and os.path.lexists(path) and os.path.samestat(os.fstat(fd), os.lstat(path))
+        closing(fd)
+        if ours:  # the instant the holder let go, someone put their own file at the name
+            planted.append(True)
+            os.unlink(path)
+            path.write_bytes(b"someone else's file")
+
+    with dest_lock(dest, 0):
+        monkeypatch.setattr(os, "close", close_then_plant)
+    assert planted
+    assert path.read_bytes() == b"someone else's file"
 
 
 def test_a_platform_without_any_file_lock_refuses_instead_of_fetching_unlocked(

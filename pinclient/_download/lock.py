@@ -22,13 +22,14 @@ Platforms (docs/threat-model.md, "Platforms"). POSIX uses ``flock``. Windows has
 the lock is ``msvcrt.locking`` on one byte far past the marker and the process id (a Windows
 byte-range lock is mandatory, so locking the marker would hide the holder's pid from a waiter). The
 waiting, the timeout and the ownership rules are the same. Two things differ on Windows: a file
-that is open cannot be removed, so the lock file stays behind after release (marked, and taken over
-by the next fetch, as after a killed process); and Windows has no file owner that ``os.stat``
-reports, so :func:`owned` cannot compare users there (the folder's ACL decides who can plant a
-file). Windows has no ``O_NOFOLLOW`` either: :func:`open_nofollow` and the lock then look at the
-name with ``lstat`` before and after opening and refuse a link or a swapped file. A
-platform with neither ``flock`` nor ``msvcrt`` gets no silent lock-free fetch: :func:`dest_lock`
-refuses with a :class:`~pinclient.errors.StorageError`.
+that is open cannot be removed, so the lock file is removed just after it is closed, if its name
+still is that file (a waiter that has it open meanwhile makes Windows refuse; the file then goes
+at the next holder's release, or is taken over, marked, like a killed process's); and Windows has
+no file owner that ``os.stat`` reports, so :func:`owned` cannot compare users there (the folder's
+ACL decides who can plant a file). Windows has no ``O_NOFOLLOW`` either: :func:`open_nofollow` and
+the lock then look at the name with ``lstat`` before and after opening and refuse a link or a
+swapped file. A platform with neither ``flock`` nor ``msvcrt`` gets no silent lock-free fetch:
+:func:`dest_lock` refuses with a :class:`~pinclient.errors.StorageError`.
 """
 
 from __future__ import annotations
@@ -301,8 +302,31 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
     try:
         yield
     finally:
-        if _same_file(fd, path):
-            with contextlib.suppress(OSError):  # Windows refuses (the file is open): it stays
-                os.unlink(path)  # while still holding it: see the module docstring
-        _unlock(fd)
-        os.close(fd)
+        _release(fd, path)
+
+
+def _release(fd: int, path: Path) -> None:
+    """Remove the lock file while still holding it, then let go. Windows cannot remove a file that
+    is open, ours included: there it is removed right after closing, if the name is still the file
+    we locked; a fetch that opened it meanwhile makes Windows refuse, and removes it itself later."""
+    mine = os.fstat(fd)
+    refused = False
+    if _same_file(fd, path):
+        try:
+            os.unlink(path)  # while still holding it: see the module docstring
+        except PermissionError:
+            refused = True
+        except OSError:
+            pass
+    _unlock(fd)
+    os.close(fd)
+    if refused and fcntl is None:
+        with contextlib.suppress(OSError):
+            st = os.stat(path, follow_symlinks=False)
+            # Size and mtime too: a file system may give a new file the number just freed.
+            if _identity(st) == _identity(mine):
+                os.unlink(path)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
