@@ -559,6 +559,31 @@ def test_posix_terminal_bar_erases_with_an_escape_and_never_wraps(
         assert len(line) - 3 <= columns - 1
 
 
+def test_bar_fits_the_terminal_it_is_drawn_on_when_stdout_is_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # fetch-update URL -o - | tar x: stdout is a pipe, the bar is on stderr, a 50-column console.
+    # shutil.get_terminal_size asks stdout (and would say 80); the bar must ask its own stream.
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+    class Stderr(Terminal):
+        def fileno(self) -> int:
+            return 2
+
+    def size(fd: int = 1) -> os.terminal_size:
+        if fd == 2:
+            return os.terminal_size((50, 20))
+        raise OSError(errno.ENOTTY, "Inappropriate ioctl for device")
+
+    monkeypatch.setattr(os, "get_terminal_size", size)
+    out = Stderr()
+    ticks = iter([1.0, 2.0])
+    bar = progress.ProgressBar(out, clock=lambda: next(ticks))
+    bar(5, 10)
+    bar(10, 10)
+    for text in out.getvalue().split("\r")[1:]:
+        line = text.rstrip("\n").removesuffix("\x1b[K")
+        assert 40 <= len(line) <= 49, line
+
+
 def test_posix_only_tests_say_why() -> None:
     """Every function in the tests that uses a POSIX-only facility (flock, mknod, mkfifo, AF_UNIX
     sockets, unshare, file owners) says so: a ``posix_only(...)`` mark, or a skip / comment with

@@ -14,6 +14,7 @@ prints them), so there the line is padded with spaces instead.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -51,7 +52,7 @@ class ProgressBar:
         if not finished and now - self._last_draw < 0.1:
             return
         self._last_draw = now
-        fits = _columns() - 1
+        fits = _columns(self.stream) - 1
         text = self.line(done, total, now)[:fits]
         if _paths.WINDOWS:
             self.stream.write("\r" + text.ljust(min(self._last_len, fits)))
@@ -69,7 +70,7 @@ class ProgressBar:
         if total:
             eta = _clock_text((total - done) / rate) if rate else "--:--"
             info = f"{format_size(done)} / {format_size(total)}  {speed}  ETA {eta}"
-            width = max(10, _columns() - len(info) - 10)
+            width = max(10, _columns(self.stream) - len(info) - 10)
             filled = int(width * min(done, total) / total)
             return f"{100 * min(done, total) // total:3d}% [{'=' * filled}{' ' * (width - filled)}] {info}"
         return f"{format_size(done)}  {speed}  {_clock_text(elapsed)}"
@@ -81,9 +82,17 @@ class ProgressBar:
             self._drawn = False
 
 
-def _columns() -> int:
-    """The terminal's width: ``COLUMNS``, else the console's (Windows too), else 80."""
-    return max(20, shutil.get_terminal_size((80, 20)).columns)
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal the bar is drawn on: ``COLUMNS``, else the console's (Windows
+    too), else 80. The bar's own stream is asked, not standard output as
+    ``shutil.get_terminal_size`` does: with ``-o -`` standard output is a pipe."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdecimal() and int(columns) > 0:
+        return max(20, int(columns))
+    try:
+        return max(20, os.get_terminal_size(stream.fileno()).columns)
+    except (AttributeError, ValueError, OSError):  # no file descriptor, or not a terminal
+        return max(20, shutil.get_terminal_size((80, 20)).columns)
 
 
 def progress_bar(*, quiet: bool = False, stream: TextIO | None = None) -> ProgressBar | None:
