@@ -255,3 +255,30 @@ def test_signed_manifest_urls_are_mirrors(pki: PKI, tmp_path: Path, https_server
     assert result.fetch is not None
     assert result.fetch.mirror == mirror.url("/app.tar.gz")
     assert (tmp_path / "app.tar.gz").read_bytes() == PAYLOAD
+
+
+def test_a_signed_payload_is_verified_with_the_signature_of_the_mirror_that_serves_it(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS, closed_port: int) -> None:
+    from pinclient import SignatureError
+
+    from .test_signed_fetch import PAYLOAD, STRANGER, config_with_keys, signed
+
+    config = config_with_keys(pki, tmp_path / "cfg", ms.SecretKey(key_id=bytes.fromhex("0102030405060708"),
+                                                                  seed=b"\x11" * 32))
+    dest = tmp_path / "app.bin"
+    good_routes = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed())}
+    with https_server(good_routes) as good:  # type: ignore[arg-type]
+        result = fetch_update(f"https://{HOST}:{closed_port}/app.bin", dest, urls=[good.url("/app.bin")],
+                              config=config, retries=0)
+        assert good.requests == ["/app.bin.minisig", "/app.bin"], "its own .minisig, before the payload"
+    assert result.signature is not None
+    assert result.mirror == good.url("/app.bin")
+    assert dest.read_bytes() == PAYLOAD
+    # A mirror whose signature is by another key is refused, and no other mirror is shopped for.
+    forged = {"/app.bin": Response(200, PAYLOAD), "/app.bin.minisig": Response(200, signed(key=STRANGER))}
+    dest.write_bytes(b"old")
+    with https_server(forged) as bad, https_server(good_routes) as good:  # type: ignore[arg-type]
+        with pytest.raises(SignatureError):
+            fetch_update(bad.url("/app.bin"), dest, urls=[good.url("/app.bin")], config=config, retries=0)
+        assert good.requests == []
+    assert dest.read_bytes() == b"old"
