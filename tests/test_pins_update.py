@@ -333,6 +333,39 @@ def test_pins_sign_writes_a_prehashed_signature_clients_accept(
     assert update_pins(world.pins).serial == 2
 
 
+def test_pins_signed_with_the_minisign_tool_are_accepted_and_pins_sign_verifies_with_it(
+        world: World, tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+
+    tool = shutil.which("minisign")
+    if tool is None:
+        pytest.skip("the minisign binary is not installed (Debian package: minisign)")
+    pub, key = tmp_path / "m.pub", tmp_path / "m.key"
+    env = {**os.environ, "MINISIGN_CONFIG_DIR": str(tmp_path / "minisign-config")}
+
+    def run(*args: object) -> None:
+        proc = subprocess.run([tool, *map(str, args)], capture_output=True, env=env, timeout=120,
+                              stdin=subprocess.DEVNULL, check=False)
+        assert proc.returncode == 0, proc.stderr
+
+    run("-G", "-W", "-p", pub, "-s", key)
+    public = ms.PublicKey.from_file(pub).to_string()
+    world.pins.write_text(world.document(1, [OLD_KEY]).decode().replace(
+        f'"{OLD_KEY.public_key.to_string()}"', f'"{public}"'))
+    doc = tmp_path / "pins.toml"
+    doc.write_bytes(world.document(2, [OLD_KEY]))
+    run("-S", "-s", key, "-m", doc)  # the publisher signs with minisign itself
+    world.server.routes["/pins.toml"] = doc.read_bytes()
+    world.server.routes["/pins.toml.minisig"] = (tmp_path / "pins.toml.minisig").read_bytes()
+    assert update_pins(world.pins).serial == 2
+    # ... and what `pinclient pins sign` writes verifies with minisign -V.
+    (tmp_path / "pins.toml.minisig").unlink()
+    assert cli("pins", "sign", str(doc), "--secret-key", str(key), "-q") == 0
+    run("-V", "-p", pub, "-m", doc)
+
+
 @pytest.mark.parametrize(("change", "words"), [
     ({"serial": None}, "no serial"), ({"expires": None}, "no expires"),
     ({"expires": "2020-01-01"}, "has passed"),
