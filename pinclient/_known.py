@@ -43,7 +43,7 @@ from ._deadline import remaining
 from ._names import normalize_host, printable
 from .config import PinConfig
 from .errors import StorageError, UsageError
-from .policy import Verdict, evaluate
+from .policy import Verdict, evaluate, remembered_cas
 
 try:
     import fcntl
@@ -153,7 +153,7 @@ class KnownIssuers:
                     log.warning("%s", e.message)
         if verdict.reason == "first-contact":
             log.warning("first contact with %s: remembered its issuers (%s) in %s", name,
-                        "; ".join(c.subject_text for c in verdict.chain[1:]) or "none",
+                        "; ".join(c.subject_text for c in remembered_cas(verdict.chain)) or "none",
                         printable(str(self.path)))
         return verdict
 
@@ -161,11 +161,12 @@ class KnownIssuers:
         """The record to write after ``verdict``, or None when nothing changes."""
         stamp = _stamp(now)
         if verdict.reason == "first-contact":
-            issuers = tuple(KnownIssuer(c.spki_b64, c.subject_text, stamp, stamp) for c in verdict.chain[1:])
+            issuers = tuple(KnownIssuer(c.spki_b64, c.subject_text, stamp, stamp)
+                            for c in remembered_cas(verdict.chain))
             return KnownHost(verdict.host, stamp, stamp, issuers)
         if verdict.reason != "remembered" or record is None or record.last_seen[:10] == stamp[:10]:
             return None  # refused, reported, or already seen today: nothing to write
-        seen = {c.spki_b64 for c in verdict.chain[1:]}
+        seen = {c.spki_b64 for c in remembered_cas(verdict.chain)}
         issuers = tuple(KnownIssuer(i.spki_sha256, i.subject, i.first_seen, stamp)
                         if i.spki_sha256 in seen else i for i in record.issuers)
         return KnownHost(record.host, record.first_seen, stamp, issuers)

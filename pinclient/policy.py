@@ -239,6 +239,14 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
     return Verdict(name, True, "pinned", certs, pinset, matched=pin, mode=mode, expired=expired)
 
 
+def remembered_cas(chain: Sequence[ChainCert]) -> Sequence[ChainCert]:
+    """The certificates whose keys ``unpinned = "remember"`` records and looks for: the CAs above
+    the leaf (the leaf's own key never counts, as for pins). A verified chain of one certificate is
+    a server certificate that is itself a trust anchor of ``ca_bundle`` (self-signed); its key is
+    then the only one continuity can hold on to, and no other chain can have it at its top."""
+    return chain[1:] or chain[:1]
+
+
 def _remembered(config: PinConfig, name: str, certs: tuple[ChainCert, ...],
                 known: Mapping[bytes, str] | None, mode: Mode) -> Verdict:
     """Issuer continuity (SSH known_hosts, Certificate Patrol): the verified chain must keep one of
@@ -246,7 +254,7 @@ def _remembered(config: PinConfig, name: str, certs: tuple[ChainCert, ...],
     recorded name does not pass (Firefox 4's update check compared names)."""
     if known is None:
         return Verdict(name, True, "first-contact", certs, mode=mode)
-    if any(cert.spki_sha256 in known for cert in certs[1:]):  # the leaf's own key never counts
+    if any(cert.spki_sha256 in known for cert in remembered_cas(certs)):
         return Verdict(name, True, "remembered", certs, mode=mode)
     recorded = tuple(f"sha256/{base64.b64encode(k).decode()}: {subject}" for k, subject in known.items())
     command = f"pinclient forget {shlex.quote(name)}"

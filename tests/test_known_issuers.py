@@ -21,6 +21,7 @@ from pinclient import PinsFileError, PinViolation, StorageError, UsageError, fet
 from pinclient._cli import main
 from pinclient._deadline import deadline
 from pinclient._known import FILE_NAME, KnownIssuers
+from pinclient._pki import Leaf, build_certificate, name, new_key
 from pinclient._x509 import spki_sha256 as spki
 from pinclient.config import PinConfig, load_pins
 
@@ -444,3 +445,26 @@ def test_an_issuer_change_is_reported_with_the_recorded_keys_as_known_pins(
     assert report["reason"] == "issuer-changed"
     assert report["known-pins"] == [f'pin-sha256="{pki.pin_of(pki.pinned_int)}"',
                                     f'pin-sha256="{pki.pin_of(pki.pinned_root)}"']
+
+
+def test_a_self_signed_server_certificate_in_the_bundle_is_remembered_by_its_own_key(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    # ca_bundle holds the server's own self-signed certificate: the verified chain is that one
+    # certificate, with no CA above it. Its key is what is remembered (else the record would be
+    # empty and every later connection refused).
+    key = new_key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = build_certificate(name(HOST), key, ca=False, not_before=now - dt.timedelta(hours=1),
+                             not_after=now + dt.timedelta(days=30), hosts=[HOST])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.bundle.read_bytes() + cert.public_bytes(Encoding.PEM))
+    pins = remember_pins(tmp_path, pki)
+    pins.write_text(pins.read_text().replace(str(pki.bundle), str(bundle)))
+    config = load_pins(pins)
+    for _ in range(2):  # first contact, then remembered
+        with https_server({"/u": BODY}, leaf=Leaf(cert, key, [])) as server:
+            assert fetch(server.url("/u"), tmp_path, config) == BODY
+    assert records(tmp_path) == {HOST: [b64(spki(cert))]}
+    with https_server({"/u": BODY}, issuer=pki.rogue_root) as server, pytest.raises(PinViolation) as info:
+        fetch(server.url("/u"), tmp_path, config)
+    assert info.value.reason == "issuer-changed"
