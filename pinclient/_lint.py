@@ -277,8 +277,9 @@ def _blocked_and_pinned(config: PinConfig, entry: BlockedCert, where: str) -> li
 def _no_pinsets(config: PinConfig) -> list[Finding]:
     if config.pinsets:
         return []
-    effect = ("every host is refused" if config.defaults.unpinned == "refuse"
-              else "every host gets plain TLS validation only: nothing is pinned")
+    effect = {"refuse": "every host is refused",
+              "remember": "every host is trusted on first use (unpinned = \"remember\"): nothing is pinned"
+              }.get(config.defaults.unpinned, "every host gets plain TLS validation only: nothing is pinned")
     return [Finding("error", "no-pinsets", None, f"the file has no [[pinset]]: {effect}",
                     "add a [[pinset]] for your update hosts (`pinclient pin HOST` prints one)")]
 
@@ -341,9 +342,11 @@ def against(config: PinConfig, host: str, chain: Sequence[bytes], *, now: dt.dat
     where = verdict.host if port == 443 else f"{verdict.host}:{port}"
     findings: list[Finding] = []
     if pinset is None:
-        if verdict.reason == "unpinned-allowed":
+        if verdict.reason in ("unpinned-allowed", "first-contact"):
+            how = ("plain TLS validation only" if verdict.reason == "unpinned-allowed" else
+                   'its first chain remembered and later ones held to it (unpinned = "remember")')
             findings.append(Finding("warning", "against-unpinned", None,
-                                    f"no pinset covers {where}: it gets plain TLS validation only",
+                                    f"no pinset covers {where}: it gets {how}",
                                     f'add a [[pinset]] for "{verdict.host}" (`pinclient pin` prints one)'))
     else:
         above = verdict.chain[1:]

@@ -468,3 +468,16 @@ def test_a_self_signed_server_certificate_in_the_bundle_is_remembered_by_its_own
     with https_server({"/u": BODY}, issuer=pki.rogue_root) as server, pytest.raises(PinViolation) as info:
         fetch(server.url("/u"), tmp_path, config)
     assert info.value.reason == "issuer-changed"
+
+
+def test_lint_says_what_remember_does_to_hosts_no_pinset_covers(pki: PKI) -> None:
+    from pinclient._lint import against, lint
+
+    config = parse_pins('version = 1\n[defaults]\nunpinned = "remember"\n')
+    (finding,) = [f for f in lint(config, today=dt.date.today()) if f.code == "no-pinsets"]
+    assert "trusted on first use" in finding.message
+    chain = [c.public_bytes(Encoding.DER) for c in (pki.pinned_int.issue_leaf(HOST).cert,
+                                                    pki.pinned_int.cert, pki.pinned_root.cert)]
+    (finding,) = against(config, HOST, chain, now=dt.datetime.now(dt.timezone.utc))
+    assert finding.code == "against-unpinned"
+    assert "remembered" in finding.message
