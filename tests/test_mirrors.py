@@ -22,8 +22,14 @@ from pinclient._demo import Response
 from pinclient._download.resume import resume_verdict
 from pinclient.config import PinConfig, load_pins
 
+from . import test_revocation_e2e as revocation_e2e
 from .conftest import HOST, PKI, ServeHTTPS, pinset, write_pins
 from .hostile import Seen, ranged
+from .test_revocation_e2e import World
+
+# The OCSP world of the revocation end-to-end tests (its fixtures), for the revoked-mirror case.
+world = revocation_e2e.world
+responder = revocation_e2e.responder
 
 BIG = bytes(range(256)) * 1200
 
@@ -282,3 +288,33 @@ def test_a_signed_payload_is_verified_with_the_signature_of_the_mirror_that_serv
             fetch_update(bad.url("/app.bin"), dest, urls=[good.url("/app.bin")], config=config, retries=0)
         assert good.requests == []
     assert dest.read_bytes() == b"old"
+
+
+def test_a_mirror_with_a_revoked_certificate_is_refused_and_the_next_tried(
+        responder: World, tmp_path: Path, https_server: ServeHTTPS, closed_port: int) -> None:
+    from pinclient import CertificateRevoked
+    from pinclient._download.retry import RetryPolicy
+
+    from .revocation_pki import index_line
+    from .test_revocation_e2e import KEY_COMPROMISE, start_ocsp
+    from .test_revocation_e2e import write_pins as revocation_pins
+
+    revoked, good_leaf = responder.leaf(), responder.leaf()
+    start_ocsp(responder, tmp_path, index_line(revoked.cert, revoked=KEY_COMPROMISE)
+               + index_line(good_leaf.cert))
+    config = load_pins(revocation_pins(tmp_path / "cfg", responder, revocation="hard-fail"))
+    dest = tmp_path / "u.bin"
+    with https_server({"/u.bin": b"from a revoked certificate"}, leaf=revoked) as bad, \
+            https_server({"/u.bin": BIG}, leaf=good_leaf) as good:
+        result = fetch_update(bad.url("/u.bin"), dest, urls=[good.url("/u.bin")], config=config,
+                              retries=RetryPolicy(retries=0))
+        assert all(c.received == b"" for c in bad.conns), "not a request byte to the revoked mirror"
+        assert result.mirror == good.url("/u.bin")
+        assert result.failed_mirrors[0][:2] == (bad.url("/u.bin"), "CertificateRevoked")
+        assert dest.read_bytes() == BIG
+        # Every mirror failing: the revocation outranks the outage that came after it (exit 4).
+        with pytest.raises(CertificateRevoked) as info:
+            fetch_update(bad.url("/u.bin"), tmp_path / "v.bin", urls=[dead(closed_port)], config=config,
+                         retries=0)
+    assert info.value.exit_code == 4
+    assert dead(closed_port) in info.value.message

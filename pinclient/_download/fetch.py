@@ -40,6 +40,7 @@ from ..errors import (
     NetworkError,
     PinclientError,
     PinViolation,
+    RevocationError,
     SizeError,
     StorageError,
     UsageError,
@@ -167,16 +168,17 @@ def fetch_update(
 
     Mirrors: ``urls`` are further URLs of the same payload, tried after ``url`` in order. Each is
     pinned on its own (its own pinset, its own pin check). A mirror that fails with a network or
-    TLS error or an HTTP error status (after its retries), or whose connection the pins refuse
-    (:class:`PinViolation`, reported like any violation), is logged and the next one is tried;
+    TLS error or an HTTP error status (after its retries), or whose connection the pins or the
+    revocation check refuse (:class:`PinViolation`, reported like any violation, or
+    :class:`RevocationError`), is logged and the next one is tried;
     integrity failures (size, hash, signature) are not, they end the fetch. The same size, hash and
     signature checks apply whichever mirror serves it; every mirror must need the same signing
     keys (else :class:`UsageError`, so that a failing mirror cannot downgrade a signed fetch to an
     unsigned one). Bytes kept from one mirror are continued from another only when it answers the
     ``If-Range`` with the same validator (ETag or Last-Modified); otherwise the body starts over.
     ``result.mirror`` names the mirror that served it, ``result.failed_mirrors`` those before it.
-    When every mirror fails, the error of the first mirror whose pins were violated is raised, else
-    the last mirror's, its message listing every mirror's failure.
+    When every mirror fails, the first trust refusal (pin violation or revocation) is raised, else
+    the last mirror's error, its message listing every mirror's failure.
 
     Resilience: connection errors, broken bodies, 429 and 5xx are retried with jittered backoff or
     the server's Retry-After; with ``resume`` an interrupted body continues where it stopped, in
@@ -216,7 +218,7 @@ def fetch_update(
                 job.url, job.sinks[:] = mirror, base_sinks  # a signature is prepared per mirror
                 try:
                     result = _fetch_from(job, kind, signature, signing_keys)
-                except (NetworkError, PinViolation) as e:
+                except (NetworkError, PinViolation, RevocationError) as e:  # not integrity failures
                     failed.append((mirror, e))
                     if len(failed) == len(job.mirrors) or _deadline_passed(job):
                         raise _mirrors_failed(failed)  # noqa: B904 - e itself, or an earlier mirror's
@@ -268,11 +270,12 @@ def _deadline_passed(job: Job) -> bool:
 
 
 def _mirrors_failed(failed: list[tuple[str, PinclientError]]) -> PinclientError:
-    """The error to raise when every mirror failed: the first pin violation (a security event
-    outranks an outage), else the last error; with several mirrors its message lists them all."""
+    """The error to raise when every mirror failed: the first trust refusal (a pin violation or a
+    revoked certificate: a security event outranks an outage), else the last error; with several
+    mirrors its message lists them all."""
     if len(failed) == 1:
         return failed[0][1]
-    chosen = next((e for _, e in failed if isinstance(e, PinViolation)), failed[-1][1])
+    chosen = next((e for _, e in failed if isinstance(e, (PinViolation, RevocationError))), failed[-1][1])
     summary = "; ".join(f"{printable(m)}: {type(e).__name__}: {printable(e.message)}" for m, e in failed)
     chosen.message = f"all {len(failed)} mirrors failed ({summary})"
     chosen.args = (chosen.message,)
