@@ -114,6 +114,10 @@ def add_download_options(parser: argparse.ArgumentParser) -> None:
                          "/ $https_proxy, minus $NO_PROXY hosts); the pins still apply to the origin")
     proxies.add_argument("--no-proxy", dest="proxy", action="store_const", const=False,
                          default=argparse.SUPPRESS, help="connect directly, ignoring the environment")
+    add("--unpinned", choices=("refuse", "allow", "remember"), metavar="POLICY",
+        help="hosts no pinset covers: refuse, allow (plain TLS validation) or remember (record "
+        "their CAs at first contact, refuse a later chain with none of them: exit 3, "
+        "issuer-changed); default: [defaults] unpinned")
     add("--no-resume", dest="resume", action="store_false",
         help="do not continue an interrupted download (.DEST.pinclient-part); start "
         "from byte 0")
@@ -175,6 +179,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.revocation:
         config = override_revocation(config, args.revocation)
     options = fetch_options(args)
+    config = options.pins(config)  # --unpinned
     if args.manifest:
         return _run_manifest(args, config, options)
     dest = args.output or default_dest(args.url[0])
