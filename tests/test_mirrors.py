@@ -318,3 +318,26 @@ def test_a_mirror_with_a_revoked_certificate_is_refused_and_the_next_tried(
                          retries=0)
     assert info.value.exit_code == 4
     assert dead(closed_port) in info.value.message
+
+
+def test_a_refused_mirror_reaches_the_terminal_escaped(
+        pki: PKI, tmp_path: Path, https_server: ServeHTTPS, capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_output_escaping import EVIL, assert_clean
+
+    evil = pki.pinned_root.child_ca("unused", subject=EVIL)  # its subject is an injection attempt
+    body = pinset("only-rogue", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.rogue_root)}" }}')
+    pins = write_pins(tmp_path / "cfg", body, bundle=pki.bundle)
+    dest = tmp_path / "u.bin"
+    with https_server({"/u.bin": b"x"}, issuer=evil) as refused, \
+            https_server({"/u.bin": BIG}, issuer=pki.rogue_root) as served:
+        argv = [refused.url("/u.bin"), served.url("/u.bin"), "-o", str(dest), "--pins", str(pins),
+                "--retries", "0"]
+        assert fetch_main(argv) == 0
+        captured = capsys.readouterr()
+        assert f"mirror {refused.url('/u.bin')} failed first: PinViolation" in captured.out
+        assert_clean(captured.out)
+        assert_clean(captured.err)  # the warning that the next mirror is tried
+        assert fetch_main([*argv, "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+    assert_clean(doc["failed_mirrors"][0]["message"])
+    logging.getLogger("pinclient").handlers.clear()
