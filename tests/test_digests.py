@@ -187,3 +187,26 @@ def test_manifest_digests_that_cannot_match_are_refused(digests: dict[str, str],
 
     with pytest.raises(IntegrityError, match=message):
         parse_manifest(_doc(**digests), base_url="https://updates.test/m.json")
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_standard_output_gets_the_bytes_only_once_the_sha512_checks_out(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, good: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from .test_download_files import _STDOUT_CHILD, REPO
+
+    body = os.urandom(300_000)
+    digest = hexof("sha512", body if good else body + b"!")
+    with https_server({"/u.bin": body}) as s:
+        done = subprocess.run(
+            [sys.executable, "-c", _STDOUT_CHILD, s.url("/u.bin"), "-o", "-", "--pins",
+             str(root_pinned_config.path), "--hash", f"sha512:{digest}"],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+            timeout=60, check=False)
+    stderr = done.stderr.decode()
+    assert "Traceback" not in stderr
+    assert done.returncode == (0 if good else 5), stderr
+    assert done.stdout == (body if good else b""), "nothing reaches stdout before the digest checks out"
