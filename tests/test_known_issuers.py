@@ -481,3 +481,20 @@ def test_lint_says_what_remember_does_to_hosts_no_pinset_covers(pki: PKI) -> Non
     (finding,) = against(config, HOST, chain, now=dt.datetime.now(dt.timezone.utc))
     assert finding.code == "against-unpinned"
     assert "remembered" in finding.message
+
+
+def test_two_processes_meeting_one_host_first_agree_on_one_record(pki: PKI, tmp_path: Path) -> None:
+    # Two stores on one folder stand for two processes that both found no record before connecting:
+    # the judgement is made under the lock on a fresh read, so the second is held to the first's
+    # record instead of recording a second CA beside it.
+    config = load_pins(remember_pins(tmp_path, pki))
+    now = dt.datetime.now(dt.timezone.utc)
+    good = [c.public_bytes(Encoding.DER) for c in (pki.pinned_int.issue_leaf(HOST).cert,
+                                                   pki.pinned_int.cert, pki.pinned_root.cert)]
+    rogue = [c.public_bytes(Encoding.DER) for c in (pki.rogue_root.issue_leaf(HOST).cert,
+                                                    pki.rogue_root.cert)]
+    first, second = KnownIssuers.for_config(config), KnownIssuers.for_config(config)
+    assert first.records() == second.records() == {}
+    assert first.judge(config, HOST, good, now).reason == "first-contact"
+    assert second.judge(config, HOST, rogue, now).reason == "issuer-changed"
+    assert records(tmp_path) == {HOST: [pki.pin_of(pki.pinned_int), pki.pin_of(pki.pinned_root)]}
