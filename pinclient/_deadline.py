@@ -29,13 +29,16 @@ from typing import Any
 
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["WATCHED_POOLS", "WatchedPoolMixin", "deadline", "expired", "remaining", "unwatch", "watch"]
+__all__ = ["WATCHED_POOLS", "Scope", "WatchedPoolMixin", "deadline", "expired", "remaining", "unwatch",
+           "watch"]
 
 _local = threading.local()
 
 
-class _Scope:
-    """One :func:`deadline` block: what it watches, and whether its timer fired."""
+class Scope:
+    """One :func:`deadline` block: what it watches, and whether its watchdog fired (``fired``).
+    :meth:`close` ends the watch early: after it, ``fired`` is final and no socket of this scope
+    is shut down any more, so what was read before is known to be whole (see :func:`expired`)."""
 
     def __init__(self, at: float | None) -> None:
         self.at = at
@@ -66,6 +69,7 @@ class _Scope:
                 _shut(obj)
 
     def close(self) -> None:
+        """Stop watching (idempotent); returns nothing: read ``fired`` afterwards."""
         with self.lock:
             self.closed = True
             self.watched.clear()
@@ -77,11 +81,11 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Scope]] = []
+        self._heap: list[tuple[float, int, Scope]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def arm(self, scope: _Scope) -> None:
+    def arm(self, scope: Scope) -> None:
         assert scope.at is not None
         with self._cond:
             heapq.heappush(self._heap, (scope.at, next(self._seq), scope))
@@ -103,25 +107,25 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 
 
-def _scopes() -> list[_Scope]:
-    stack: list[_Scope] | None = getattr(_local, "scopes", None)
+def _scopes() -> list[Scope]:
+    stack: list[Scope] | None = getattr(_local, "scopes", None)
     if stack is None:
         stack = _local.scopes = []
     return stack
 
 
 @contextlib.contextmanager
-def deadline(at: float | None) -> Iterator[None]:
+def deadline(at: float | None) -> Iterator[Scope]:
     """Within the block, on this thread, every wait ends by ``at`` (``time.monotonic()`` seconds)
     or by an enclosing deadline, whichever is earlier. ``None``: only the enclosing one applies."""
     stack = _scopes()
     outer = stack[-1].at if stack else None
     if outer is not None:
         at = outer if at is None else min(at, outer)
-    scope = _Scope(at)
+    scope = Scope(at)
     stack.append(scope)
     try:
-        yield
+        yield scope
     finally:
         scope.close()
         stack.remove(scope)
@@ -136,12 +140,11 @@ def remaining() -> float | None:
 
 
 def expired() -> bool:
-    """Whether this thread's innermost deadline has passed (its watchdog fired, or it is due)."""
+    """Whether the watchdog of this thread's innermost deadline has fired: its sockets were shut
+    down, so what they delivered may be cut short. (Only a firing counts: an answer read whole
+    just as the time ran out is whole; :func:`remaining` says whether time is left.)"""
     stack = _scopes()
-    if not stack:
-        return False
-    scope = stack[-1]
-    return scope.fired or (scope.at is not None and time.monotonic() >= scope.at)
+    return bool(stack) and stack[-1].fired
 
 
 def watch(obj: Any) -> None:

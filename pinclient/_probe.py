@@ -112,7 +112,7 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float,
         raise NetworkError(f"cannot connect to {connect_to}: {e.strerror or e}") from None
     # ``timeout`` bounds the whole handshake, not each read: a server dripping its handshake a
     # byte at a time inside the socket timeout is cut off by the watchdog (issue 14).
-    with deadline(started + timeout), raw:
+    with deadline(started + timeout) as bound, raw:
         try:
             if route is not None:
                 watch(raw)
@@ -121,7 +121,8 @@ def handshake(host: str, port: int, bundle: str, *, timeout: float,
                 with ctx.wrap_socket(raw, server_hostname=host, do_handshake_on_connect=False) as tls:
                     watch(tls)
                     tls.do_handshake()
-                    if expired():
+                    bound.close()  # settle: a handshake done before the watchdog fired is whole
+                    if bound.fired:
                         raise TimeoutError
                     info = tls_info(tls)
         except (ssl.SSLError, OSError) as e:

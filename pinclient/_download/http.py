@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 from urllib3 import exceptions as u3
 
-from .._deadline import deadline, expired
+from .._deadline import Scope, deadline, expired
 from .._names import normalize_url
 from .._sizes import ascii_decimal
 from .._tls import missing_anchor_hint
@@ -52,8 +52,7 @@ def _fetch_small(job: Job, url: str, limit: int) -> bytes:
     failures = 0
     while True:
         try:
-            with deadline(time.monotonic() + job.exchange_bound()):
-                return _get_small(job, url, limit)
+            return _get_small(job, url, limit)
         except PinclientError as err:
             delay = job.backoff(failures, err, rng)
             failures += 1
@@ -63,7 +62,13 @@ def _fetch_small(job: Job, url: str, limit: int) -> bytes:
 
 
 def _get_small(job: Job, url: str, limit: int) -> bytes:
-    """One GET of a small document. Raises as :func:`fetch_small` (before retries)."""
+    """One GET of a small document, all of it within one exchange's bound. Raises as
+    :func:`fetch_small` (before retries)."""
+    with deadline(time.monotonic() + job.exchange_bound()) as exchange:
+        return _read_small(job, url, limit, exchange)
+
+
+def _read_small(job: Job, url: str, limit: int, exchange: Scope) -> bytes:
     resp, final = open_url(job, dict(job.headers), url)
     try:
         if resp.status >= 400:
@@ -75,6 +80,7 @@ def _get_small(job: Job, url: str, limit: int) -> bytes:
             raise NetworkError(f"{final} answered HTTP {resp.status}; expected 200.", url=final,
                                transient=False)
         data: bytes = resp.read(limit + 1, decode_content=False)
+        exchange.close()  # settle: a watchdog that has not fired by now will not cut this answer
         _after_watchdog(job, resp, final)
         if len(data) > limit:
             raise SizeError(f"{final} sent more than {limit} bytes.")
@@ -101,15 +107,18 @@ def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tup
     seen = {url}
     while True:
         # Connection, handshake, revocation checks, head and a redirect's body: one bound for all.
-        with deadline(time.monotonic() + job.exchange_bound()):
+        with deadline(time.monotonic() + job.exchange_bound()) as hop:
             try:
                 resp = job.pm.urlopen("GET", url, redirect=False, retries=False,
                                       preload_content=False, headers=headers, timeout=job.timeout())
             except u3.HTTPError as e:
                 raise request_error(job, e, url) from e
-            _after_watchdog(job, resp, url)
             location = resp.headers.get("Location")
-            if resp.status not in REDIRECTS or not location:
+            final = resp.status not in REDIRECTS or not location
+            if final:
+                hop.close()  # the body is the caller's (under the deadline): no cut after this check
+            _after_watchdog(job, resp, url)
+            if final:
                 return resp, url
             _discard(resp)
         try:
