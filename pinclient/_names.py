@@ -9,6 +9,7 @@ compared as its IDNA 2008 A-label, the form urllib3 connects to.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 
+# Pure, and asked for the same few hosts on every connection (the pin check, the pool key, the
+# proxy bypass): remembered, so a connection to an IP literal does not parse it again (issue 18).
+# A ValueError is not remembered; it is raised again on the next call.
+@functools.lru_cache(maxsize=512)
 def normalize_host(host: str) -> str:
     """Lower-case, strip one trailing dot and IPv6 brackets, IDNA-2008-encode non-ASCII labels;
     write an IP address the one way :func:`ip_literal` does.
