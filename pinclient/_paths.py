@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "fsync_file", "given_file_exists", "replace_file",
-           "user_cache_dir", "user_state_dir"]
+           "user_cache_dir", "user_state_dir", "windows_name_problem"]
 
 WINDOWS = os.name == "nt"  # read at call time by the Windows branches (the tests simulate them)
 REPLACE_PATIENCE = 2.0  # seconds a Windows sharing violation on os.replace is waited out, at most
@@ -47,6 +47,29 @@ def given_file_exists(path: Path, what: str) -> bool:
             raise UsageError(f"{what} {str(path)[:60]!r}… is too long a path ({len(os.fsencode(str(path)))} "
                              f"bytes, its longest name {longest}; most file systems allow 255).") from None
         raise UsageError(f"{what} {str(path)[:200]!r}: {e.strerror or e}") from None
+
+
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]])
+
+
+def windows_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a plain file name in the current folder on Windows, or None.
+
+    A name taken from a URL must name a file here and nothing else: ``C:x`` is ``x`` in drive C's
+    current folder, ``update.exe:s`` a stream of ``update.exe``, ``CON`` or ``nul.txt`` a device;
+    ``<>"|?*`` and control characters are refused by Windows, and it drops trailing dots and spaces
+    (``update.exe.`` would be ``update.exe``). Microsoft's "Naming Files, Paths, and Namespaces".
+    """
+    bad = sorted({c for c in name if c in '<>:"/\\|?*' or ord(c) < 32})
+    if bad:
+        return f"Windows does not allow {''.join(bad)!r} in a file name"
+    if name[-1:] in (".", " "):
+        return "Windows drops a trailing dot or space"
+    if name.split(".")[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+        return "it is a Windows device name"
+    return None
 
 
 def user_cache_dir() -> Path:

@@ -452,6 +452,45 @@ def test_without_o_nofollow_open_nofollow_refuses_a_link_swapped_in_while_openin
     assert victim.read_bytes() == b"someone else's file"
 
 
+# --------------------------------------------------------------------------- names from URLs
+
+
+@pytest.mark.parametrize(("segment", "why"), [
+    ("C%3Aupdate.exe", "':'"),  # drive C's current folder, outside the one the user is in
+    ("update.exe%3Aevil", "':'"),  # an alternate data stream of update.exe
+    ("CON", "device"), ("nul.txt", "device"), ("COM1.bin", "device"), ("LPT%C2%B9", "device"),
+    ("update.exe.", "trailing dot"), ("a%7Cb", "'|'"), ("a%3Fb%2A", "'*?'"), ("bell%07", "'\\x07'"),
+])
+def test_windows_a_url_name_that_is_no_plain_file_name_is_a_usage_error_before_connecting(
+        segment: str, why: str, root_pinned_config: PinConfig, tmp_path: Path,
+        https_server: ServeHTTPS, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(paths, "WINDOWS", True)
+    monkeypatch.chdir(tmp_path)
+    with https_server({f"/{segment}": b"x"}) as s:
+        code = fetch_main([s.url(f"/{segment}"), "--pins", str(root_pinned_config.path), "-q"])
+        assert s.requests == [], "refused before connecting"
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert why in err
+    assert "pass -o DEST" in err
+    assert "Traceback" not in err
+    assert "\x07" not in err, "the name is escaped"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+
+
+def test_url_names_windows_refuses_are_kept_elsewhere_and_plain_names_work_on_windows(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with https_server({"/a%3Ab": b"posix", "/app-2.1.tar.gz": b"win"}) as s:
+        assert fetch_main([s.url("/a%3Ab"), "--pins", str(root_pinned_config.path), "-q"]) == 0
+        monkeypatch.setattr(paths, "WINDOWS", True)
+        assert fetch_main([s.url("/app-2.1.tar.gz"), "--pins", str(root_pinned_config.path), "-q"]) == 0
+    assert (tmp_path / "a:b").read_bytes() == b"posix"
+    assert (tmp_path / "app-2.1.tar.gz").read_bytes() == b"win"
+
+
 # --------------------------------------------------------------------------- text mode
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import unquote, urlsplit
 
+from .. import _paths
 from .._names import printable
+from .._paths import windows_name_problem
 from ..errors import NetworkError, UsageError
 from .common import (
     HeaderAction,
@@ -157,6 +159,10 @@ def default_dest(url: str) -> str:
         raise UsageError(f"{url!r} is not a URL.") from None
     if not name or name in (".", ".."):
         raise UsageError(f"cannot derive a file name from {url!r}; pass -o DEST.")
+    why = windows_name_problem(name) if _paths.WINDOWS else None
+    if why:  # "C:x", "a.exe:stream", "CON": elsewhere than a file in this folder
+        raise UsageError(f"the URL's file name {printable(name)!r} cannot be saved as such ({why}); "
+                         "pass -o DEST.")
     return "./-" if name == "-" else name  # a file named "-", not standard output
 
 
