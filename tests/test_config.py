@@ -10,6 +10,8 @@ from pinclient import PinsFileError, load_pins, parse_pins
 from pinclient._names import host_matches, normalize_host, normalize_pattern
 from pinclient.config import canonical_name
 
+from .conftest import posix_only
+
 GOOD_PIN = "C5+lpZ7tcVwmwQIMcRtPbsQtWLABXhQzejna0wHFr8M="
 REPO = Path(__file__).resolve().parent.parent
 
@@ -172,7 +174,7 @@ def test_idna_pattern_matches_a_label_host() -> None:
     assert not host_matches(pattern, normalize_host("bücher.example"))
 
 
-@pytest.mark.parametrize("target", ["/dev/zero", "folder"])
+@pytest.mark.parametrize("target", [pytest.param("/dev/zero", marks=posix_only("/dev/zero")), "folder"])
 def test_cert_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path: Path, target: str) -> None:
     (tmp_path / "folder").mkdir()
     path = tmp_path / "pins.toml"

@@ -262,6 +262,7 @@ def test_dash_streams_the_verified_bytes_to_stdout_and_nothing_else(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"], "no file named '-', nothing left"
 
 
+@posix_only("/dev, its device file system and its symlinks")
 def test_nothing_is_created_or_replaced_in_dev(root_pinned_config: PinConfig,
                                                https_server: ServeHTTPS) -> None:
     # /dev/stderr and /dev/fd/N are symlinks (to a regular file when the stream is redirected):

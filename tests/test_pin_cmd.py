@@ -19,7 +19,7 @@ from pinclient._pki import name, new_key
 from pinclient.config import tomllib  # tomli on Python 3.10
 from pinclient.policy import spki_sha256
 
-from .conftest import HOST, PKI, ServeHTTPS, b64, pinset, write_pins
+from .conftest import HOST, PKI, ServeHTTPS, b64, pinset, posix_only, write_pins
 
 
 def save(tmp_path: Path, output: str) -> Path:
@@ -264,6 +264,7 @@ def test_pin_pem_leaf_without_san_suggests_its_cn(pki: PKI, tmp_path: Path,
     assert "no subjectAltName" in out
 
 
+@posix_only("/dev/zero")
 def test_pin_pem_reads_a_bounded_amount(capsys: pytest.CaptureFixture[str]) -> None:
     # An endless "file" (/dev/zero) is a usage error after 16 MiB, not a hang or a MemoryError.
     assert main(["pin", "--pem", "/dev/zero"]) == 2

@@ -627,7 +627,8 @@ def test_posix_only_tests_say_why() -> None:
     """Every function in the tests that uses a POSIX-only facility (flock, mknod, mkfifo, AF_UNIX
     sockets, unshare, file owners) says so: a ``posix_only(...)`` mark, or a skip / comment with
     "POSIX-only" in it, so that a Windows run skips it with that reason instead of failing."""
-    facilities = ["os.mkfifo", "os.mknod", "AF_UNIX", "unshare", "geteuid", "getuid", "fcntl"]
+    facilities = ["os.mkfifo", "os.mknod", "AF_UNIX", "unshare", "geteuid", "getuid", "fcntl", "/dev/zero",
+                  'Path(f"/dev/']
     missing = []
     for path in sorted((REPO / "tests").glob("*.py")):
         if path.name in ("test_platforms.py", "conftest.py"):
