@@ -45,13 +45,14 @@ def body_reader(resp: Any) -> ReadInto:
         if raw.chunked:
             return _guarded(resp, raw.readinto1)
         if hasattr(raw.fp, "readinto1"):
-            return _guarded(resp, _identity(raw))
+            return _identity(resp, raw)
     return _via_urllib3(resp)
 
 
-def _identity(raw: http.client.HTTPResponse) -> ReadInto:
+def _identity(resp: Any, raw: http.client.HTTPResponse) -> ReadInto:
     """http.client's ``read1`` for a Content-Length or close-delimited body, minus its copy; once
-    http.client's read buffer is drained, minus two more Python layers (see :func:`_tls_socket`)."""
+    http.client's read buffer is drained, minus two more Python layers (see :func:`_tls_socket`).
+    Converts errors as :func:`_guarded` does, inline: one call less per record."""
     recv_into = _tls_socket(raw)
     drained = False
 
@@ -63,13 +64,16 @@ def _identity(raw: http.client.HTTPResponse) -> ReadInto:
             return 0
         if left is not None and len(view) > left:
             view = view[:left]
-        if drained:
-            n = recv_into(view)  # type: ignore[misc]
-        else:
-            n = fp.readinto1(view)
-            # A readinto1 asking for more than the reader's buffer holds empties that buffer (it
-            # returns what was buffered, or reads past it): from then on, nothing is left in it.
-            drained = recv_into is not None and len(view) > _DRAINED_AFTER
+        try:
+            if drained:
+                n = recv_into(view)  # type: ignore[misc]
+            else:
+                n = fp.readinto1(view)
+                # A readinto1 asking for more than the reader's buffer holds empties that buffer (it
+                # returns what was buffered, or reads past it): from then on, nothing is left in it.
+                drained = recv_into is not None and len(view) > _DRAINED_AFTER
+        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError and timeouts are OSErrors
+            raise _converted(resp, e) from e
         if not n:
             raw.close()  # the body ended (early, if a length was declared): as http.client does
             return 0
