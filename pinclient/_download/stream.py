@@ -53,7 +53,8 @@ def stream_body(resp: Any, part: PartFile, job: Job, *, url: str, received: int,
         try:
             while True:
                 # Never ask for more than one byte past the cap: an endless body stops right there.
-                n = readinto1(view[pos:min(end, pos + cap - received + 1)])
+                stop = pos + cap - received + 1
+                n = readinto1(view[pos:stop if stop < end else end])
                 if not n:
                     break
                 received += n
