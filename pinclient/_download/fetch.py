@@ -154,8 +154,8 @@ def fetch_update(
     (``.DEST.pinclient-part``, …), and a file pinclient did not make is never touched.
 
     How: ``options`` (a :class:`FetchOptions`; default ``FetchOptions()``) holds the timeouts,
-    ``deadline``, ``min_rate``, ``max_rate``, ``retries``, ``resume``, ``max_redirects``, ``proxy``, ``max_size``,
-    ``lock_timeout`` and extra ``headers``. Any of its fields may also be given as a keyword
+    ``deadline``, ``min_rate``, ``max_rate``, ``retries``, ``resume``, ``max_redirects``, ``proxy``,
+    ``max_size``, ``lock_timeout`` and extra ``headers``. Any of its fields may also be given as a keyword
     argument (``fetch_update(url, dest, config=c, deadline=300)``), applied on top of ``options``;
     ``timeout=`` sets both connect and read timeouts.
 
