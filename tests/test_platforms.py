@@ -362,6 +362,36 @@ def test_windows_lock_release_never_removes_a_file_put_at_its_name_after_closing
     assert path.read_bytes() == b"someone else's file"
 
 
+@pytest.mark.parametrize("how", ["stat and fstat disagree", "the lock file keeps vanishing"])
+def test_a_lock_file_that_never_stays_put_fails_at_the_lock_timeout_instead_of_spinning(
+        how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A platform whose stat and fstat report a file differently (st_ino widths), or a name that
+    # something keeps removing: dest_lock starts over each time, but not past its timeout.
+    if how == "stat and fstat disagree":
+        monkeypatch.setattr(lock, "_same_file", lambda fd, path: False)
+    else:
+        monkeypatch.setattr(lock, "_open_lock", lambda path: None)
+    dest = tmp_path / "u.bin"
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            with dest_lock(dest, 0.3):
+                outcome.append(None)
+        except BaseException as e:  # handed to the test thread
+            outcome.append(e)
+
+    began = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "it spun past its lock timeout"
+    assert time.monotonic() - began < 2
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StorageError)
+    assert "kept changing" in outcome[0].message
+
+
 def test_a_platform_without_any_file_lock_refuses_instead_of_fetching_unlocked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lock, "fcntl", None)

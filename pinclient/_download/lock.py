@@ -258,9 +258,11 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
     """
     path = lock_path(dest)
     give_up = time.monotonic() + timeout
+    retries = 0
     while True:
         opened = _open_lock(path)
         if opened is None:
+            retries = _again(dest, path, give_up, retries)
             continue
         fd, created = opened
         try:
@@ -281,6 +283,7 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
         if not _same_file(fd, path):
             _unlock(fd)
             os.close(fd)  # the holder removed the file we locked; lock the new one
+            retries = _again(dest, path, give_up, retries)
             continue
         head = b"" if created else _read_at(fd, len(LOCK_MARKER), 0)
         if created or head == LOCK_MARKER:
@@ -303,6 +306,19 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
         yield
     finally:
         _release(fd, path)
+
+
+def _again(dest: Path, path: Path, give_up: float, retries: int) -> int:
+    """Count a start-over (the lock file vanished or changed under us). One is always allowed;
+    after that, none past ``give_up``: a name that keeps changing (or a platform whose ``stat``
+    and ``fstat`` disagree about the file) must not keep a fetch spinning past its lock timeout."""
+    if retries and time.monotonic() >= give_up:
+        raise StorageError(f"{str(path)!r}, the lock file for {str(dest)!r}, kept changing while "
+                           "pinclient tried to lock it; try again, or raise --lock-timeout.",
+                           path=str(dest))
+    if retries:
+        time.sleep(_POLL / 10)
+    return retries + 1
 
 
 def _release(fd: int, path: Path) -> None:
