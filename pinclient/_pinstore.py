@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -121,18 +122,36 @@ def store(path: Path, merge: Callable[[StoredPins | None], StoredPins | None]) -
 
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    import fcntl
-
+    """An exclusive lock on ``lock_path``: ``flock``, else (Windows) ``msvcrt.locking`` on its first
+    byte; a platform with neither gets a StorageError, never an unlocked read-modify-write."""
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except OSError as e:
         raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
                            path=str(lock_path)) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and one small write only
+        try:
+            import fcntl
+        except ImportError:
+            _lock_windows(fd, lock_path)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and one small write only
         yield
     finally:
         os.close(fd)
+
+
+def _lock_windows(fd: int, lock_path: Path) -> None:
+    try:
+        msvcrt: Any = importlib.import_module("msvcrt")  # Any: its stubs exist only for win32
+    except ImportError:
+        raise StorageError(f"cannot lock {str(lock_path)!r}: this platform has neither flock nor "
+                           "msvcrt.locking", path=str(lock_path)) from None
+    try:
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for about 10 s, then OSError
+    except OSError as e:
+        raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
+                           path=str(lock_path)) from None
 
 
 def _replace(path: Path, data: bytes) -> None:
