@@ -10,11 +10,14 @@ Platforms: the folders follow each platform's convention (XDG on Linux and the B
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import importlib
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 
@@ -22,13 +25,19 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+try:
+    msvcrt: Any = importlib.import_module("msvcrt")  # Any: its stubs exist only for win32
+except ImportError:
+    msvcrt = None
 
-__all__ = ["REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "fsync_file", "given_file_exists", "replace_file",
-           "user_cache_dir", "user_state_dir", "windows_name_problem"]
+__all__ = ["LOCK_BYTE", "REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "fsync_file", "given_file_exists",
+           "msvcrt_locks", "replace_file", "try_lock", "unlock", "user_cache_dir", "user_state_dir",
+           "windows_name_problem"]
 
 WINDOWS = os.name == "nt"  # read at call time by the Windows branches (the tests simulate them)
 REPLACE_PATIENCE = 2.0  # seconds a Windows sharing violation on os.replace is waited out, at most
 _REPLACE_POLL = 0.05  # seconds between attempts
+LOCK_BYTE = 1 << 30  # the byte msvcrt.locking locks (Windows): past any content, which stays readable
 
 
 def given_file_exists(path: Path, what: str) -> bool:
@@ -172,3 +181,45 @@ def fsync_file(fd: int) -> None:
         except OSError:
             pass  # not supported here: fall back to fsync(2)
     os.fsync(fd)
+
+
+def try_lock(fd: int) -> bool | None:
+    """Take an exclusive lock on the open file ``fd`` without waiting: ``flock`` on POSIX,
+    ``msvcrt.locking`` on :data:`LOCK_BYTE` on Windows (a Windows byte-range lock is mandatory, so
+    it lies past anything a waiter may want to read). True when taken; False when another open file
+    holds it (this process's included); None when the platform has neither lock.
+
+    Raises:
+        OSError: locking failed otherwise.
+    """
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    if msvcrt is None:
+        return None
+    os.lseek(fd, LOCK_BYTE, os.SEEK_SET)
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError as e:
+        # LK_NBLCK on a byte another handle locked: EACCES (the CRT's "locking violation").
+        if e.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
+            return False
+        raise
+    return True
+
+
+def msvcrt_locks() -> bool:
+    """Whether :func:`try_lock` uses ``msvcrt.locking`` (Windows), where an open file cannot be removed."""
+    return fcntl is None and msvcrt is not None
+
+
+def unlock(fd: int) -> None:
+    """Release :func:`try_lock`'s lock before closing ``fd``: Windows frees the locks of a closed
+    file only "eventually"; closing releases a ``flock``. Never raises."""
+    if msvcrt_locks():
+        with contextlib.suppress(OSError):
+            os.lseek(fd, LOCK_BYTE, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)

@@ -45,7 +45,7 @@ from pinclient._download import lock
 from pinclient._download.lock import dest_lock, lock_path
 from pinclient.config import PinConfig
 
-from .conftest import ServeHTTPS
+from .conftest import ServeHTTPS, posix_only
 
 REPO = Path(__file__).resolve().parent.parent
 PROC_FD = Path("/proc/self/fd")
@@ -139,8 +139,8 @@ def windows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeMsv
     monkeypatch.setattr(os, "unlink", win_unlink)
     monkeypatch.setattr(os, "close", win_close)
     monkeypatch.delattr(os, "geteuid")
-    monkeypatch.setattr(lock, "fcntl", None)
-    monkeypatch.setattr(lock, "msvcrt", fake)
+    monkeypatch.setattr(paths, "fcntl", None)
+    monkeypatch.setattr(paths, "msvcrt", fake)
     monkeypatch.setattr(lock, "_NOFOLLOW", 0)
     monkeypatch.setattr(lock, "_NONBLOCK", 0)
     yield fake
@@ -185,13 +185,18 @@ def test_windows_folder_fsync_is_skipped_posix_still_fsyncs(tmp_path: Path,
 
 
 class FakeDarwinFcntl:
-    """The part of macOS's fcntl module fsync_file uses: F_FULLFSYNC (51 on macOS)."""
+    """macOS's fcntl module as fsync_file sees it: F_FULLFSYNC (51 on macOS), the rest real."""
 
     F_FULLFSYNC = 51
 
     def __init__(self, refuse: bool = False) -> None:
         self.refuse = refuse
         self.full: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:  # flock and the rest: the real module's
+        import fcntl
+
+        return getattr(fcntl, name)
 
     def fcntl(self, fd: int, cmd: int) -> int:
         assert cmd == self.F_FULLFSYNC
@@ -202,6 +207,7 @@ class FakeDarwinFcntl:
         return 0
 
 
+@posix_only("fcntl: the fake adds macOS's F_FULLFSYNC to the real module")
 @pytest.mark.parametrize(("platform", "refuse", "full", "plain"), [
     ("darwin", False, 1, 0), ("darwin", True, 0, 1), ("linux", False, 0, 1), ("win32", False, 0, 1)])
 def test_macos_fsync_asks_the_drive_to_flush_and_falls_back_where_refused(
@@ -218,6 +224,7 @@ def test_macos_fsync_asks_the_drive_to_flush_and_falls_back_where_refused(
     assert (len(fake.full), len(plain_calls)) == (full, plain)
 
 
+@posix_only("fcntl: the fake adds macOS's F_FULLFSYNC to the real module")
 def test_macos_fetch_makes_the_part_the_sidecar_and_the_folder_durable_with_f_fullfsync(
         root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -314,10 +321,10 @@ def test_windows_lock_with_msvcrt_excludes_a_second_fetch(windows: FakeMsvcrt, t
         assert info.value.exit_code == 7
     # The locked byte lies past the marker and pid, so a waiter can still read who holds it.
     locked = {offset for mode, offset, _ in windows.calls if mode == FakeMsvcrt.LK_NBLCK}
-    assert locked == {lock._LOCK_BYTE}
+    assert locked == {paths.LOCK_BYTE}
     unlocked = [offset for mode, offset, _ in windows.calls if mode == FakeMsvcrt.LK_UNLCK]
-    assert unlocked == [lock._LOCK_BYTE], "released explicitly: Windows frees a closed file's locks late"
-    assert len(lock.LOCK_MARKER) + 64 < lock._LOCK_BYTE
+    assert unlocked == [paths.LOCK_BYTE], "released explicitly: Windows frees a closed file's locks late"
+    assert len(lock.LOCK_MARKER) + 64 < paths.LOCK_BYTE
     assert windows.held == {}
     with dest_lock(dest, 0):  # released: the next one takes it at once
         pass
@@ -394,8 +401,8 @@ def test_a_lock_file_that_never_stays_put_fails_at_the_lock_timeout_instead_of_s
 
 def test_a_platform_without_any_file_lock_refuses_instead_of_fetching_unlocked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lock, "fcntl", None)
-    monkeypatch.setattr(lock, "msvcrt", None)
+    monkeypatch.setattr(paths, "fcntl", None)
+    monkeypatch.setattr(paths, "msvcrt", None)
     dest = tmp_path / "u.bin"
     with pytest.raises(StorageError, match="neither flock nor msvcrt") as info:
         with dest_lock(dest, 0):

@@ -18,7 +18,8 @@ lock, checks that the path still names the file it locked; if the holder removed
 waiter starts over with the new file (the usual lock-then-verify-inode pattern). A lock file left
 by a killed process carries the marker and is taken over.
 
-Platforms (docs/threat-model.md, "Platforms"). POSIX uses ``flock``. Windows has no ``flock``; there
+Platforms (docs/threat-model.md, "Platforms"; the primitive is :func:`pinclient._paths.try_lock`).
+POSIX uses ``flock``. Windows has no ``flock``; there
 the lock is ``msvcrt.locking`` on one byte far past the marker and the process id (a Windows
 byte-range lock is mandatory, so locking the marker would hide the holder's pid from a waiter). The
 waiting, the timeout and the ownership rules are the same. Two things differ on Windows: a file
@@ -36,25 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
 import os
 import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from .. import _paths
 from ..errors import StorageError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:
-    msvcrt: Any = importlib.import_module("msvcrt")  # Any: its stubs exist only for win32
-except ImportError:
-    msvcrt = None
 
 __all__ = ["create_exclusive", "dest_lock", "lock_path", "not_ours", "open_nofollow", "owned",
            "side_path"]
@@ -63,7 +54,6 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted at a side file's name must not hang open()
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it os.write turns b"\n" into b"\r\n"
-_LOCK_BYTE = 1 << 30  # the byte msvcrt.locking locks (Windows); locking past the end is allowed
 _POLL = 0.05  # seconds between attempts while waiting
 _YOUNG = 2.0  # seconds an empty, unmarked lock file may be another pinclient's, still being made
 LOCK_MARKER = b"pinclient lock\n"  # the first line of every lock file pinclient writes
@@ -188,33 +178,15 @@ def _try_lock(fd: int, path: Path) -> bool:
     Raises:
         StorageError: this platform has no lock to take, or locking failed otherwise.
     """
-    if fcntl is not None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-    if msvcrt is not None:
-        os.lseek(fd, _LOCK_BYTE, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError as e:
-            # LK_NBLCK on a byte another handle locked: EACCES (the CRT's "locking violation").
-            if e.errno in (errno.EACCES, getattr(errno, "EDEADLOCK", errno.EDEADLK)):
-                return False
-            raise StorageError(f"cannot lock {str(path)!r}: {e.strerror or e}", path=str(path)) from e
-        return True
-    raise StorageError(f"cannot lock {str(path)!r}: this platform has neither flock nor msvcrt, so "
-                       "pinclient cannot keep two fetches from writing the same file; refusing "
-                       "to fetch to a file here.", path=str(path))
-
-
-def _unlock(fd: int) -> None:
-    """Release before closing: Windows frees the locks of a closed file only "eventually"."""
-    if fcntl is None and msvcrt is not None:
-        with contextlib.suppress(OSError):
-            os.lseek(fd, _LOCK_BYTE, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    try:
+        got = _paths.try_lock(fd)
+    except OSError as e:
+        raise StorageError(f"cannot lock {str(path)!r}: {e.strerror or e}", path=str(path)) from e
+    if got is None:
+        raise StorageError(f"cannot lock {str(path)!r}: this platform has neither flock nor msvcrt, so "
+                           "pinclient cannot keep two fetches from writing the same file; refusing "
+                           "to fetch to a file here.", path=str(path))
+    return got
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -281,7 +253,7 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
             time.sleep(_POLL)
             continue
         if not _same_file(fd, path):
-            _unlock(fd)
+            _paths.unlock(fd)
             os.close(fd)  # the holder removed the file we locked; lock the new one
             retries = _again(dest, path, give_up, retries)
             continue
@@ -291,7 +263,7 @@ def dest_lock(dest: Path, timeout: float) -> Iterator[None]:
         # No marker: a planted file, or one that another pinclient created an instant ago and has
         # not locked and marked yet (then it is empty and new). Wait for the marker a little.
         young = not head and time.time() - os.fstat(fd).st_mtime < _YOUNG
-        _unlock(fd)
+        _paths.unlock(fd)
         os.close(fd)
         if not young or time.monotonic() >= give_up:
             raise not_ours(path, "it does not start with pinclient's lock marker")
@@ -334,9 +306,9 @@ def _release(fd: int, path: Path) -> None:
             refused = True
         except OSError:
             pass
-    _unlock(fd)
+    _paths.unlock(fd)
     os.close(fd)
-    if refused and fcntl is None:
+    if refused and _paths.msvcrt_locks():
         with contextlib.suppress(OSError):
             st = os.stat(path, follow_symlinks=False)
             # Size and mtime too: a file system may give a new file the number just freed.
