@@ -396,6 +396,16 @@ def test_lint_warns_about_a_single_update_key_and_refuses_expired_pins(world: Wo
     assert codes.get("pins-expired") == "error"
 
 
+def test_pins_sign_refuses_a_file_lint_rejects(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_file = tmp_path / "k.key"
+    OLD_KEY.to_file(key_file, password=None)
+    publish = tmp_path / "pins.toml"
+    publish.write_text(f'version = 1\nserial = 2\nexpires = {FUTURE}\n[defaults]\nunpinned = "allow"\n')
+    assert cli("pins", "sign", str(publish), "--secret-key", str(key_file)) == 2
+    assert "no-pinsets" in capsys.readouterr().err  # lint's own finding, quoted
+    assert not (tmp_path / "pins.toml.minisig").exists()
+
+
 # --------------------------------------------------------------------------- pins.toml values
 
 
