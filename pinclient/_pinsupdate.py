@@ -264,11 +264,7 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
         result = refresh(config, now=now, options=options)
     except PinclientError as e:
         if expired(config, now):
-            assert config.expires is not None
-            raise RollbackError(f"the active pins (serial {config.serial}) expired on "
-                                f"{config.expires.isoformat()} and could not be updated: {e.message}",
-                                reason="expired", version=str(config.serial),
-                                expires=config.expires.isoformat()) from e
+            raise _expired(config, f"could not be updated: {e.message}") from e
         log.warning("pins update from %s failed (%s); continuing with the active pins (serial %d)",
                     config.update.url, e.message, config.serial)
         return config
@@ -276,7 +272,16 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
         log.warning("pins updated: serial %d -> %d from %s", result.previous_serial, result.serial,
                     result.url)
         return reload()
+    if expired(config, now):  # the server has nothing newer: expired pins are still not used
+        raise _expired(config, f"{config.update.url} has no newer document (serial {result.serial})")
     return config
+
+
+def _expired(config: PinConfig, why: str) -> RollbackError:
+    assert config.expires is not None
+    return RollbackError(f"the active pins (serial {config.serial}) expired on "
+                         f"{config.expires.isoformat()}, and {why}", reason="expired",
+                         version=str(config.serial), expires=config.expires.isoformat())
 
 
 def refresh_due(config: PinConfig, now: dt.datetime | None = None) -> bool:

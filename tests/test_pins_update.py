@@ -278,6 +278,11 @@ def test_fetch_update_fails_when_the_active_pins_expired_and_cannot_be_refreshed
     assert fetch_main([url, "-o", str(tmp_path / "a"), "--pins", str(world.pins), "--json"]) == 5
     assert json.loads(capsys.readouterr().out)["reason"] == "expired"
     assert not (tmp_path / "a").exists()
+    # The server answers, but only with the same expired serial: still no payload with these pins.
+    world.publish(world.pins.read_bytes(), OLD_KEY)
+    assert fetch_main([url, "-o", str(tmp_path / "a"), "--pins", str(world.pins), "--json"]) == 5
+    assert "no newer document" in json.loads(capsys.readouterr().out)["message"]
+    assert not (tmp_path / "a").exists()
     world.publish(world.document(2, [OLD_KEY]), OLD_KEY)  # a fresh document rescues it
     assert fetch_main([url, "-o", str(tmp_path / "a"), "--pins", str(world.pins), "-q"]) == 0
 
