@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import tempfile
@@ -34,7 +35,9 @@ from typing import Any, Literal
 
 from ._download.fetch import fetch_update
 from ._download.options import FetchOptions
+from ._names import printable
 from ._pinstore import StoredPins, read_stored, store, store_path
+from ._reporting import DEFAULT_REPORT_TIMEOUT, Post, Reporter, has_report_destination
 from .config import PinConfig, load_pins, parse_pins
 from .errors import (
     HTTPStatusError,
@@ -42,11 +45,13 @@ from .errors import (
     NetworkError,
     PinclientError,
     PinsFileError,
+    PinViolation,
     RollbackError,
     SignatureError,
     UsageError,
 )
 from .minisign import MAX_SIGNATURE_FILE_SIZE, Signature, VerifiedSignature, verify_data
+from .transport import _post_report  # the transport's own report POST: same pins, no recursion
 
 __all__ = ["MAX_PINS_SIZE", "PinsStatus", "PinsUpdateResult", "check_update", "expired", "pins_status",
            "refresh", "refresh_due", "refresh_if_due", "update_pins"]
@@ -249,7 +254,9 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
                    options: FetchOptions | None = None, now: dt.datetime | None = None) -> PinConfig:
     """What ``fetch-update`` does before the payload: when ``config`` has ``[update]`` and its
     ``interval`` has passed (or its pins have expired), :func:`refresh`; a failure is logged as a
-    warning and the payload is fetched with the pins active now, unless those have expired
+    warning, sent to the report destinations as a ``pins-update-failure`` report (rate-limited,
+    within the deadline: :func:`_report_failure`), and the payload is fetched with the pins active
+    now, unless those have expired
     (then the failure is raised: expired pins are not used). Returns ``reload()`` after an update,
     else ``config``.
 
@@ -260,13 +267,15 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
     now = now or dt.datetime.now(dt.timezone.utc)
     if config.update is None or not (expired(config, now) or refresh_due(config, now)):
         return config
+    started = time.monotonic()
     try:
         result = refresh(config, now=now, options=options)
     except PinclientError as e:
         if expired(config, now):
             raise _expired(config, f"could not be updated: {e.message}") from e
         log.warning("pins update from %s failed (%s); continuing with the active pins (serial %d)",
-                    config.update.url, e.message, config.serial)
+                    printable(config.update.url), printable(e.message), config.serial)
+        _report_failure(config, e, now=now, options=options, started=started)
         return config
     if result.status == "updated":
         log.warning("pins updated: serial %d -> %d from %s", result.previous_serial, result.serial,
@@ -275,6 +284,36 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
     if expired(config, now):  # the server has nothing newer: expired pins are still not used
         raise _expired(config, f"{config.update.url} has no newer document (serial {result.serial})")
     return config
+
+
+#: The rate-limit record of pins update failure reports, in the state folder (``state_dir``).
+FAILURE_REPORTS_SENT = "pins-update-reports-sent.json"
+
+
+def _report_failure(config: PinConfig, error: PinclientError, *, now: dt.datetime,
+                    options: FetchOptions | None, started: float) -> None:
+    """Send a failed refresh to the report destinations (issue 15 §1: "the report channel reports
+    it"), within what is left of the caller's deadline: the POST may take at most half of it (and
+    at most :data:`DEFAULT_REPORT_TIMEOUT`), so the payload keeps the other half. A pin violation
+    by the update server is not sent again: the transport reported it when it refused. Never
+    raises."""
+    assert config.update is not None
+    if isinstance(error, PinViolation) or not has_report_destination(config):
+        return
+    try:
+        timeout = DEFAULT_REPORT_TIMEOUT
+        deadline = options.deadline if options is not None else None
+        post: Post | None = functools.partial(_post_report, config, config.trust_bundle())
+        if deadline is not None:
+            timeout = min(timeout, (deadline - (time.monotonic() - started)) / 2)
+            if timeout <= 0.05:  # no time to send: the report_file line is still written
+                post = None
+                log.info("pins update failure report not POSTed: the deadline has nearly passed")
+        reporter = Reporter(config, post=post, timeout=max(timeout, 0.05),
+                            state_path=config.state_folder() / FAILURE_REPORTS_SENT)
+        reporter.submit_update_failure(config.update.url, error, serial=config.serial, now=now)
+    except Exception as e:  # a report must never fail the payload
+        log.warning("pins update failure report failed: %s", printable(str(e)))
 
 
 def _expired(config: PinConfig, why: str) -> RollbackError:

@@ -12,6 +12,11 @@ on macOS; ``%LOCALAPPDATA%\\pinclient\\Cache`` on Windows), so an updater that r
 still sends one report a day. A report is recorded *before* it is sent: a collector that hangs costs
 at most one timeout a day, not one per update. If the record cannot be read or written the limit
 holds for the process only, and a warning says so.
+
+A signed pins update that failed before ``fetch-update`` is reported the same way, as a report of
+its own kind (:func:`build_update_failure_report`, ``"report-type": "pins-update-failure"``), to
+the destinations of the pinset covering the update URL's host, at most one per URL and kind of
+failure a day; :mod:`pinclient._pinsupdate` keeps that rate-limit record in the state folder.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from ._names import host_matches, pattern_specificity
+from ._names import host_matches, normalize_host, pattern_specificity, printable
 from ._paths import replace_file, user_cache_dir
 from ._version import USER_AGENT, __version__
 from .config import PinConfig
+from .errors import PinclientError
 from .policy import Verdict
 
 __all__ = [
@@ -41,10 +48,13 @@ __all__ = [
     "RateLimiter",
     "Reporter",
     "build_report",
+    "build_update_failure_report",
     "default_state_path",
     "has_report_destination",
+    "host_destinations",
     "report_destinations",
     "report_key",
+    "update_failure_key",
 ]
 
 log = logging.getLogger("pinclient")
@@ -145,6 +155,42 @@ def build_report(verdict: Verdict, port: int, *, now: dt.datetime,
         "served-certificate-chain": served,
         "validated-certificate-chain": [_pem(c.der) for c in verdict.chain],
         "known-pins": known,
+        "pinclient-version": __version__,
+    }
+
+
+def host_destinations(config: PinConfig, host: str) -> tuple[str | None, str | None]:
+    """``(report_uri, report_file)`` for a report about ``host`` that is no verdict (a failed pins
+    update): the pinset covering it, else those in [defaults]."""
+    pinset = config.pinset_for(normalize_host(host)) if host else None
+    uri = (pinset.report_uri if pinset else None) or config.defaults.report_uri
+    path = (pinset.report_file if pinset else None) or config.defaults.report_file
+    return uri, path
+
+
+def update_failure_key(url: str, error: PinclientError) -> str:
+    """The rate-limit key of a failed pins update: the URL and the kind of failure."""
+    kind = f"{type(error).__name__}\0{getattr(error, 'reason', '')}"
+    return hashlib.sha256(f"pins-update\0{url}\0{kind}".encode()).hexdigest()
+
+
+def build_update_failure_report(url: str, error: PinclientError, *, serial: int,
+                                now: dt.datetime) -> dict[str, Any]:
+    """The JSON report for a signed pins update that failed (docs/pins-toml.md, "Reports"):
+    ``"report-type": "pins-update-failure"`` tells it from a violation report, which has no
+    ``report-type``. ``message`` may quote the server; JSON escapes it (ASCII only)."""
+    parts = urlsplit(url)
+    return {
+        "report-type": "pins-update-failure",
+        "date-time": _rfc3339(now),
+        "hostname": parts.hostname,
+        "port": parts.port or 443,
+        "update-url": url,
+        "active-serial": serial,
+        "error": type(error).__name__,
+        "reason": getattr(error, "reason", None),
+        "exit-code": error.exit_code,
+        "message": error.message,
         "pinclient-version": __version__,
     }
 
@@ -259,28 +305,50 @@ class Reporter:
         except Exception as e:  # a report must never fail the update
             log.warning("pin violation report for %s failed: %s", verdict.host, e)
 
-    def _append(self, path: str, report: dict[str, Any]) -> None:
+    def submit_update_failure(self, url: str, error: PinclientError, *, serial: int,
+                              now: dt.datetime) -> None:
+        """Report a failed signed pins update of ``url`` (:func:`build_update_failure_report`) to
+        the destinations of the pinset covering its host, else [defaults]; rate-limited like
+        violations (one per URL and kind of failure a day). Never raises; failures are logged."""
+        what = "pins update failure report"
+        try:
+            uri, path = host_destinations(self.config, urlsplit(url).hostname or "")
+            if not uri and not path:
+                return
+            if not self.limiter.should_send(update_failure_key(url, error), now):
+                log.info("%s for %s not sent: the same failure was reported within the last day",
+                         what, printable(url))
+                return
+            report = build_update_failure_report(url, error, serial=serial, now=now)
+            if path:
+                self._append(path, report, what)
+            if uri:
+                self._post(uri, report, what)
+        except Exception as e:  # a report must never fail the update
+            log.warning("%s for %s failed: %s", what, printable(url), printable(str(e)))
+
+    def _append(self, path: str, report: dict[str, Any], what: str = "pin violation report") -> None:
         line = json.dumps(report, separators=(",", ":")) + "\n"
         try:
             with open(path, "a", encoding="utf-8") as fh:
                 fh.write(line)
         except OSError as e:
-            log.warning("cannot append the pin violation report to %s: %s", path, e.strerror or e)
+            log.warning("cannot append the %s to %s: %s", what, path, e.strerror or e)
             return
         self.sent += 1
 
-    def _post(self, uri: str, report: dict[str, Any]) -> None:
+    def _post(self, uri: str, report: dict[str, Any], what: str = "pin violation report") -> None:
         if self.post is None:
-            log.warning("pin violation report for %s not sent: no transport to send it with", uri)
+            log.warning("%s for %s not sent: no transport to send it with", what, uri)
             return
-        headers = {"Content-Type": "application/json", "User-Agent": f"{USER_AGENT} (pin violation report)"}
+        headers = {"Content-Type": "application/json", "User-Agent": f"{USER_AGENT} ({what})"}
         try:
             status = self.post(uri, json.dumps(report).encode(), headers, self.timeout)
         except Exception as e:
-            log.warning("cannot send the pin violation report to %s: %s", uri, e)
+            log.warning("cannot send the %s to %s: %s", what, uri, e)
             return
         if 200 <= status < 300:
             self.sent += 1
-            log.info("pin violation report sent to %s", uri)
+            log.info("%s sent to %s", what, uri)
         else:
             log.warning("the report collector %s answered HTTP %s", uri, status)

@@ -35,6 +35,7 @@ NEW_KEY = ms.SecretKey(key_id=bytes.fromhex("0303030303030303"), seed=b"\x33" * 
 STRANGER = ms.SecretKey(key_id=bytes.fromhex("0404040404040404"), seed=b"\x34" * 32)
 FUTURE = "2099-01-01"
 PAYLOAD = b"application 2.0\n" * 100
+COLLECTOR = "reports.test"
 
 
 class World:
@@ -446,3 +447,107 @@ def test_update_keys_load(tmp_path: Path) -> None:
     assert (config.update.url, config.update.interval) == ("https://u.test/p", 43200.0)
     assert parse_pins(BASE).serial == 0
     assert parse_pins(BASE).update is None
+
+
+# --------------------------------------------------------------------------- failed refreshes are reported
+
+
+def _reporting(world: World, pki: PKI, *, uri: str | None = None) -> Path:
+    """Give the shipped pins a report_file (and report_uri, with a pinset for the collector)."""
+    reports = world.tmp / "reports.jsonl"
+    keys = f'report_file = "{reports}"\n' + (f'report_uri = "{uri}"\n' if uri else "")
+    text = world.document(1, [OLD_KEY, BACKUP_KEY]).decode().replace('unpinned = "refuse"\n',
+                                                                     'unpinned = "refuse"\n' + keys)
+    text += (f'[[pinset]]\nname = "collector"\nhosts = ["{COLLECTOR}"]\n'
+             f'issuers = [{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}]\n')
+    world.pins.write_text(text)
+    return reports
+
+
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The transport's violation reports keep their rate limit in the user cache folder: not here.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@pytest.mark.usefixtures("cache_in_tmp")
+def test_a_refresh_failing_its_signature_check_fetches_the_payload_and_is_reported_once(
+        world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from .test_report_only import Collector
+
+    cdn = https_server({"/app.bin": PAYLOAD}, host="cdn.test")  # pinned in v1: the payload is fine
+    url = cdn.url("/app.bin", host="cdn.test")
+    with Collector(pki.pinned_int.issue_leaf(COLLECTOR)) as collector:
+        reports = _reporting(world, pki, uri=f"https://{COLLECTOR}:{collector.port}/pins-report")
+        world.publish(world.document(2, [STRANGER]), STRANGER)  # signed by a key v1 does not list
+        for name in ("a", "b"):  # the refresh fails twice (still due): one report a day, not two
+            assert fetch_main([url, "-o", str(tmp_path / name), "--pins", str(world.pins)]) == 0
+            assert (tmp_path / name).read_bytes() == PAYLOAD
+            assert "pins update from" in capsys.readouterr().err
+    assert world.active_serial() == 1
+    [line] = _lines(reports)
+    assert collector.reports == [line]
+    assert line["report-type"] == "pins-update-failure"
+    assert (line["update-url"], line["hostname"], line["port"]) == (
+        world.server.url("/pins.toml"), "updates.test", world.server.port)
+    assert (line["error"], line["exit-code"], line["active-serial"]) == ("SignatureError", 5, 1)
+    assert "pinclient-version" in line
+    assert dt.datetime.strptime(str(line["date-time"]), "%Y-%m-%dT%H:%M:%SZ")
+    assert "pins update failure report" in collector.headers[0]["User-Agent"]
+    # The rate limit is kept in the state folder, nowhere else.
+    assert (world.state / "pins-update-reports-sent.json").is_file()
+    assert not (tmp_path / "xdg-cache").exists()
+
+
+@pytest.mark.usefixtures("cache_in_tmp")
+@pytest.mark.parametrize(("prepare", "error", "reason"), [
+    (lambda w: w.publish(w.document(2, [STRANGER]), STRANGER), "SignatureError", None),
+    (_tampered, "SignatureError", None),
+    (lambda w: w.publish(w.document(2, [OLD_KEY]), OLD_KEY, prehash=False), "SignatureError", None),
+    (lambda w: w.publish(w.document(2, [OLD_KEY]), None), "SignatureError", None),
+    (lambda w: w.publish(b"version = 1\nserial = 2\nbogus = 1\n", OLD_KEY), "IntegrityError", None),
+    (lambda w: w.publish(w.document(2, [OLD_KEY], expires=None), OLD_KEY), "IntegrityError", None),
+    (lambda w: w.publish(w.document(2, [OLD_KEY], expires="2020-01-01"), OLD_KEY), "RollbackError",
+     "expired"),
+    (lambda w: w.publish(w.document(None, [OLD_KEY]), OLD_KEY), "RollbackError", "rollback"),
+    (lambda w: w.server.stop(), "NetworkError", None),
+], ids=["unknown-key", "tampered", "legacy-signature", "no-signature", "not-a-pins-file",
+        "no-expires", "expired-freeze", "rollback-to-0", "unreachable"])
+def test_every_kind_of_failed_refresh_is_reported_and_never_fails_the_payload(
+        world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path, prepare: object,
+        error: str, reason: str | None) -> None:
+    cdn = https_server({"/app.bin": PAYLOAD}, host="cdn.test")
+    reports = _reporting(world, pki)
+    prepare(world)  # type: ignore[operator]
+    assert fetch_main([cdn.url("/app.bin", host="cdn.test"), "-o", str(tmp_path / "a"), "--pins",
+                       str(world.pins), "-q", "--deadline", "20"]) == 0
+    assert (tmp_path / "a").read_bytes() == PAYLOAD
+    [line] = _lines(reports)
+    assert (line["report-type"], line["error"], line["reason"]) == ("pins-update-failure", error, reason)
+    assert world.active_serial() == 1
+
+
+@pytest.mark.usefixtures("cache_in_tmp")
+def test_a_hanging_collector_leaves_the_payload_within_its_deadline(
+        world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path) -> None:
+    import time
+
+    from .test_report_only import HangingCollector
+
+    cdn = https_server({"/app.bin": PAYLOAD}, host="cdn.test")
+    world.publish(world.document(2, [OLD_KEY]), None)  # no .minisig: the refresh fails at once
+    with HangingCollector() as collector:  # a loopback listener that never answers
+        reports = _reporting(world, pki, uri=collector.uri())
+        started = time.monotonic()
+        code = fetch_main([cdn.url("/app.bin", host="cdn.test"), "-o", str(tmp_path / "a"), "--pins",
+                           str(world.pins), "-q", "--deadline", "2"])
+        elapsed = time.monotonic() - started
+    assert code == 0
+    assert (tmp_path / "a").read_bytes() == PAYLOAD
+    assert elapsed < 2  # the POST had half of what was left (DEFAULT_REPORT_TIMEOUT would not fit)
+    assert [line["error"] for line in _lines(reports)] == ["SignatureError"]  # the file still has it
