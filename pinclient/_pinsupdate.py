@@ -271,11 +271,11 @@ def refresh_if_due(config: PinConfig, reload: Callable[[], PinConfig], *,
     try:
         result = refresh(config, now=now, options=options)
     except PinclientError as e:
+        _report_failure(config, e, now=now, options=options, started=started)
         if expired(config, now):
             raise _expired(config, f"could not be updated: {e.message}") from e
         log.warning("pins update from %s failed (%s); continuing with the active pins (serial %d)",
                     printable(config.update.url), printable(e.message), config.serial)
-        _report_failure(config, e, now=now, options=options, started=started)
         return config
     if result.status == "updated":
         log.warning("pins updated: serial %d -> %d from %s", result.previous_serial, result.serial,

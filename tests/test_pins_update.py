@@ -452,12 +452,12 @@ def test_update_keys_load(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- failed refreshes are reported
 
 
-def _reporting(world: World, pki: PKI, *, uri: str | None = None) -> Path:
+def _reporting(world: World, pki: PKI, *, uri: str | None = None, expires: str = FUTURE) -> Path:
     """Give the shipped pins a report_file (and report_uri, with a pinset for the collector)."""
     reports = world.tmp / "reports.jsonl"
     keys = f'report_file = "{reports}"\n' + (f'report_uri = "{uri}"\n' if uri else "")
-    text = world.document(1, [OLD_KEY, BACKUP_KEY]).decode().replace('unpinned = "refuse"\n',
-                                                                     'unpinned = "refuse"\n' + keys)
+    text = world.document(1, [OLD_KEY, BACKUP_KEY], expires=expires).decode().replace(
+        'unpinned = "refuse"\n', 'unpinned = "refuse"\n' + keys)
     text += (f'[[pinset]]\nname = "collector"\nhosts = ["{COLLECTOR}"]\n'
              f'issuers = [{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}]\n')
     world.pins.write_text(text)
@@ -551,3 +551,18 @@ def test_a_hanging_collector_leaves_the_payload_within_its_deadline(
     assert (tmp_path / "a").read_bytes() == PAYLOAD
     assert elapsed < 2  # the POST had half of what was left (DEFAULT_REPORT_TIMEOUT would not fit)
     assert [line["error"] for line in _lines(reports)] == ["SignatureError"]  # the file still has it
+
+
+@pytest.mark.usefixtures("cache_in_tmp")
+def test_a_failed_refresh_of_expired_pins_is_reported_too(
+        world: World, pki: PKI, https_server: ServeHTTPS, tmp_path: Path) -> None:
+    # The pins expired and the refresh fails: the payload is refused (exit 5), and the operator
+    # hears of the client that can no longer update, not only the client's own stderr.
+    cdn = https_server({"/app.bin": PAYLOAD}, host="cdn.test")
+    reports = _reporting(world, pki, expires="2020-01-01")
+    world.publish(world.document(2, [STRANGER]), STRANGER)
+    assert fetch_main([cdn.url("/app.bin", host="cdn.test"), "-o", str(tmp_path / "a"), "--pins",
+                       str(world.pins), "-q"]) == 5
+    assert not (tmp_path / "a").exists()
+    assert [(r["report-type"], r["error"]) for r in _lines(reports)] == [
+        ("pins-update-failure", "SignatureError")]
