@@ -22,15 +22,22 @@ Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it wa
 continues. The part file is written from the event loop's thread (writes are small and buffered by
 the kernel); waiting for DEST's lock and the signature's key check run in a worker thread.
 
-Not supported here: ``options.max_rate`` (a bandwidth cap; refused with ``UsageError`` rather
-than ignored), mirrors (``urls=``, a ``TypeError``) and ``no_proxy`` for redirect targets (the
-proxy is chosen for the first URL's host). The simple alternative for any of that is
+Mirrors (``urls=``) follow the sync rules through the sync helpers (``_make_job``'s mirror list,
+``_check_mirror_keys``, ``MIRROR_FAILOVER``, ``_mirrors_failed``): each mirror pinned on its own,
+the next tried after a network, HTTP, pin or revocation failure, an integrity failure ending the
+fetch, a part continued on another mirror only with the very same validator, one deadline for all.
+``options.max_rate`` paces the body with :func:`pinclient._download.rate.rate_limit_pause` and
+``anyio.sleep``, never past the deadline.
+
+Not supported here: ``no_proxy`` for redirect targets (the proxy is chosen for each mirror's host,
+not for the hosts it redirects to). The simple alternative is
 ``await asyncio.to_thread(pinclient.fetch_update, …)``. Needs the ``pinclient[httpx]`` extra.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import logging
 import os
@@ -46,19 +53,32 @@ import anyio.from_thread
 import anyio.to_thread
 import httpx
 
-from ._download.dest import dest_kind
+from ._download.dest import DestKind, dest_kind
 from ._download.digest import DigestCheck
-from ._download.fetch import FetchResult, Progress, _accept, _finish_sinks, _make_job, _start, _start_over
+from ._download.fetch import (
+    FetchResult,
+    Progress,
+    _accept,
+    _check_mirror_keys,
+    _deadline_passed,
+    _finish_sinks,
+    _make_job,
+    _mirrors_failed,
+    _start,
+    _start_over,
+)
 from ._download.http import REDIRECTS, _redirect
-from ._download.job import Job, Restart, deadline_error
+from ._download.job import MIRROR_FAILOVER, Job, Restart, deadline_error
 from ._download.lock import dest_lock
 from ._download.options import FetchOptions
 from ._download.partfile import PartFile, StreamPart
+from ._download.rate import rate_limit_pause
 from ._download.resume import range_headers, resume_offset
+from ._names import printable
 from ._proxy import no_proxy_matches, proxy_route
 from ._tls import missing_anchor_hint
 from .config import PinConfig
-from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError, UsageError
+from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError
 from .httpx import AsyncPinningTransport, pinclient_error
 
 if TYPE_CHECKING:
@@ -73,62 +93,109 @@ log = logging.getLogger("pinclient")
 async def fetch_update(url: str, dest: str | os.PathLike[str], *, config: PinConfig,
                        sha256: str | None = None, size: int | None = None,
                        options: FetchOptions | None = None, hashes: Sequence[str] | None = None,
-                       signature: SignatureSource | None = None,
+                       urls: Sequence[str] | None = None, signature: SignatureSource | None = None,
                        signing_keys: Sequence[str | PublicKey] | None = None,
                        transport: AsyncPinningTransport | None = None, progress: Progress | None = None,
                        **overrides: Any) -> FetchResult:
     """Fetch ``url`` into ``dest`` as :func:`pinclient.fetch_update` does, from a coroutine.
 
-    ``transport`` is a shared :class:`~pinclient.httpx.AsyncPinningTransport` (else one is built
-    with ``options.proxy``, as the sync call builds its manager, and closed at the end).
+    ``urls`` are further mirrors of the same payload, tried after ``url`` in order, exactly as
+    the sync call tries them (``result.mirror``, ``result.failed_mirrors``). ``options.max_rate``
+    caps the body's average rate with asyncio sleeps bounded by the deadline.
+
+    ``transport`` is a shared :class:`~pinclient.httpx.AsyncPinningTransport` used for every
+    mirror (else one is built with ``options.proxy``, as the sync call builds its manager, one more
+    for mirrors that ``no_proxy`` sends direct, and all are closed at the end).
 
     Raises:
         the same as :func:`pinclient.fetch_update`; a cancellation propagates unchanged after the
         part was kept (``resume``) or removed.
     """
     opts = (options or FetchOptions()).with_overrides(overrides)
-    if opts.max_rate:
-        raise UsageError("pinclient.aio.fetch_update does not support max_rate (--limit-rate) yet; use "
-                         "await asyncio.to_thread(pinclient.fetch_update, …) for a rate-limited download.")
     config = opts.pins(config)
-    own = transport is None
-    transport = transport or _transport(config, url, opts)
+    transports = _Transports(config, opts, transport)
     try:
         job = _make_job(url, dest, config=config, sha256=sha256, size=size, options=opts,
-                        manager=transport, progress=progress, hashes=hashes)
+                        manager=transports.for_url(url), progress=progress, hashes=hashes, urls=urls)
         kind = dest_kind(job.target)
         lock = dest_lock(job.target, opts.lock_timeout) if kind == "file" else contextlib.nullcontext()
         with anyio.CancelScope(shield=True):  # a lock taken in the thread is always released below
             await anyio.to_thread.run_sync(lock.__enter__)
         try:
             job.start_clock()
-            await _add_signature_check(job, transport, signature, signing_keys)
-            part = PartFile(job.target) if kind == "file" else StreamPart(kind)
-            try:
-                return await _run(job, part, transport)
-            except BaseException as e:
-                keep = opts.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt,
-                                                      anyio.get_cancelled_exc_class()))
-                if part.stop(keep=keep):
-                    log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
-                raise
+            _check_mirror_keys(job, signature, signing_keys)
+            return await _fetch_mirrors(job, kind, transports, signature, signing_keys)
         finally:
             lock.__exit__(None, None, None)
     finally:
-        if own:
-            with anyio.CancelScope(shield=True):
-                await transport.aclose()
+        with anyio.CancelScope(shield=True):
+            await transports.aclose()
 
 
-def _transport(config: PinConfig, url: str, opts: FetchOptions) -> AsyncPinningTransport:
-    """The transport :func:`pinclient.transport.pinning_manager` would build: the proxy the options
-    or the environment ask for, unless ``no_proxy`` matches the URL's host."""
-    route = proxy_route(opts.proxy, env=os.environ)
-    parts = urlsplit(url)
-    if route is None or no_proxy_matches(route.no_proxy, parts.hostname or "", parts.port):
-        return AsyncPinningTransport(config)
-    auth = tuple(route.auth.split(":", 1)) if route.auth is not None else None
-    return AsyncPinningTransport(config, proxy=httpx.Proxy(route.url, auth=auth))  # type: ignore[arg-type]
+async def _fetch_mirrors(job: Job, kind: DestKind, transports: _Transports, signature: Any,
+                         signing_keys: Any) -> FetchResult:
+    """The sync mirror loop (``pinclient._download.fetch.fetch_update``), awaiting each mirror: the
+    next one after a :data:`MIRROR_FAILOVER` failure, the result naming the mirror that served."""
+    base_sinks = list(job.sinks)
+    failed: list[tuple[str, PinclientError]] = []
+    for mirror in job.mirrors:
+        job.url, job.sinks[:] = mirror, base_sinks  # a signature is prepared per mirror
+        try:
+            result = await _fetch_from(job, kind, transports.for_url(mirror), signature, signing_keys)
+        except MIRROR_FAILOVER as e:  # not integrity failures
+            failed.append((mirror, e))
+            if len(failed) == len(job.mirrors) or _deadline_passed(job):
+                raise _mirrors_failed(failed)  # noqa: B904 - e itself, or an earlier mirror's
+            log.warning("mirror %s failed: %s; trying the next one", printable(mirror), printable(e.message))
+            continue
+        return dataclasses.replace(result, mirror=mirror, failed_mirrors=tuple(
+            (m, type(e).__name__, e.message) for m, e in failed))
+    raise AssertionError("unreachable: job.mirrors is never empty")
+
+
+async def _fetch_from(job: Job, kind: DestKind, transport: AsyncPinningTransport, signature: Any,
+                      signing_keys: Any) -> FetchResult:
+    """The whole fetch from one mirror (``job.url``): its signature, then its attempts."""
+    await _add_signature_check(job, transport, signature, signing_keys)
+    part = PartFile(job.target) if kind == "file" else StreamPart(kind)
+    try:
+        return await _run(job, part, transport)
+    except BaseException as e:
+        keep = job.options.resume and isinstance(e, (NetworkError, StorageError, KeyboardInterrupt,
+                                                     anyio.get_cancelled_exc_class()))
+        if part.stop(keep=keep):
+            log.info("kept %s (%d bytes) to resume next time", part.path, part.written)
+        raise
+
+
+class _Transports:
+    """The transports :func:`pinclient.transport.pinning_manager` would build, per mirror: the
+    proxy the options or the environment ask for, unless ``no_proxy`` matches the mirror's host.
+    A caller's ``transport`` serves every mirror and is left open."""
+
+    def __init__(self, config: PinConfig, opts: FetchOptions, given: AsyncPinningTransport | None) -> None:
+        self.config, self.given = config, given
+        self.route = proxy_route(opts.proxy, env=os.environ)
+        self.own: dict[bool, AsyncPinningTransport] = {}
+
+    def for_url(self, url: str) -> AsyncPinningTransport:
+        if self.given is not None:
+            return self.given
+        parts = urlsplit(url)
+        route = self.route
+        proxied = route is not None and not no_proxy_matches(route.no_proxy, parts.hostname or "", parts.port)
+        if proxied not in self.own:
+            if route is None or not proxied:
+                self.own[proxied] = AsyncPinningTransport(self.config)
+            else:
+                auth = tuple(route.auth.split(":", 1)) if route.auth is not None else None
+                self.own[proxied] = AsyncPinningTransport(
+                    self.config, proxy=httpx.Proxy(route.url, auth=auth))  # type: ignore[arg-type]
+        return self.own[proxied]
+
+    async def aclose(self) -> None:
+        for transport in self.own.values():
+            await transport.aclose()
 
 
 async def _add_signature_check(job: Job, transport: AsyncPinningTransport, signature: Any,
@@ -175,12 +242,17 @@ async def _fetch_small(job: Job, transport: AsyncPinningTransport, url: str, lim
 
 
 async def _run(job: Job, part: PartFile, transport: AsyncPinningTransport) -> FetchResult:
-    """As the sync ``_run``: resume what an earlier run left, then attempt with backoff."""
+    """As the sync ``_run``: resume what an earlier run (or mirror) left, then attempt with backoff."""
     info = part.read_sidecar() if job.options.resume else None
-    job.offset = resume_offset(info, part.size_on_disk(), url=job.url, sha256=job.expected,
+    # A part kept from another mirror of this payload may continue here only if this one answers
+    # If-Range with the same validator (``_accept``, ``same_source``).
+    source = info.url if info is not None and info.url in job.mirrors else job.url
+    job.offset = resume_offset(info, part.size_on_disk(), url=source, sha256=job.expected,
                                size=job.size, limit=job.limit_for(urlsplit(job.url).hostname or "")[0])
+    job.part_source = None
     if job.offset and info is not None:
         job.validator = info.validator
+        job.part_source = info.url
         part.info = info
         log.info("resuming %s from byte %d", job.target, job.offset)
     _start(job, part, job.offset)
@@ -292,12 +364,14 @@ def _timeouts(job: Job) -> dict[str, float]:
 
 
 async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total: int | None) -> int:
-    """The body, chunk by chunk as httpcore reads it: the size cap, the minimum rate and progress at
-    every chunk; the SHA-256, the sinks and the part see every byte that arrived."""
+    """The body, chunk by chunk as httpcore reads it: the size cap, the minimum rate, the rate
+    limit and progress at every chunk; the SHA-256, the sinks and the part see every byte that
+    arrived."""
     cap, why = job.limit_for(urlsplit(url).hostname or "")
     received = job.offset
     budget = job.budget
-    budget.start_body(time.monotonic(), received)
+    start, start_bytes = time.monotonic(), received
+    budget.start_body(start, received)
     next_report = 0.0
     async for chunk in resp.aiter_raw():
         if received + len(chunk) > cap:
@@ -311,12 +385,27 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
         if rate is not None:
             raise NetworkError(f"{url} sent {rate:.0f} bytes/s over the last {budget.window:g} s, below "
                                f"the minimum of {budget.min_rate:g} bytes/s.", url=url)
+        if job.options.max_rate:
+            await _pace(job, now, start, start_bytes, received)
         if job.progress is not None and now >= next_report:
             job.progress(received, total)
             next_report = now + 0.1
     if job.progress is not None:
         job.progress(received, total)
     return received
+
+
+async def _pace(job: Job, now: float, start: float, start_bytes: int, received: int) -> None:
+    """``max_rate`` (``--limit-rate``): wait until the body's bytes since ``start`` are no ahead of
+    the rate (the sync stream's rule), never past the deadline: then its error."""
+    assert job.options.max_rate
+    pause, past_deadline = rate_limit_pause(now=now, start=start, start_bytes=start_bytes, received=received,
+                                            max_rate=job.options.max_rate,
+                                            left=job.budget.remaining(now))
+    if pause:
+        await anyio.sleep(pause)
+    if past_deadline:
+        raise deadline_error(job)
 
 
 def _feed(job: Job, part: PartFile, chunk: bytes) -> None:

@@ -282,7 +282,14 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         except BaseException:
             await self._stream.aclose()
             raise
-        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        try:
+            tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            # httpcore closes the socket on an error, not on a cancellation (a deadline, a task
+            # cancelled mid-handshake): without this the socket leaks until garbage collection.
+            with anyio.CancelScope(shield=True):
+                await self._stream.aclose()
+            raise
         try:
             verdict = None
             if origin:

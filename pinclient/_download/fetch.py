@@ -49,7 +49,7 @@ from ..transport import pinning_manager
 from .dest import STDOUT, DestKind, check_dest, dest_kind
 from .digest import DigestCheck, parse_hashes
 from .http import fetch_small, open_url, request_error
-from .job import Job, Restart, deadline_error
+from .job import MIRROR_FAILOVER, Job, Restart, deadline_error
 from .lock import dest_lock
 from .options import FetchOptions, expected_hash, request_headers
 from .partfile import PartFile, StreamPart
@@ -218,7 +218,7 @@ def fetch_update(
                 job.url, job.sinks[:] = mirror, base_sinks  # a signature is prepared per mirror
                 try:
                     result = _fetch_from(job, kind, signature, signing_keys)
-                except (NetworkError, PinViolation, RevocationError) as e:  # not integrity failures
+                except MIRROR_FAILOVER as e:  # not integrity failures
                     failed.append((mirror, e))
                     if len(failed) == len(job.mirrors) or _deadline_passed(job):
                         raise _mirrors_failed(failed)  # noqa: B904 - e itself, or an earlier mirror's

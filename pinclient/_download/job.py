@@ -13,12 +13,16 @@ from typing import Any
 from urllib3 import Timeout
 
 from ..config import PinConfig
-from ..errors import NetworkError, PinclientError
+from ..errors import NetworkError, PinclientError, PinViolation, RevocationError
 from .options import DEFAULT_MAX_SIZE, FetchOptions
 from .rate import TransferBudget
 from .retry import retry_delay
 
-__all__ = ["Job", "Restart", "deadline_error"]
+__all__ = ["MIRROR_FAILOVER", "Job", "Restart", "deadline_error"]
+
+#: The failures after which fetch_update tries the next mirror (a network, TLS or HTTP error, a pin
+#: violation, a revoked certificate); integrity failures (size, hash, signature) end the fetch.
+MIRROR_FAILOVER = (NetworkError, PinViolation, RevocationError)
 
 
 @dataclass

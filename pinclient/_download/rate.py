@@ -4,14 +4,16 @@ time (``time.monotonic()``), so tests can drive it without waiting.
 A server that sends one byte just before every read timeout keeps a connection alive forever; the
 read-gap timeout alone cannot see it (TUF's "slow retrieval" attack). :class:`TransferBudget` checks,
 each time data arrives, that the average rate over the last ``window`` seconds is at least
-``min_rate``, and that the overall deadline has not passed.
+``min_rate``, and that the overall deadline has not passed. :func:`rate_limit_pause` is the other
+direction, ``max_rate`` (``--limit-rate``): how long to wait so a body stays under the cap; the sync
+stream sleeps it with ``time.sleep``, :mod:`pinclient.aio` with ``anyio.sleep``.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["TransferBudget"]
+__all__ = ["TransferBudget", "rate_limit_pause"]
 
 
 class TransferBudget:
@@ -59,3 +61,18 @@ class TransferBudget:
     def next_check(self) -> float:
         """When :meth:`too_slow` can next find anything (``math.inf`` without a minimum rate)."""
         return math.inf if self.min_rate is None else self._window_start + self.window
+
+
+def rate_limit_pause(*, now: float, start: float, start_bytes: int, received: int, max_rate: float,
+                     left: float | None) -> tuple[float, bool]:
+    """``max_rate`` pacing: the pause that brings the body's average since ``start`` (when it had
+    ``start_bytes``) down to ``max_rate`` bytes/s now that ``received`` bytes arrived, and whether
+    the deadline (``left`` seconds away; None: none) comes first. Then the pause is ``left``, and
+    the caller raises its deadline error after it.
+    """
+    wait = start + (received - start_bytes) / max_rate - now
+    if wait <= 0:
+        return 0.0, False
+    if left is not None and left <= wait:
+        return left, True
+    return wait, False

@@ -19,6 +19,7 @@ from .body import body_reader
 from .job import Job, deadline_error
 from .partfile import PartFile
 from .pipeline import Pipeline
+from .rate import rate_limit_pause
 
 __all__ = ["HANDOFF_INTERVAL", "PROGRESS_INTERVAL", "stream_body"]
 
@@ -138,11 +139,10 @@ class _Checks:
         """``max_rate`` (``--limit-rate``): sleep until the bytes so far are no ahead of the rate,
         never past the deadline."""
         assert self.max_rate
-        ready = self.start + (received - self.start_bytes) / self.max_rate
-        if ready <= now:
-            return
-        left = self.budget.remaining(now)
-        if left is not None and left <= ready - now:
-            time.sleep(left)
+        pause, past_deadline = rate_limit_pause(now=now, start=self.start, start_bytes=self.start_bytes,
+                                                received=received, max_rate=self.max_rate,
+                                                left=self.budget.remaining(now))
+        if pause:
+            time.sleep(pause)
+        if past_deadline:
             raise deadline_error(self.job)
-        time.sleep(ready - now)
