@@ -5,11 +5,14 @@ The decision is :func:`pinclient.policy.evaluate`'s, pure: given the keys record
 verified chain, first contact, remembered or ``issuer-changed``. This module only reads and writes
 ``known-issuers.json`` in the state folder (:meth:`pinclient.config.PinConfig.state_folder`):
 
-- every judgement runs under an exclusive ``flock`` on ``known-issuers.json.lock``, re-reads the
-  file, decides, and writes a merged copy (a temporary file in the same folder, fsync,
-  ``os.replace``; python-tuf's ``_persist_metadata``), so two processes meeting two hosts at once
-  keep both records, and two meeting the *same* host for the first time agree on one record (the
-  second is judged against the first's);
+- every judgement runs under an exclusive lock on ``known-issuers.json.lock``
+  (:func:`pinclient._paths.try_lock`: ``flock``, or ``msvcrt.locking`` on Windows; a platform with
+  neither is a :class:`StorageError`, never an unlocked update), re-reads the file, decides, and
+  writes a merged copy (a temporary file in the same folder, fsync,
+  :func:`~pinclient._paths.replace_file`, :func:`~pinclient._paths.fsync_dir`; python-tuf's
+  ``_persist_metadata``), so two processes meeting two hosts at once keep both records, and two
+  meeting the *same* host for the first time agree on one record (the second is judged against the
+  first's);
 - the lock is waited for at most :data:`LOCK_TIMEOUT` seconds, and never past the caller's deadline
   (:func:`pinclient._deadline.remaining`);
 - a ``known-issuers.json`` that is not pinclient's (another format, a symbolic link) is never
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -39,16 +43,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _paths
 from ._deadline import remaining
 from ._names import normalize_host, printable
 from .config import PinConfig
 from .errors import StorageError, UsageError
 from .policy import Verdict, evaluate, remembered_cas
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: os.replace still keeps the file whole
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FILE_NAME", "KnownHost", "KnownIssuer", "KnownIssuers"]
 
@@ -61,6 +61,8 @@ FORMAT = "pinclient known-issuers 1"
 LOCK_TIMEOUT = 10.0
 #: The largest file read: records are a few hundred bytes per host.
 MAX_FILE = 16 * 1024 * 1024
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it a read stops at 0x1A and writes turn \n into \r\n
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ class KnownIssuers:
         """
         try:
             # O_NONBLOCK: a FIFO put there must not hang the open (every wait is bounded).
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = os.open(self.path, os.O_RDONLY | _BINARY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return {}
         except OSError as e:
@@ -237,7 +239,7 @@ class KnownIssuers:
         data = json.dumps(doc, indent=1).encode() + b"\n"  # ensure_ascii: escaped certificate text
         tmp = self.folder / f".{FILE_NAME}.{secrets.token_hex(8)}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY | _NOFOLLOW, 0o600)
         except OSError as e:
             raise StorageError(f"cannot write known issuers in {printable(str(self.folder))}: "
                                f"{e.strerror}") from None
@@ -246,10 +248,13 @@ class KnownIssuers:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            left = remaining()
+            _paths.replace_file(tmp, self.path, until=None if left is None else time.monotonic() + left)
         except OSError as e:
             tmp.unlink(missing_ok=True)  # ours: created exclusively above
             raise StorageError(f"cannot write {printable(str(self.path))}: {e.strerror}") from None
+        with contextlib.suppress(OSError):  # the rename is durable once the folder is (not on Windows)
+            _paths.fsync_dir(self.folder)
 
     @contextmanager
     def _locked(self, create: bool = True) -> Iterator[None]:
@@ -261,14 +266,16 @@ class KnownIssuers:
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # No O_TRUNC, never removed: the lock file's content is nothing, its inode the lock.
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _BINARY | _NOFOLLOW, 0o600)
         except OSError as e:
             raise StorageError(f"cannot lock known issuers in {printable(str(self.folder))}: "
                                f"{e.strerror}") from None
         try:
-            if fcntl is not None:
-                self._wait_for_lock(fd)
-            yield
+            self._wait_for_lock(fd)
+            try:
+                yield
+            finally:
+                _paths.unlock(fd)  # Windows frees a closed file's locks only "eventually"
         finally:
             os.close(fd)  # releases the flock
 
@@ -278,13 +285,19 @@ class KnownIssuers:
         give_up = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = _paths.try_lock(fd)
+            except OSError as e:
+                raise StorageError(f"cannot lock {printable(str(self.lock_path))}: "
+                                   f"{e.strerror or e}") from None
+            if got is None:
+                raise StorageError(f"cannot lock {printable(str(self.lock_path))}: this platform has "
+                                   "neither flock nor msvcrt.locking; refusing an unlocked update")
+            if got:
                 return
-            except BlockingIOError:
-                if time.monotonic() >= give_up:
-                    raise StorageError(f"another process held {printable(str(self.lock_path))} for "
-                                       f"more than {timeout:.1f} s; giving up") from None
-                time.sleep(0.01)
+            if time.monotonic() >= give_up:
+                raise StorageError(f"another process held {printable(str(self.lock_path))} for "
+                                   f"more than {timeout:.1f} s; giving up")
+            time.sleep(0.01)
 
 
 def _host(host: str, raw: Mapping[str, object]) -> KnownHost:

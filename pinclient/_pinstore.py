@@ -4,9 +4,12 @@ The file is ``STATE/pins/<hash of the shipped file's [update] url>.json`` (the u
 file's path, names it, so an application moved to another folder keeps its updates). It holds the
 accepted document (its exact text and ``.minisig``), its serial, where it came from and when the
 update source was last checked. It is only ever replaced whole (a temporary file in the same folder,
-fsync, ``os.replace``, fsync of the folder, as python-tuf's ``_persist_metadata``), under an
-``flock`` on ``NAME.lock``, and :func:`store` re-reads it under that lock so that two processes
-updating at once can never replace a newer serial with an older one.
+fsync, :func:`~pinclient._paths.replace_file`, :func:`~pinclient._paths.fsync_dir` (no folder fsync on
+Windows), as python-tuf's ``_persist_metadata``), under the lock of :func:`pinclient._paths.try_lock`
+on ``NAME.lock`` (``flock``, or ``msvcrt.locking`` on Windows; waited for at most :data:`LOCK_TIMEOUT`
+seconds and never past the caller's deadline; a platform with neither lock is a StorageError),
+and :func:`store` re-reads it under that lock so that two processes updating at once can never
+replace a newer serial with an older one.
 
 No verification happens here (see :mod:`pinclient._pinsupdate`), and nothing but this module's own
 files is written: a path that holds something else (a folder, a symlink, a file that is not this
@@ -18,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _paths
+from ._deadline import remaining
 from .errors import StorageError
 
 __all__ = ["FORMAT", "StoredPins", "read_stored", "store", "store_path"]
@@ -39,6 +44,10 @@ log = logging.getLogger("pinclient")
 FORMAT = "pinclient-pins-update-1"
 #: A stored file larger than this is not one pinclient wrote (a pins file is capped at 1 MiB).
 _MAX_STORED = 4 * 1024 * 1024
+#: The longest wait for another process's lock (it holds it for one read and one small write).
+LOCK_TIMEOUT = 10.0
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it a read stops at a 0x1A byte
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,7 @@ def read_stored(path: Path) -> StoredPins | None:
             another file), or it cannot be read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | _BINARY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     except OSError as e:
@@ -122,36 +131,47 @@ def store(path: Path, merge: Callable[[StoredPins | None], StoredPins | None]) -
 
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock on ``lock_path``: ``flock``, else (Windows) ``msvcrt.locking`` on its first
-    byte; a platform with neither gets a StorageError, never an unlocked read-modify-write."""
+    """An exclusive lock on ``lock_path`` (:func:`pinclient._paths.try_lock`: ``flock``, else
+    ``msvcrt.locking``), waited for at most :data:`LOCK_TIMEOUT` s and the caller's deadline; a
+    platform with neither lock gets a StorageError, never an unlocked read-modify-write.
+
+    Raises:
+        StorageError: the lock file cannot be opened or locked, or another process held it too long.
+    """
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _BINARY | _NOFOLLOW, 0o600)
     except OSError as e:
         raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
                            path=str(lock_path)) from None
     try:
+        _wait_for_lock(fd, lock_path)
         try:
-            import fcntl
-        except ImportError:
-            _lock_windows(fd, lock_path)
-        else:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and one small write only
-        yield
+            yield
+        finally:
+            _paths.unlock(fd)  # Windows frees a closed file's locks only "eventually"
     finally:
         os.close(fd)
 
 
-def _lock_windows(fd: int, lock_path: Path) -> None:
-    try:
-        msvcrt: Any = importlib.import_module("msvcrt")  # Any: its stubs exist only for win32
-    except ImportError:
-        raise StorageError(f"cannot lock {str(lock_path)!r}: this platform has neither flock nor "
-                           "msvcrt.locking", path=str(lock_path)) from None
-    try:
-        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)  # retries for about 10 s, then OSError
-    except OSError as e:
-        raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
-                           path=str(lock_path)) from None
+def _wait_for_lock(fd: int, lock_path: Path) -> None:
+    left = remaining()
+    timeout = LOCK_TIMEOUT if left is None else min(LOCK_TIMEOUT, left)
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            got = _paths.try_lock(fd)
+        except OSError as e:
+            raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
+                               path=str(lock_path)) from None
+        if got is None:
+            raise StorageError(f"cannot lock {str(lock_path)!r}: this platform has neither flock nor "
+                               "msvcrt.locking", path=str(lock_path))
+        if got:
+            return
+        if time.monotonic() >= give_up:
+            raise StorageError(f"another process held {str(lock_path)!r} for more than {timeout:.1f} s; "
+                               "giving up", path=str(lock_path))
+        time.sleep(0.01)
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -161,15 +181,12 @@ def _replace(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        left = remaining()
+        _paths.replace_file(tmp, path, until=None if left is None else time.monotonic() + left)
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise StorageError(f"cannot write the pins update to {str(path)!r}: {e.strerror or e}",
                            path=str(path)) from None
-    with contextlib.suppress(OSError):  # the rename is durable once the folder is
-        dirfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+    with contextlib.suppress(OSError):  # the rename is durable once the folder is (not on Windows)
+        _paths.fsync_dir(path.parent)

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pinclient import PinsFileError, PinViolation, StorageError, UsageError, fetch_update, parse_pins
+from pinclient import _paths as paths
 from pinclient._cli import main
 from pinclient._deadline import deadline
 from pinclient._known import FILE_NAME, KnownIssuers
@@ -26,6 +27,7 @@ from pinclient._x509 import spki_sha256 as spki
 from pinclient.config import PinConfig, load_pins
 
 from .conftest import HOST, PKI, ServeHTTPS, b64, pinset, posix_only, write_pins
+from .test_platforms import FakeMsvcrt
 
 BODY = b"update\n"
 
@@ -498,3 +500,56 @@ def test_two_processes_meeting_one_host_first_agree_on_one_record(pki: PKI, tmp_
     assert first.judge(config, HOST, good, now).reason == "first-contact"
     assert second.judge(config, HOST, rogue, now).reason == "issuer-changed"
     assert records(tmp_path) == {HOST: [pki.pin_of(pki.pinned_int), pki.pin_of(pki.pinned_root)]}
+
+
+# --------------------------------------------------------------------------- the lock on Windows
+
+
+def _fake_windows_locks(monkeypatch: pytest.MonkeyPatch) -> FakeMsvcrt:
+    """No flock, msvcrt.locking instead (tests/test_platforms.py's FakeMsvcrt): what _paths sees on Windows."""
+    fake = FakeMsvcrt()
+    _locks(monkeypatch, fake)
+    return fake
+
+
+def _locks(monkeypatch: pytest.MonkeyPatch, msvcrt: FakeMsvcrt | None) -> None:
+    # Not POSIX-only: it switches fcntl *off* in _paths, as on Windows, where it is absent anyway.
+    monkeypatch.setattr(paths, "fcntl", None)
+    monkeypatch.setattr(paths, "msvcrt", msvcrt)
+
+
+def test_windows_known_issuers_are_locked_with_msvcrt_and_the_wait_is_bounded(
+        pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, the lock was a flock or nothing: on Windows two processes judged and wrote unlocked.
+    fake = _fake_windows_locks(monkeypatch)
+    config = load_pins(remember_pins(tmp_path, pki))
+    store = KnownIssuers.for_config(config)
+    (tmp_path / "state").mkdir()
+    chain = [pki.pinned_int.issue_leaf(HOST).cert, pki.pinned_int.cert, pki.pinned_root.cert]
+    ders = [c.public_bytes(Encoding.DER) for c in chain]
+    held = os.open(store.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert paths.try_lock(held) is True  # "another process" holds the lock byte
+        start = time.monotonic()
+        with deadline(time.monotonic() + 0.3), pytest.raises(StorageError, match="another process held"):
+            store.judge(config, HOST, ders, dt.datetime.now(dt.timezone.utc))
+        assert time.monotonic() - start < 2
+        assert not store.path.exists(), "nothing was written without the lock"
+        paths.unlock(held)
+    finally:
+        os.close(held)
+    assert store.judge(config, HOST, ders, dt.datetime.now(dt.timezone.utc)).reason == "first-contact"
+    assert fake.held == {}, "the lock byte was released before the close"
+    assert {offset for _, offset, _ in fake.calls} == {paths.LOCK_BYTE}
+
+
+def test_a_platform_without_any_file_lock_refuses_to_update_known_issuers(
+        pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _locks(monkeypatch, None)
+    config = load_pins(remember_pins(tmp_path, pki))
+    store = KnownIssuers.for_config(config)
+    chain = [pki.pinned_int.issue_leaf(HOST).cert, pki.pinned_int.cert, pki.pinned_root.cert]
+    ders = [c.public_bytes(Encoding.DER) for c in chain]
+    with pytest.raises(StorageError, match="neither flock nor msvcrt"):
+        store.judge(config, HOST, ders, dt.datetime.now(dt.timezone.utc))
+    assert not store.path.exists()

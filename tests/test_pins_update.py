@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,12 +25,15 @@ from pinclient import (
     parse_pins,
     update_pins,
 )
+from pinclient import _paths as paths
 from pinclient import minisign as ms
 from pinclient._cli.main import fetch_main, main
+from pinclient._deadline import deadline
 from pinclient._demo import LoopbackServer
 from pinclient._pinstore import StoredPins, read_stored, store, store_path
 
 from .conftest import PKI, ServeHTTPS
+from .test_platforms import FakeMsvcrt
 
 OLD_KEY = ms.SecretKey(key_id=bytes.fromhex("0101010101010101"), seed=b"\x31" * 32)
 BACKUP_KEY = ms.SecretKey(key_id=bytes.fromhex("0202020202020202"), seed=b"\x32" * 32)
@@ -551,6 +557,75 @@ def test_a_hanging_collector_leaves_the_payload_within_its_deadline(
     assert (tmp_path / "a").read_bytes() == PAYLOAD
     assert elapsed < 2  # the POST had half of what was left (DEFAULT_REPORT_TIMEOUT would not fit)
     assert [line["error"] for line in _lines(reports)] == ["SignatureError"]  # the file still has it
+
+
+# --------------------------------------------------------------------------- the store's lock
+
+
+def _locks(monkeypatch: pytest.MonkeyPatch, msvcrt: FakeMsvcrt | None) -> None:
+    # Not POSIX-only: it switches fcntl *off* in _paths, as on Windows, where it is absent anyway.
+    monkeypatch.setattr(paths, "fcntl", None)
+    monkeypatch.setattr(paths, "msvcrt", msvcrt)
+
+
+def test_windows_pins_store_is_locked_with_msvcrt_and_the_wait_is_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeMsvcrt()  # no flock, msvcrt.locking instead: what _paths sees on Windows
+    _locks(monkeypatch, fake)
+    path = store_path(tmp_path, "u")
+    store(path, lambda cur: StoredPins(url="u", serial=1))
+    held = os.open(str(path) + ".lock", os.O_RDWR)
+    try:
+        assert paths.try_lock(held) is True  # "another process" is storing
+        start = time.monotonic()
+        with deadline(time.monotonic() + 0.3), pytest.raises(StorageError, match="another process held"):
+            store(path, lambda cur: StoredPins(url="u", serial=2))
+        assert time.monotonic() - start < 2
+        paths.unlock(held)
+    finally:
+        os.close(held)
+    assert read_stored(path) == StoredPins(url="u", serial=1), "nothing was written without the lock"
+    assert store(path, lambda cur: StoredPins(url="u", serial=2)) == StoredPins(url="u", serial=2)
+    assert fake.held == {}, "the lock byte was released before the close"
+    assert {offset for _, offset, _ in fake.calls} == {paths.LOCK_BYTE}
+
+
+def test_waiting_for_the_pins_store_lock_ends_at_the_callers_deadline(tmp_path: Path) -> None:
+    # It was a blocking flock: a process holding the lock stalled every other one for good.
+    path = store_path(tmp_path, "u")
+    store(path, lambda cur: StoredPins(url="u", serial=1))
+    held = os.open(str(path) + ".lock", os.O_RDWR)
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            with deadline(time.monotonic() + 0.3):
+                store(path, lambda cur: StoredPins(url="u", serial=2))
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    try:
+        assert paths.try_lock(held) is True
+        worker = threading.Thread(target=second, daemon=True)
+        worker.start()
+        worker.join(5)
+        assert not worker.is_alive(), "the wait for the lock was not bounded"
+    finally:
+        os.close(held)  # releases it: a hung worker (the defect) finishes
+    worker.join(5)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StorageError)
+    assert "another process held" in outcome[0].message
+
+
+def test_a_platform_without_any_file_lock_refuses_to_store_pins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _locks(monkeypatch, None)
+    path = store_path(tmp_path, "u")
+    with pytest.raises(StorageError, match="neither flock nor msvcrt"):
+        store(path, lambda cur: StoredPins(url="u", serial=1))
+    assert not path.exists()
 
 
 @pytest.mark.usefixtures("cache_in_tmp")
