@@ -35,8 +35,11 @@ Errors: a refusal is raised the way httpx reports a connection that could not be
 :class:`~pinclient.UsageError` from the constructor.
 
 Give the proxy to the transport (``PinningTransport(config, proxy=...)``), never to the client:
-``httpx.Client(proxy=...)`` mounts httpx's own, unpinned transport for every URL. With a
-``transport=`` httpx ignores ``HTTPS_PROXY``; pinclient does not read it either. Needs the
+``httpx.Client(proxy=...)`` mounts httpx's own, unpinned transport for every URL. Hosts matching
+``no_proxy=`` (a ``NO_PROXY``-style string or a list of entries, curl's rules as in
+:class:`~pinclient.PinningProxyManager`) connect directly, each request (a redirect's too) routed
+by its own host and port; both ways are pinned alike. With a ``transport=`` httpx ignores
+``HTTPS_PROXY`` and ``NO_PROXY``; pinclient does not read them either. Needs the
 ``pinclient[httpx]`` extra.
 """
 
@@ -54,8 +57,9 @@ try:
 except ImportError as e:  # pragma: no cover - exercised only without the extra
     raise ImportError("pinclient.httpx needs httpx: pip install 'pinclient[httpx]'") from e
 
+from ._proxy import no_proxy_matches, parse_no_proxy
 from ._revocation.hook import RevocationHook
-from ._tls import PinnedContext, shared_context
+from ._tls import PinnedContext, _build_context, shared_context
 from .config import PinConfig
 from .errors import PinclientError, PinViolation, RevocationError, UsageError
 from .policy import Verdict
@@ -89,9 +93,14 @@ class _Pins:
         self.context: PinnedContext = shared_context(self.bundle, cert_file, key_file, password)
         self.proxy_context: ssl.SSLContext | None = None
         if proxy is not None and proxy.url.scheme == "https":
-            # Verified against the same bundle but not pinned (as PinningProxyManager does); a
-            # context of its own, so that start_tls can tell the proxy's handshake from the origin's.
-            self.proxy_context = ssl.create_default_context(cafile=self.bundle)
+            # Verified against the same bundle but not pinned (as PinningProxyManager does), and
+            # built by the origin context's own loader, so that ca_bundle = "system" (which is no
+            # file: ssl.create_default_context(cafile="system") raised FileNotFoundError) and the
+            # TLS floor hold for the proxy too. A context of its own, so that start_tls can tell the
+            # proxy's handshake from the origin's; frozen, so nothing changes it afterwards.
+            proxy_context = _build_context(self.bundle, None, None)
+            proxy_context.freeze()
+            self.proxy_context = proxy_context
         self.guard = PinGuard(config, reporter=_reporter(config, self.bundle, send_reports, report_timeout))
         self.revocation = RevocationHook(config)
         self.guard.after_check.append(self.revocation)
@@ -182,7 +191,8 @@ def _check_pool(pool: Any, backend: type[Any]) -> None:
     Raises:
         UsageError: the pool or its backend is not the one the transport built.
     """
-    if not isinstance(getattr(pool, "_network_backend", None), backend):
+    pools = (pool.proxied, pool.direct) if isinstance(pool, (_Route, _AsyncRoute)) else (pool,)
+    if not all(isinstance(getattr(p, "_network_backend", None), backend) for p in pools):
         raise UsageError(f"refusing to connect: the transport's connection pool ({type(pool).__name__}) "
                          "no longer uses pinclient's network backend, so its connections would not be "
                          "checked against the pins.")
@@ -195,6 +205,68 @@ def _refuse_plain(request: httpx.Request) -> None:
             f"Refusing plain {request.url.scheme}:// to {host!r}: pinclient speaks only HTTPS, and a "
             "redirect to http:// would bypass every pin.", host=host, port=request.url.port,
             reason="insecure-scheme")
+
+
+def _no_proxy(no_proxy: str | Iterable[str] | None) -> tuple[str, ...]:
+    if no_proxy is None:
+        return ()
+    return parse_no_proxy(no_proxy if isinstance(no_proxy, str) else ",".join(no_proxy))
+
+
+def _bypasses(no_proxy: tuple[str, ...], request: httpcore.Request) -> bool:
+    """Whether ``request`` goes direct: its host (and port) matches ``no_proxy`` (curl's rules)."""
+    host = request.url.host.decode("ascii", "replace")
+    return no_proxy_matches(no_proxy, host, request.url.port or 443)
+
+
+class _Route:
+    """The transport's pool when a proxy has ``no_proxy`` exceptions: each request goes to the
+    proxied pool or to the direct one by its own host (as ``PinningProxyManager.connection_from_host``);
+    both connect through the pinning backend."""
+
+    def __init__(self, proxied: httpcore.ConnectionPool, direct: httpcore.ConnectionPool,
+                 no_proxy: tuple[str, ...]) -> None:
+        self.proxied, self.direct, self.no_proxy = proxied, direct, no_proxy
+
+    def handle_request(self, request: httpcore.Request) -> httpcore.Response:
+        pool = self.direct if _bypasses(self.no_proxy, request) else self.proxied
+        return pool.handle_request(request)
+
+    def close(self) -> None:
+        try:
+            self.proxied.close()
+        finally:
+            self.direct.close()
+
+    def __enter__(self) -> _Route:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _AsyncRoute:
+    """:class:`_Route` for the async transport."""
+
+    def __init__(self, proxied: httpcore.AsyncConnectionPool, direct: httpcore.AsyncConnectionPool,
+                 no_proxy: tuple[str, ...]) -> None:
+        self.proxied, self.direct, self.no_proxy = proxied, direct, no_proxy
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        pool = self.direct if _bypasses(self.no_proxy, request) else self.proxied
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        try:
+            await self.proxied.aclose()
+        finally:
+            await self.direct.aclose()
+
+    async def __aenter__(self) -> _AsyncRoute:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _Stream(httpcore.NetworkStream):
@@ -329,7 +401,9 @@ class PinningTransport(httpx.HTTPTransport):
     ``ca_certs`` picks the trust bundle instead of the config's ``ca_bundle``; ``cert`` a client
     certificate (a path, or ``(cert_file, key_file[, password])``); ``proxy`` an ``http://`` or
     ``https://`` proxy (a URL or an :class:`httpx.Proxy` without ``ssl_context``), tunnelled with
-    CONNECT. HTTP/1.1 only. ``send_reports``/``report_timeout`` as for
+    CONNECT; ``no_proxy`` the hosts that bypass it (a ``NO_PROXY``-style string or a list of
+    entries, curl's rules: ``example.com`` and names under it, ``*``, an address or CIDR block,
+    ``host:port``). HTTP/1.1 only. ``send_reports``/``report_timeout`` as for
     :class:`~pinclient.PinningPoolManager`.
 
     Raises:
@@ -341,14 +415,20 @@ class PinningTransport(httpx.HTTPTransport):
 
     def __init__(self, config: PinConfig, *, ca_certs: str | None = None, verify: Any = True,
                  cert: _Cert | None = None, proxy: str | httpx.URL | httpx.Proxy | None = None,
-                 limits: httpx.Limits = _LIMITS,
+                 no_proxy: str | Iterable[str] | None = None, limits: httpx.Limits = _LIMITS,
                  retries: int = 0, send_reports: bool = True, report_timeout: float | None = None) -> None:
         proxy = _proxy(proxy)
         self.pins = _Pins(config, verify=verify, cert=cert, ca_certs=ca_certs, proxy=proxy,
                           send_reports=send_reports, report_timeout=report_timeout)
-        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, _Backend(self.pins))
+        backend = _Backend(self.pins)
+        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
         # Not super().__init__(): it would build a pool with httpx's own context and backend.
         self._pool = httpcore.HTTPProxy(**kwargs) if proxy else httpcore.ConnectionPool(**kwargs)
+        bypass = _no_proxy(no_proxy)
+        if proxy is not None and bypass:
+            direct = httpcore.ConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
+            # httpx calls only handle_request, close and the context manager on its pool.
+            self._pool = _Route(self._pool, direct, bypass)  # type: ignore[assignment]
 
     @property
     def guard(self) -> PinGuard:
@@ -381,14 +461,19 @@ class AsyncPinningTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, config: PinConfig, *, ca_certs: str | None = None, verify: Any = True,
                  cert: _Cert | None = None, proxy: str | httpx.URL | httpx.Proxy | None = None,
-                 limits: httpx.Limits = _LIMITS,
+                 no_proxy: str | Iterable[str] | None = None, limits: httpx.Limits = _LIMITS,
                  retries: int = 0, send_reports: bool = True, report_timeout: float | None = None) -> None:
         proxy = _proxy(proxy)
         self.pins = _Pins(config, verify=verify, cert=cert, ca_certs=ca_certs, proxy=proxy,
                           send_reports=send_reports, report_timeout=report_timeout)
-        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, _AsyncBackend(self.pins))
+        backend = _AsyncBackend(self.pins)
+        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
         # Not super().__init__(): it would build a pool with httpx's own context and backend.
         self._pool = httpcore.AsyncHTTPProxy(**kwargs) if proxy else httpcore.AsyncConnectionPool(**kwargs)
+        bypass = _no_proxy(no_proxy)
+        if proxy is not None and bypass:
+            direct = httpcore.AsyncConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
+            self._pool = _AsyncRoute(self._pool, direct, bypass)  # type: ignore[assignment]
 
     @property
     def guard(self) -> PinGuard:

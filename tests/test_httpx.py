@@ -205,3 +205,92 @@ def test_a_pool_without_the_pinning_backend_is_refused(kind: str, root_pinned_co
         with pytest.raises(UsageError, match="network backend"):
             get(transport, server.url("/u"))
     assert server.handshakes == 0
+
+
+# --------------------------------------------------------------------------- ca_bundle = "system", no_proxy
+
+
+@kinds
+def test_an_https_proxy_is_verified_against_the_system_trust_store(
+        kind: str, pki: PKI, tmp_path: Path, payload: bytes, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The proxy's context was ssl.create_default_context(cafile=bundle): with ca_bundle = "system"
+    # (no file) the transport could not even be built. It now loads trust as the origin's does.
+    pytest.importorskip("truststore")
+    empty = tmp_path / "no-certs"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.bundle))  # the "system" store is the test bundle
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    pins = tmp_path / "pins.toml"
+    pins.write_text('version = 1\n[defaults]\nca_bundle = "system"\n\n' + pinset(
+        "example-updates", [HOST], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}'))
+    config = load_pins(pins)
+    with ConnectProxy(pki.rogue_root.issue_leaf("proxy.test")) as proxy:  # trusted there, not pinned
+        transport = KINDS[kind](config, proxy=proxy.url)
+        assert transport.pins.proxy_context is not transport.pins.context
+        with https_server({"/u": payload}) as good:
+            assert get(transport, good.url("/u")).content == payload
+        with https_server({"/u": payload}, issuer=pki.rogue_root) as rogue:
+            cause = refusal(KINDS[kind](config, proxy=proxy.url), rogue.url("/u"))
+            rogue.wait_idle()
+    assert cause.reason == "unexpected-issuer"
+    assert all(c.received == b"" for c in rogue.conns)
+    # A proxy the system store does not trust is refused: the proxy's TLS is verified, not skipped.
+    with ConnectProxy(pki.untrusted_root.issue_leaf("proxy.test")) as untrusted, \
+            https_server({"/u": payload}) as good:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            get(KINDS[kind](config, proxy=untrusted.url), good.url("/u"))
+    assert all(t.request_head == b"" for t in untrusted.tunnels), "no CONNECT over an unverified proxy"
+
+
+@kinds
+@pytest.mark.parametrize("entry", ["updates.test", ".test", "*.test", "*", "UPDATES.TEST", "updates.test:PORT",
+                                   "127.0.0.1/8 , updates.test", ["other.test", "updates.test"]])
+def test_hosts_matching_no_proxy_connect_directly_and_are_still_pinned(
+        kind: str, entry: str | list[str], pki: PKI, root_pinned_config: PinConfig, payload: bytes,
+        https_server: ServeHTTPS) -> None:
+    with ConnectProxy() as proxy, https_server({"/u": payload}) as good, \
+            https_server({"/u": payload}) as other_port, \
+            https_server({"/u": payload}, issuer=pki.rogue_root) as rogue:
+        no_proxy = entry.replace("PORT", str(good.port)) if isinstance(entry, str) else entry
+        transport = KINDS[kind](root_pinned_config, proxy=proxy.url, no_proxy=no_proxy)
+        assert get(transport, good.url("/u")).content == payload
+        assert proxy.tunnels == [], "a no_proxy host goes direct"
+        if entry == "updates.test:PORT":  # another port of the same host is not exempt
+            assert get(KINDS[kind](root_pinned_config, proxy=proxy.url, no_proxy=no_proxy),
+                       other_port.url("/u")).content == payload
+            assert [t.target for t in proxy.tunnels] == [f"{HOST}:{other_port.port}"]
+        else:  # direct, and still pinned: the rogue origin is refused before a request byte
+            cause = refusal(KINDS[kind](root_pinned_config, proxy=proxy.url, no_proxy=no_proxy),
+                            rogue.url("/u"))
+            rogue.wait_idle()
+            assert cause.reason == "unexpected-issuer"
+            assert all(c.received == b"" for c in rogue.conns)
+            assert proxy.tunnels == []
+
+
+@kinds
+@pytest.mark.parametrize("entry", ["other.test", "test.other", "pdates.test", "updates.test:1", ""])
+def test_hosts_not_matching_no_proxy_still_go_through_the_proxy(
+        kind: str, entry: str, root_pinned_config: PinConfig, payload: bytes,
+        https_server: ServeHTTPS) -> None:
+    with ConnectProxy() as proxy, https_server({"/u": payload}) as good:
+        transport = KINDS[kind](root_pinned_config, proxy=proxy.url, no_proxy=entry)
+        assert get(transport, good.url("/u")).content == payload
+    assert [t.target for t in proxy.tunnels] == [f"{HOST}:{good.port}"]
+
+
+@kinds
+def test_a_direct_pool_without_the_pinning_backend_is_refused(kind: str, root_pinned_config: PinConfig,
+                                                              payload: bytes, https_server: ServeHTTPS) -> None:
+    # The no_proxy variant of the swap above: the direct pool beside the proxied one is checked too.
+    import httpcore
+
+    with ConnectProxy() as proxy:
+        transport = KINDS[kind](root_pinned_config, proxy=proxy.url, no_proxy=HOST)
+        transport._pool.direct._network_backend = (httpcore.SyncBackend() if kind == "sync"
+                                                   else httpcore.AnyIOBackend())
+        with https_server({"/u": payload}) as server:
+            with pytest.raises(UsageError, match="network backend"):
+                get(transport, server.url("/u"))
+        assert server.handshakes == 0
