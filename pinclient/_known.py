@@ -247,7 +247,7 @@ class KnownIssuers:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                _paths.fsync_file(fh.fileno())  # F_FULLFSYNC on macOS
             left = remaining()
             _paths.replace_file(tmp, self.path, until=None if left is None else time.monotonic() + left)
         except OSError as e:
