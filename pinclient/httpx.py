@@ -36,11 +36,9 @@ Errors: a refusal is raised the way httpx reports a connection that could not be
 
 Give the proxy to the transport (``PinningTransport(config, proxy=...)``), never to the client:
 ``httpx.Client(proxy=...)`` mounts httpx's own, unpinned transport for every URL. Hosts matching
-``no_proxy=`` (a ``NO_PROXY``-style string or a list of entries, curl's rules as in
-:class:`~pinclient.PinningProxyManager`) connect directly, each request (a redirect's too) routed
-by its own host and port; both ways are pinned alike. With a ``transport=`` httpx ignores
-``HTTPS_PROXY`` and ``NO_PROXY``; pinclient does not read them either. Needs the
-``pinclient[httpx]`` extra.
+``no_proxy=`` (curl's ``NO_PROXY`` rules) connect directly, judged per request (a redirect's too),
+pinned alike. httpx ignores ``HTTPS_PROXY``/``NO_PROXY`` with ``transport=``; pinclient does not
+read them either. Needs the ``pinclient[httpx]`` extra.
 """
 
 from __future__ import annotations
@@ -91,16 +89,13 @@ class _Pins:
         self.bundle = ca_certs or config.trust_bundle()
         cert_file, key_file, password = _client_cert(cert)
         self.context: PinnedContext = shared_context(self.bundle, cert_file, key_file, password)
-        self.proxy_context: ssl.SSLContext | None = None
+        self.proxy_context: PinnedContext | None = None
         if proxy is not None and proxy.url.scheme == "https":
-            # Verified against the same bundle but not pinned (as PinningProxyManager does), and
-            # built by the origin context's own loader, so that ca_bundle = "system" (which is no
-            # file: ssl.create_default_context(cafile="system") raised FileNotFoundError) and the
-            # TLS floor hold for the proxy too. A context of its own, so that start_tls can tell the
-            # proxy's handshake from the origin's; frozen, so nothing changes it afterwards.
-            proxy_context = _build_context(self.bundle, None, None)
-            proxy_context.freeze()
-            self.proxy_context = proxy_context
+            # Verified, not pinned (as PinningProxyManager); by the origin's loader, so that "system"
+            # (no file for create_default_context) and the TLS floor hold too; its own object, so that
+            # start_tls tells the proxy's handshake from the origin's.
+            self.proxy_context = _build_context(self.bundle, None, None)
+            self.proxy_context.freeze()
         self.guard = PinGuard(config, reporter=_reporter(config, self.bundle, send_reports, report_timeout))
         self.revocation = RevocationHook(config)
         self.guard.after_check.append(self.revocation)
@@ -208,9 +203,7 @@ def _refuse_plain(request: httpx.Request) -> None:
 
 
 def _no_proxy(no_proxy: str | Iterable[str] | None) -> tuple[str, ...]:
-    if no_proxy is None:
-        return ()
-    return parse_no_proxy(no_proxy if isinstance(no_proxy, str) else ",".join(no_proxy))
+    return parse_no_proxy(no_proxy if isinstance(no_proxy, str) else ",".join(no_proxy or ()))
 
 
 def _bypasses(no_proxy: tuple[str, ...], request: httpcore.Request) -> bool:
@@ -220,9 +213,8 @@ def _bypasses(no_proxy: tuple[str, ...], request: httpcore.Request) -> bool:
 
 
 class _Route:
-    """The transport's pool when a proxy has ``no_proxy`` exceptions: each request goes to the
-    proxied pool or to the direct one by its own host (as ``PinningProxyManager.connection_from_host``);
-    both connect through the pinning backend."""
+    """The pool of a transport whose proxy has ``no_proxy`` exceptions (httpx calls only these methods):
+    each request goes to the proxied or the direct pool by its own host, both on the pinning backend."""
 
     def __init__(self, proxied: httpcore.ConnectionPool, direct: httpcore.ConnectionPool,
                  no_proxy: tuple[str, ...]) -> None:
@@ -424,10 +416,8 @@ class PinningTransport(httpx.HTTPTransport):
         kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
         # Not super().__init__(): it would build a pool with httpx's own context and backend.
         self._pool = httpcore.HTTPProxy(**kwargs) if proxy else httpcore.ConnectionPool(**kwargs)
-        bypass = _no_proxy(no_proxy)
-        if proxy is not None and bypass:
+        if proxy is not None and (bypass := _no_proxy(no_proxy)):
             direct = httpcore.ConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
-            # httpx calls only handle_request, close and the context manager on its pool.
             self._pool = _Route(self._pool, direct, bypass)  # type: ignore[assignment]
 
     @property
@@ -470,8 +460,7 @@ class AsyncPinningTransport(httpx.AsyncHTTPTransport):
         kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
         # Not super().__init__(): it would build a pool with httpx's own context and backend.
         self._pool = httpcore.AsyncHTTPProxy(**kwargs) if proxy else httpcore.AsyncConnectionPool(**kwargs)
-        bypass = _no_proxy(no_proxy)
-        if proxy is not None and bypass:
+        if proxy is not None and (bypass := _no_proxy(no_proxy)):
             direct = httpcore.AsyncConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
             self._pool = _AsyncRoute(self._pool, direct, bypass)  # type: ignore[assignment]
 
