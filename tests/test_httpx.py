@@ -294,3 +294,28 @@ def test_a_direct_pool_without_the_pinning_backend_is_refused(kind: str, root_pi
             with pytest.raises(UsageError, match="network backend"):
                 get(transport, server.url("/u"))
         assert server.handshakes == 0
+
+
+@kinds
+@pytest.mark.parametrize("rogue_mirror", [False, True], ids=["pinned-mirror", "rogue-mirror"])
+def test_a_redirect_is_routed_by_its_own_host_through_or_around_the_proxy(
+        kind: str, rogue_mirror: bool, pki: PKI, tmp_path: Path, payload: bytes,
+        https_server: ServeHTTPS) -> None:
+    # The origin goes through the proxy, its redirect to a no_proxy mirror goes direct, and the
+    # mirror is pinned there like any other host.
+    body = pinset("x", [HOST, "mirror.test"], f'{{ spki_sha256 = "{pki.pin_of(pki.pinned_root)}" }}')
+    config = load_pins(write_pins(tmp_path / "c", body, bundle=pki.bundle))
+    issuer = pki.rogue_root if rogue_mirror else None
+    with ConnectProxy() as proxy, \
+            https_server({"/u": payload}, issuer=issuer, host="mirror.test") as mirror:
+        routes = {"/u": Response(302, headers={"Location": mirror.url("/u", "mirror.test")})}
+        with https_server(routes) as origin:
+            transport = KINDS[kind](config, proxy=proxy.url, no_proxy="mirror.test")
+            if rogue_mirror:
+                cause = refusal(transport, origin.url("/u"), follow_redirects=True)
+                mirror.wait_idle()
+                assert cause.host == "mirror.test"
+                assert all(c.received == b"" for c in mirror.conns)
+            else:
+                assert get(transport, origin.url("/u"), follow_redirects=True).content == payload
+    assert [t.target for t in proxy.tunnels] == [f"{HOST}:{origin.port}"], "only the origin was proxied"
