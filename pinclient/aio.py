@@ -46,7 +46,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.from_thread
@@ -64,11 +64,17 @@ from ._download.fetch import (
     _finish_sinks,
     _make_job,
     _mirrors_failed,
-    _start,
-    _start_over,
 )
-from ._download.http import REDIRECTS, _redirect
-from ._download.job import MIRROR_FAILOVER, Job, Restart, deadline_error
+from ._download.http import REDIRECTS, next_hop
+from ._download.job import (
+    MIRROR_FAILOVER,
+    Job,
+    Restart,
+    deadline_error,
+    prepare_retry,
+    restart_once,
+    start_part,
+)
 from ._download.lock import dest_lock
 from ._download.options import FetchOptions
 from ._download.partfile import PartFile, StreamPart
@@ -255,7 +261,7 @@ async def _run(job: Job, part: PartFile, transport: AsyncPinningTransport) -> Fe
         job.part_source = info.url
         part.info = info
         log.info("resuming %s from byte %d", job.target, job.offset)
-    _start(job, part, job.offset)
+    start_part(job, part, job.offset)
     rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
     restarted, failures = False, 0
     while True:
@@ -267,21 +273,10 @@ async def _run(job: Job, part: PartFile, transport: AsyncPinningTransport) -> Fe
             except TimeoutError:
                 raise deadline_error(job) from None
         except Restart:
-            if restarted:
-                raise NetworkError(f"{job.url} keeps answering range requests with bytes that do not "
-                                   "continue the file; giving up.", url=job.url, transient=False) from None
-            restarted = True
-            _start_over(job, part)
+            restarted = restart_once(job, part, restarted)
         except PinclientError as err:
-            delay = job.backoff(failures, err, rng)
+            delay = prepare_retry(job, part, err, failures, rng)
             failures += 1
-            if not (job.options.resume and job.validator):
-                _start_over(job, part)
-            else:
-                job.offset = part.written
-            log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
-                        failures, job.options.retry_policy.retries,
-                        f", from byte {job.offset}" if job.offset else "")
             await anyio.sleep(delay)
 
 
@@ -340,19 +335,7 @@ async def _open(job: Job, transport: AsyncPinningTransport, headers: dict[str, s
         if resp.status_code not in REDIRECTS or not location:
             return resp, url
         await resp.aclose()
-        try:
-            target = urljoin(url, location)
-        except ValueError:
-            raise NetworkError(f"{url} redirected to {location!r}, which is not a URL; refusing.",
-                               url=url, transient=False) from None
-        if len(seen) > job.options.max_redirects:
-            raise NetworkError(f"more than {job.options.max_redirects} redirects, the last to {target!r}; "
-                               "refusing to follow more.", url=url, transient=False)
-        url, headers = _redirect(job, url, target, headers)
-        if url in seen:
-            raise NetworkError(f"redirect loop: {url} was already visited; refusing.", url=url,
-                               transient=False)
-        seen.add(url)
+        url, headers = next_hop(job, url, location, headers, seen)
 
 
 def _timeouts(job: Job) -> dict[str, float]:

@@ -49,7 +49,16 @@ from ..transport import pinning_manager
 from .dest import STDOUT, DestKind, check_dest, dest_kind
 from .digest import DigestCheck, parse_hashes
 from .http import fetch_small, open_url, request_error
-from .job import MIRROR_FAILOVER, Job, Restart, deadline_error
+from .job import (
+    MIRROR_FAILOVER,
+    Job,
+    Restart,
+    deadline_error,
+    prepare_retry,
+    restart_once,
+    start_over,
+    start_part,
+)
 from .lock import dest_lock
 from .options import FetchOptions, expected_hash, request_headers
 from .partfile import PartFile, StreamPart
@@ -343,7 +352,7 @@ def _run(job: Job, part: PartFile) -> FetchResult:
         job.part_source = info.url
         part.info = info
         log.info("resuming %s from byte %d", job.target, job.offset)
-    _start(job, part, job.offset)
+    start_part(job, part, job.offset)
     rng = random.Random()  # noqa: S311 - backoff jitter, not a secret
     restarted = False
     failures = 0
@@ -351,34 +360,11 @@ def _run(job: Job, part: PartFile) -> FetchResult:
         try:
             return _attempt(job, part)
         except Restart:
-            if restarted:
-                raise NetworkError(f"{job.url} keeps answering range requests with bytes that do not "
-                                   "continue the file; giving up.", url=job.url, transient=False) from None
-            restarted = True
-            _start_over(job, part)
+            restarted = restart_once(job, part, restarted)
         except PinclientError as err:
-            delay = job.backoff(failures, err, rng)
+            delay = prepare_retry(job, part, err, failures, rng)
             failures += 1
-            if not (job.options.resume and job.validator):
-                _start_over(job, part)
-            else:
-                job.offset = part.written  # the digest has seen exactly these bytes
-            log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
-                        failures, job.options.retry_policy.retries,
-                        f", from byte {job.offset}" if job.offset else "")
             time.sleep(delay)
-
-
-def _start_over(job: Job, part: PartFile) -> None:
-    job.offset, job.validator = 0, None
-    _start(job, part, 0)
-
-
-def _start(job: Job, part: PartFile, offset: int) -> None:
-    """Keep ``offset`` bytes of the part; the digest and the sinks go on from there."""
-    job.digest = part.start(offset)
-    for sink in job.sinks:
-        sink.restart(offset)
 
 
 def _add_signature_check(job: Job, signature: SignatureSource | None,
@@ -467,7 +453,7 @@ def _accept(job: Job, part: PartFile, resp: Any, url: str) -> int | None:
             raise Restart
         if verdict is not None and verdict[0] == "replace":
             log.info("%s sent the whole file instead of the rest; starting over", url)
-            _start_over(job, part)
+            start_over(job, part)
         elif verdict is not None:
             total = verdict[1]
             if part.info is not None and part.info.total not in (None, total):

@@ -24,7 +24,7 @@ from ..errors import HTTPStatusError, NetworkError, PinclientError, PinViolation
 from .job import Job, deadline_error
 from .retry import parse_retry_after
 
-__all__ = ["REDIRECTS", "fetch_small", "network_error", "open_url", "request_error"]
+__all__ = ["REDIRECTS", "fetch_small", "network_error", "next_hop", "open_url", "request_error"]
 
 log = logging.getLogger("pinclient")
 
@@ -121,20 +121,33 @@ def open_url(job: Job, headers: dict[str, str], start: str | None = None) -> tup
             if final:
                 return resp, url
             _discard(resp)
-        try:
-            target = urljoin(url, location)
-        except ValueError:  # a hostile Location such as "https://[::1/" (found by fuzz/fuzz_cli.py)
-            raise NetworkError(f"{url} redirected to {location!r}, which is not a URL; refusing.",
-                               url=url, transient=False) from None
-        if len(seen) > job.options.max_redirects:
-            raise NetworkError(f"more than {job.options.max_redirects} redirects, the last to {target}; "
-                               "refusing to follow more.", url=url, transient=False)
-        url, headers = _redirect(job, url, target, headers)
-        if url in seen:
-            raise NetworkError(f"redirect loop: {url} was already visited; refusing.", url=url,
-                               transient=False)
-        seen.add(url)
-        log.info("redirect %d to %s", len(seen) - 1, url)
+        url, headers = next_hop(job, url, location, headers, seen)
+
+
+def next_hop(job: Job, url: str, location: str, headers: dict[str, str],
+             seen: set[str]) -> tuple[str, dict[str, str]]:
+    """The URL and headers of the redirect from ``url`` to ``location``, decided before connecting
+    anywhere (shared by the sync and async GET loops); ``seen`` (the URLs visited) gains it.
+
+    Raises:
+        NetworkError: not a URL, too many redirects, or a redirect loop.
+        PinViolation: as :func:`_redirect` (http://, or an unpinned host).
+    """
+    try:
+        target = urljoin(url, location)
+    except ValueError:  # a hostile Location such as "https://[::1/" (found by fuzz/fuzz_cli.py)
+        raise NetworkError(f"{url} redirected to {location!r}, which is not a URL; refusing.",
+                           url=url, transient=False) from None
+    if len(seen) > job.options.max_redirects:
+        raise NetworkError(f"more than {job.options.max_redirects} redirects, the last to {target}; "
+                           "refusing to follow more.", url=url, transient=False)
+    url, headers = _redirect(job, url, target, headers)
+    if url in seen:
+        raise NetworkError(f"redirect loop: {url} was already visited; refusing.", url=url,
+                           transient=False)
+    seen.add(url)
+    log.info("redirect %d to %s", len(seen) - 1, url)
+    return url, headers
 
 
 def _redirect(job: Job, source: str, target: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:

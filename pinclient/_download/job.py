@@ -4,6 +4,7 @@ the time left before the deadline, and the wait before a retry. No I/O of its ow
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,10 +16,22 @@ from urllib3 import Timeout
 from ..config import PinConfig
 from ..errors import NetworkError, PinclientError, PinViolation, RevocationError
 from .options import DEFAULT_MAX_SIZE, FetchOptions
+from .partfile import PartFile
 from .rate import TransferBudget
 from .retry import retry_delay
 
-__all__ = ["MIRROR_FAILOVER", "Job", "Restart", "deadline_error"]
+log = logging.getLogger("pinclient")
+
+__all__ = [
+    "MIRROR_FAILOVER",
+    "Job",
+    "Restart",
+    "deadline_error",
+    "prepare_retry",
+    "restart_once",
+    "start_over",
+    "start_part",
+]
 
 #: The failures after which fetch_update tries the next mirror (a network, TLS or HTTP error, a pin
 #: violation, a revoked certificate); integrity failures (size, hash, signature) end the fetch.
@@ -119,3 +132,48 @@ def deadline_error(job: Job) -> NetworkError:
 
 class Restart(Exception):
     """The server's answer to a Range request cannot be appended: ask again from byte 0."""
+
+
+def restart_once(job: Job, part: PartFile, restarted: bool) -> bool:
+    """After a :class:`Restart`: start the part over once; a second one gives up (both attempt
+    loops, sync and async).
+
+    Raises:
+        NetworkError: the server answered range requests badly twice.
+    """
+    if restarted:
+        raise NetworkError(f"{job.url} keeps answering range requests with bytes that do not "
+                           "continue the file; giving up.", url=job.url, transient=False) from None
+    start_over(job, part)
+    return True
+
+
+def prepare_retry(job: Job, part: PartFile, err: PinclientError, failures: int,
+                   rng: random.Random) -> float:
+    """After the ``failures``-th failed attempt: the wait before the next one, with the part set to
+    resume (or start over) and the retry logged (both attempt loops, sync and async).
+
+    Raises:
+        PinclientError: ``err`` when it is not retried, or a deadline error (see ``Job.backoff``).
+    """
+    delay = job.backoff(failures, err, rng)
+    if not (job.options.resume and job.validator):
+        start_over(job, part)
+    else:
+        job.offset = part.written  # the digest has seen exactly these bytes
+    log.warning("%s. Retrying in %.1f s (retry %d of %d%s).", err.message.rstrip("."), delay,
+                failures + 1, job.options.retry_policy.retries,
+                f", from byte {job.offset}" if job.offset else "")
+    return delay
+
+
+def start_over(job: Job, part: PartFile) -> None:
+    job.offset, job.validator = 0, None
+    start_part(job, part, 0)
+
+
+def start_part(job: Job, part: PartFile, offset: int) -> None:
+    """Keep ``offset`` bytes of the part; the digest and the sinks go on from there."""
+    job.digest = part.start(offset)
+    for sink in job.sinks:
+        sink.restart(offset)
