@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -43,10 +44,26 @@ from pinclient._paths import user_cache_dir  # noqa: E402
 from pinclient._pki import CA  # noqa: E402
 from pinclient.policy import spki_sha256  # noqa: E402
 
-# peer -> (distribution, the peer's test files the variants cover, the variants file, its name there)
-PEERS = {
-    "tuf": ("tuf", ["tests/test_fetcher_ng.py", "tests/test_updater_ng.py"], "tuf_https_variants.py",
-            "tests/test_pinclient_https.py"),
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer's suite: what to download, what to add, what to run, and what its tests need."""
+
+    distribution: str
+    covered: str  # what the report says it ran
+    run: tuple[str, ...]  # pytest arguments (node ids or folders below the sdist's root)
+    variants: dict[str, str] = field(default_factory=dict)  # compat file -> its path in the tree
+    # Test-only requirements installed (with the peer at the installed version) into a venv of the
+    # peer's own in the cache, so the peer's test dependencies never enter pinclient's environment.
+    # None: run in this interpreter (everything is already installed with pinclient[test]).
+    requirements: tuple[str, ...] | None = None
+    pytest_args: tuple[str, ...] = ()
+
+
+PEERS: dict[str, Peer] = {
+    "tuf": Peer("tuf", "tests/test_fetcher_ng.py, tests/test_updater_ng.py, each test over TLS",
+                run=("tests/test_pinclient_https.py",),
+                variants={"tuf_https_variants.py": "tests/test_pinclient_https.py"}),
 }
 
 
@@ -96,9 +113,27 @@ def make_pki(folder: Path) -> dict[str, str]:
     return {k: str(v) for k, v in files.items()}
 
 
-def run_pytest(tree: Path, plugin: str, tests: list[str], env: dict[str, str], report: Path) -> Outcome:
-    subprocess.run([sys.executable, "-m", "pytest", "-p", plugin, "-p", "no:cacheprovider", "-q",
-                    "-o", "addopts=", f"--junitxml={report}", *tests],
+def peer_python(name: str, peer: Peer, version: str) -> str:
+    """The interpreter that runs the peer's tests: this one, or the peer's own venv in the cache."""
+    if peer.requirements is None:
+        return sys.executable
+    wanted = [f"{peer.distribution}=={version}", *peer.requirements]
+    key = hashlib.sha256("\n".join([sys.version, *wanted]).encode()).hexdigest()[:12]
+    venv = user_cache_dir() / "compat" / f"venv-{name}-{key}"
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if not (venv / "complete").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-e", str(ROOT), *wanted], check=True)
+        (venv / "complete").write_text("\n".join(wanted) + "\n")
+    return str(python)
+
+
+def run_pytest(python: str, tree: Path, plugin: str, tests: list[str], env: dict[str, str],
+               report: Path, extra: tuple[str, ...] = ()) -> Outcome:
+    subprocess.run([python, "-m", "pytest", "-p", plugin, "-p", "no:cacheprovider", "-q",
+                    "-o", "addopts=", f"--junitxml={report}", *extra, *tests],
                    cwd=tree, env=env, stdout=subprocess.DEVNULL, check=False)
     outcome = Outcome()
     for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own pytest's report
@@ -122,11 +157,14 @@ def refusals(peer: str) -> dict[str, str]:
     return {r["test"]: " ".join(r["reason"].split()) for r in data.get("refusal", []) if r["peer"] == peer}
 
 
-def run_peer(peer: str, work: Path) -> int:
-    distribution, covered, variants, variants_name = PEERS[peer]
+def run_peer(name: str, work: Path) -> int:
+    peer = PEERS[name]
+    distribution = peer.distribution
     version = importlib.metadata.version(distribution)
     tree = unpack(sdist(distribution, version), work / "src")
-    shutil.copyfile(COMPAT / variants, tree / variants_name)
+    for source, target in peer.variants.items():
+        shutil.copyfile(COMPAT / source, tree / target)
+    python = peer_python(name, peer, version)
     pki = make_pki(work)
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PINCLIENT_COMPAT"))}
     base_env.update(PYTHONPATH=os.pathsep.join([str(COMPAT), str(tree), str(ROOT)]),
@@ -134,15 +172,16 @@ def run_peer(peer: str, work: Path) -> int:
                     PINCLIENT_COMPAT_CERT=pki["cert"], PINCLIENT_COMPAT_KEY=pki["key"])
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         base_env.pop(var, None)
-    plugin = f"pinclient_compat_{peer}"
-    baseline = run_pytest(tree, plugin, [variants_name], {**base_env, "SSL_CERT_FILE": pki["bundle"]},
-                          work / "baseline.xml")
+    base_env.update(PINCLIENT_COMPAT_BUNDLE=pki["bundle"])
+    plugin = f"pinclient_compat_{name}"
+    baseline = run_pytest(python, tree, plugin, list(peer.run), {**base_env, "SSL_CERT_FILE": pki["bundle"]},
+                          work / "baseline.xml", peer.pytest_args)
     checks = work / "pin-checks"
-    pinned = run_pytest(tree, plugin, [variants_name], {**base_env, "PINCLIENT_COMPAT_PINS": pki["pins"],
-                                                        "PINCLIENT_COMPAT_CHECKS": str(checks)},
-                        work / "pinclient.xml")
+    pinned_env = {**base_env, "PINCLIENT_COMPAT_PINS": pki["pins"], "PINCLIENT_COMPAT_CHECKS": str(checks)}
+    pinned = run_pytest(python, tree, plugin, list(peer.run), pinned_env, work / "pinclient.xml",
+                        peer.pytest_args)
     pin_checks = int(checks.read_text()) if checks.exists() else 0
-    intended = refusals(peer)
+    intended = refusals(name)
     refused = {t: intended[t] for t in pinned.failed if t in intended}
     other = {t: f"failed: {m}" for t, m in pinned.failed.items() if t not in intended}
     other.update({t: "listed as a refusal but passed" for t in intended if t in pinned.passed})
@@ -151,8 +190,7 @@ def run_peer(peer: str, work: Path) -> int:
     other.update({t: f"fails in the baseline too: {m}" for t, m in baseline.failed.items()})
     if not pin_checks:
         other["(the run)"] = "pinclient's transport was not used: no pin check happened"
-    print(f"{distribution} {version}: {', '.join(covered)}, each test over TLS ({variants_name}); "
-          f"{pin_checks} connections pin-checked")
+    print(f"{distribution} {version}: {peer.covered}; {pin_checks} connections pin-checked")
     print(f"  passed with pinclient    {len(pinned.passed):4d}")
     print(f"  passed in the baseline   {len(baseline.passed):4d}")
     print(f"  intended refusals        {len(refused):4d}")
