@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -35,15 +36,15 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 def socket_choice(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """What :func:`body._tls_socket` chose for each body: a ``recv_into`` (direct reads) or None."""
+    """What :func:`body._tls_reader` chose for each body: a TLS read (direct reads) or None."""
     chosen: list[object] = []
-    real = body._tls_socket
+    real = body._tls_reader
 
     def spy(raw: Any) -> Any:
         chosen.append(real(raw))
         return chosen[-1]
 
-    monkeypatch.setattr(body, "_tls_socket", spy)
+    monkeypatch.setattr(body, "_tls_reader", spy)
     return chosen
 
 
@@ -100,6 +101,35 @@ def test_https_proxy_tls_in_tls_falls_back_to_the_buffered_reader(
     assert result.size == len(data)
     assert (tmp_path / "u").read_bytes() == data
     assert socket_choice == [None], "TLS in TLS goes through http.client's reader"
+
+
+def cut_off(tls: ssl.SSLSocket, resp: Response) -> bool:
+    """Declare the whole body, send 1 MiB of it, then end the TCP stream without a TLS close_notify
+    (a ragged EOF: what a cut cable or an attacker resetting the path looks like)."""
+    assert isinstance(resp.body, bytes)
+    tls.sendall(f"HTTP/1.1 200 X\r\nContent-Length: {len(resp.body)}\r\n\r\n".encode())
+    tls.sendall(resp.body[:MiB])
+    tls.shutdown(socket.SHUT_RDWR)  # SSLSocket.shutdown sends no close_notify (unwrap would)
+    return False
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_ragged_eof_mid_body_under_direct_reads_fails_closed(
+        root_pinned_config: PinConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        https_server: ServeHTTPS, socket_choice: list[object], resume: bool) -> None:
+    # The direct read turns the TLS layer's "EOF without close_notify" into the end of the body, as
+    # SSLSocket.read does; the byte count must then refuse the short body like any other truncation.
+    monkeypatch.setattr(LoopbackServer, "_send", staticmethod(cut_off))
+    data = os.urandom(3 * MiB)
+    dest = tmp_path / "u"
+    dest.write_bytes(b"the user's old file")
+    with https_server({"/u": Response(200, data)}) as s, \
+            pytest.raises(NetworkError, match=f"ended after {MiB} of {3 * MiB} bytes"):
+        fetch_update(s.url("/u"), dest, config=root_pinned_config, sha256=sha(data), retries=0,
+                     resume=resume)
+    assert dest.read_bytes() == b"the user's old file"
+    assert socket_choice
+    assert socket_choice[0] is not None, "the body was read by direct TLS reads"
 
 
 class ShortWrites(io.FileIO):

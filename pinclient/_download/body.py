@@ -51,9 +51,10 @@ def body_reader(resp: Any) -> ReadInto:
 
 def _identity(resp: Any, raw: http.client.HTTPResponse) -> ReadInto:
     """http.client's ``read1`` for a Content-Length or close-delimited body, minus its copy; once
-    http.client's read buffer is drained, minus two more Python layers (see :func:`_tls_socket`).
+    http.client's read buffer is drained, minus four more Python layers (see :func:`_tls_reader`).
     Converts errors as :func:`_guarded` does, inline: one call less per record."""
-    recv_into = _tls_socket(raw)
+    direct = _tls_reader(raw)
+    tls_read, ragged_eof_is_end = direct if direct is not None else (None, False)
     drained = False
 
     def readinto1(view: memoryview) -> int:
@@ -66,13 +67,17 @@ def _identity(resp: Any, raw: http.client.HTTPResponse) -> ReadInto:
             view = view[:left]
         try:
             if drained:
-                n = recv_into(view)  # type: ignore[misc]
+                n = tls_read(len(view), view)  # type: ignore[misc]
             else:
                 n = fp.readinto1(view)
                 # A readinto1 asking for more than the reader's buffer holds empties that buffer (it
                 # returns what was buffered, or reads past it): from then on, nothing is left in it.
-                drained = recv_into is not None and len(view) > _DRAINED_AFTER
-        except (OSError, http.client.HTTPException) as e:  # ssl.SSLError and timeouts are OSErrors
+                drained = tls_read is not None and len(view) > _DRAINED_AFTER
+        except ssl.SSLEOFError as e:  # EOF without close_notify: an end, as ``SSLSocket.read`` says
+            if not (drained and ragged_eof_is_end):
+                raise _converted(resp, e) from e
+            n = 0
+        except (OSError, ValueError, http.client.HTTPException) as e:  # SSLError, timeouts: OSErrors
             raise _converted(resp, e) from e
         if not n:
             raw.close()  # the body ended (early, if a length was declared): as http.client does
@@ -91,22 +96,35 @@ def _identity(resp: Any, raw: http.client.HTTPResponse) -> ReadInto:
 #: More than any buffer ``socket.makefile("rb")`` gives http.client (io.DEFAULT_BUFFER_SIZE).
 _DRAINED_AFTER = 4 * io.DEFAULT_BUFFER_SIZE
 
+#: ``read(n, buffer) -> count``: the TLS object's own read, and whether an EOF without close_notify
+#: ends the body (the socket's ``suppress_ragged_eofs``, as ``SSLSocket.read`` would treat it).
+TLSRead = tuple[Callable[[int, memoryview], int], bool]
 
-def _tls_socket(raw: http.client.HTTPResponse) -> ReadInto | None:
-    """The ``recv_into`` of the TLS socket under http.client's reader, when reading it directly is
+
+def _tls_reader(raw: http.client.HTTPResponse) -> TLSRead | None:
+    """The read of the TLS connection under http.client's reader, when reading it directly is
     safe: the reader is the standard buffered one over a ``SocketIO`` over an ``ssl.SSLSocket``
-    in blocking mode with a timeout (so ``recv_into`` returns at most one record, and the read
-    timeout applies). Otherwise None, and every read goes through the reader: through an HTTPS
-    proxy the socket is urllib3's ``SSLTransport`` (TLS in TLS), which keeps its own buffers.
-    Skipping ``BufferedReader.readinto1`` and ``SocketIO.readinto`` saves ~10 % of a download's
-    CPU (issue 18)."""
+    in blocking mode with a timeout (so a read returns at most one record, and the read timeout
+    applies: the C-level read waits on the socket's own timeout, which a nearing deadline
+    shortens). Otherwise None, and every read goes through the reader: through an HTTPS proxy the
+    socket is urllib3's ``SSLTransport`` (TLS in TLS), which keeps its own buffers.
+
+    Skipping ``BufferedReader.readinto1``, ``SocketIO.readinto``, ``SSLSocket.recv_into`` and
+    ``SSLSocket.read`` (four Python-level calls per 16 KiB record) saves ~10 % of a download's CPU
+    (issue 18). The read is the ``_ssl._SSLSocket`` object's, the one ``SSLSocket.read`` calls;
+    the wrapper's only other work, turning an EOF without close_notify into 0, is done by the
+    caller with the returned flag."""
     fp = raw.fp
     sock = getattr(getattr(fp, "raw", None), "_sock", None)
     if type(fp) is not io.BufferedReader or not isinstance(sock, ssl.SSLSocket):
         return None
     if sock.gettimeout() == 0:
-        return None  # non-blocking: SocketIO turns "no data yet" into None; recv_into would raise
-    return sock.recv_into
+        return None  # non-blocking: SocketIO turns "no data yet" into None; a read would raise
+    read = getattr(getattr(sock, "_sslobj", None), "read", None)
+    if read is None:  # not CPython's layout: the public recv_into, with its own EOF handling
+        return (lambda n, view: sock.recv_into(view, n)), False
+    return read, bool(getattr(sock, "suppress_ragged_eofs", True))
+
 
 def _guarded(resp: Any, read: ReadInto) -> ReadInto:
     def readinto1(view: memoryview) -> int:
