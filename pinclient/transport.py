@@ -15,7 +15,7 @@ from typing import Any
 from urllib3 import PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ProxySchemeUnknown
+from urllib3.exceptions import LocationValueError, ProxySchemeUnknown
 from urllib3.poolmanager import PoolKey
 from urllib3.util.ssl_ import resolve_cert_reqs
 
@@ -27,7 +27,7 @@ from ._revocation.hook import RevocationHook
 from ._tls import OptionError, PinnedContext, served_chain, shared_context, tls_info, tls_versions
 from .config import PinConfig
 from .errors import PinViolation, UsageError
-from .policy import Verdict, evaluate, expiry_warning, format_report_only
+from .policy import Verdict, VerdictMemo, expiry_warning, format_report_only
 
 __all__ = [
     "OptionError",
@@ -64,6 +64,7 @@ class PinGuard:
         self._lock = threading.Lock()
         self.checks = 0
         self.known = KnownIssuers.for_config(config) if config.defaults.unpinned == "remember" else None
+        self._memo = VerdictMemo(config)
 
     def check(self, sock: Any, port: int) -> Verdict:
         """Check the verified chain of ``sock`` against the pins of the name TLS verified.
@@ -93,7 +94,7 @@ class PinGuard:
         now = dt.datetime.now(dt.timezone.utc)
         try:
             verdict = (self.known.judge(self.config, host, info.chain, now) if self.known is not None
-                       else evaluate(self.config, host, info.chain, now=now))
+                       else self._memo.evaluate(host, info.chain, now))
         except ValueError as e:  # a host no pinset can be looked up for, e.g. 0177.0.0.1 (_names.py)
             raise PinViolation(f"Certificate pinning failure: {e}; refusing.", host=host, port=port,
                                reason="invalid-host") from None
@@ -354,6 +355,8 @@ class PinningPoolManager(PoolManager):
     def connection_from_host(self, host: str | None, port: int | None = None,
                              scheme: str | None = "http",
                              pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
+        if not host:
+            raise LocationValueError("No host specified.")  # as urllib3's, before the scheme's refusal
         if (scheme or "http").lower() != "https":
             raise PinViolation(
                 f"Refusing plain {scheme}:// to {host}: pinclient speaks only HTTPS, and a "

@@ -121,6 +121,18 @@ def test_pinned_session_refuses_a_redirect_to_http(root_pinned_config: PinConfig
     assert info.value.reason == "insecure-scheme"
 
 
+@pytest.mark.parametrize("location", ["http://:1/update.bin", "https://:1/update.bin"])
+def test_a_redirect_to_a_url_without_a_host_is_requests_invalid_url(root_pinned_config: PinConfig,
+                                                                    https_server: ServeHTTPS,
+                                                                    location: str) -> None:
+    # requests' own adapter answers InvalidURL (urllib3's "No host specified."), whatever the
+    # scheme; the plain-http refusal is for a URL that names a host (requests' test_redirecting_to_bad_url).
+    routes = {"/update.bin": Response(302, headers={"Location": location})}
+    with https_server(routes) as origin, pinned_session(root_pinned_config) as s:
+        with pytest.raises(requests.exceptions.InvalidURL, match="No host specified"):
+            s.get(origin.url("/update.bin"), timeout=10)
+
+
 def test_keep_alive_costs_one_handshake_and_one_pin_check(root_pinned_config: PinConfig,
                                                           payload: bytes,
                                                           https_server: ServeHTTPS) -> None:
