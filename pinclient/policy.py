@@ -27,8 +27,8 @@ from ._x509 import NameKey, canonical_name, format_serial, load_der_certificate,
 from .config import BlockedCert, Mode, Pin, PinConfig, Pinset
 from .errors import ChainEntry, PinViolation
 
-__all__ = ["ChainCert", "Verdict", "effective_mode", "evaluate", "expiry_warning", "format_refusal",
-           "format_report_only", "parse_chain", "spki_sha256"]
+__all__ = ["ChainCert", "Verdict", "VerdictMemo", "effective_mode", "evaluate", "expiry_warning",
+           "format_refusal", "format_report_only", "parse_chain", "spki_sha256"]
 
 Reason = Literal["pinned", "unpinned-allowed", "unexpected-issuer", "blocked", "unpinned",
                  "no-verified-chain", "first-contact", "remembered", "issuer-changed"]
@@ -237,6 +237,39 @@ def evaluate(config: PinConfig, host: str, chain: Sequence[bytes] | None, *,
         return Verdict(name, mode == "report-only", "unexpected-issuer", certs, pinset, mode=mode,
                        expired=expired)
     return Verdict(name, True, "pinned", certs, pinset, matched=pin, mode=mode, expired=expired)
+
+
+class VerdictMemo:
+    """:func:`evaluate`, remembering its last verdicts: a new connection to a host usually presents
+    the chain the last one did, and the verdict is then a dictionary look-up (issue 18: the pin
+    check of a new connection ~25 % cheaper).
+
+    Sound because a verdict is a function of the config (frozen; another config object empties the
+    memo), the host as given, the exact DER bytes of the chain and, through ``expires``, the UTC
+    date, all of which are in the key. Not used with ``known`` (``unpinned = "remember"``: the
+    records change between calls). A chain or host :func:`evaluate` raises for is never
+    remembered. At most :attr:`SIZE` entries; a full memo starts over.
+    """
+
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._config: PinConfig | None = None
+        self._verdicts: dict[tuple[str, tuple[bytes, ...]], tuple[dt.date, Verdict]] = {}
+
+    def evaluate(self, config: PinConfig, host: str, chain: Sequence[bytes], now: dt.datetime) -> Verdict:
+        """As ``evaluate(config, host, chain, now=now)``; raises as it does."""
+        key = (host, tuple(bytes(der) for der in chain))
+        day = _utc_date(now)
+        hit = self._verdicts.get(key) if config is self._config else None
+        if hit is not None and hit[0] == day:
+            return hit[1]
+        verdict = evaluate(config, host, key[1], now=now)
+        if config is not self._config or len(self._verdicts) >= self.SIZE:
+            self._config = config
+            self._verdicts = {}
+        self._verdicts[key] = (day, verdict)
+        return verdict
 
 
 def remembered_cas(chain: Sequence[ChainCert]) -> Sequence[ChainCert]:

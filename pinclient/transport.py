@@ -64,7 +64,7 @@ class PinGuard:
         self._lock = threading.Lock()
         self.checks = 0
         self.known = KnownIssuers.for_config(config) if config.defaults.unpinned == "remember" else None
-        self._memo = VerdictMemo(config)
+        self._memo = VerdictMemo()
 
     def check(self, sock: Any, port: int) -> Verdict:
         """Check the verified chain of ``sock`` against the pins of the name TLS verified.
@@ -94,7 +94,7 @@ class PinGuard:
         now = dt.datetime.now(dt.timezone.utc)
         try:
             verdict = (self.known.judge(self.config, host, info.chain, now) if self.known is not None
-                       else self._memo.evaluate(host, info.chain, now))
+                       else self._memo.evaluate(self.config, host, info.chain, now))
         except ValueError as e:  # a host no pinset can be looked up for, e.g. 0177.0.0.1 (_names.py)
             raise PinViolation(f"Certificate pinning failure: {e}; refusing.", host=host, port=port,
                                reason="invalid-host") from None
