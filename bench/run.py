@@ -376,8 +376,10 @@ def _count_connects(pool: Any) -> list[int]:
 
 
 def bench_connections(server: Server, world: World, connections: int,
-                      repeats: int) -> dict[str, Samples]:
-    """New TLS connections per second, one request each (``Connection: close``).
+                      repeats: int) -> tuple[dict[str, Samples], Samples]:
+    """New TLS connections per second, one request each (``Connection: close``), and the time
+    ``PinGuard.check`` takes on each new connection of the pinning variant (µs: reading the
+    verified chain from the TLS object, the policy verdict, the hooks).
 
     The variants alternate in short batches (25 connections; 5 for the slow ``ca_certs=``), one
     batch of each per round, so that other load on the machine hits all of them alike; each sample
@@ -399,10 +401,23 @@ def bench_connections(server: Server, world: World, connections: int,
                      urllib3.PoolManager(ca_certs=str(world.bundle)), 5),
     }
     rates = {k: Samples(label) for k, (label, _, _) in managers.items()}
+    checks = Samples("PinGuard.check per new connection")
+    guard = managers["pinning"][1].guard  # type: ignore[attr-defined]
+    real_check = guard.check
+
+    def timed_check(sock: Any, port: int) -> Any:
+        start = time.perf_counter()
+        try:
+            return real_check(sock, port)
+        finally:
+            checks.values.append((time.perf_counter() - start) * 1e6)
+
+    guard.check = timed_check
     close = {"Connection": "close"}
     counters = {k: _count_connects(pm.connection_from_url(url)) for k, (_, pm, _) in managers.items()}
     for _, pm, _ in managers.values():
         pm.request("GET", url, headers=close)  # warm-up: imports, first parse
+    checks.values.clear()
     keys = list(managers)
     try:
         for i in range(max(1, connections * repeats // 25)):
@@ -421,7 +436,7 @@ def bench_connections(server: Server, world: World, connections: int,
     finally:
         for _, pm, _ in managers.values():
             pm.clear()
-    return rates
+    return rates, checks
 
 
 def paired_ratio(a: Samples, b: Samples) -> float:
@@ -529,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"server: {server.kind} on {server.url('')} ; DEST in {dest_dir} "
                   f"({fs_type(dest_dir)}); {repeats} runs per variant, interleaved", flush=True)
             times, rss_big, rss_small = bench_download(server, world, dest_dir, big, small, repeats)
-            rates = bench_connections(server, world, connections, repeats)
+            rates, checks = bench_connections(server, world, connections, repeats)
             keep_alive = keep_alive_count(server, world, 100) if server.keep_alive else None
             # --quick runs one small round of the peers table too, so that mode cannot rot in CI.
             peers = bench_peers(server, world, dest_dir, small, 1) if args.quick else None
@@ -561,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r2 = paired_ratio(rates["pinning"], rates["ca_certs"])
     results.append(("2a PinningPoolManager / urllib3 shared SSLContext", f"{r1:.2f}", ">= 0.95", r1 >= 0.95))
     results.append(("2b PinningPoolManager / urllib3 ca_certs=", f"{r2:.1f}", ">= 10", r2 >= 10))
+    print(checks.row("µs", fmt="{:8.1f}"))
+    results.append(("2c PinGuard.check per new connection (median)", f"{checks.median:.0f} µs", "<= 60 µs",
+                    checks.median <= 60))
     print("\n3. peak RSS                                              min   median      max")
     print(rss_big.row("MiB", fmt="{:8.1f}"))
     print(rss_small.row("MiB", fmt="{:8.1f}"))
