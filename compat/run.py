@@ -1,6 +1,7 @@
 """The compatibility runner: a peer's own tests with pinclient's transport swapped in.
 
-    python compat/run.py            # python-tuf, at the version installed next to pinclient
+    python compat/run.py                   # every peer wired in, at the version installed next to pinclient
+    python compat/run.py --peer requests   # one of them
 
 For each peer it downloads the sdist of the installed version from PyPI (sdists ship their tests;
 cached in the user cache folder), unpacks it in a temporary folder, adds pinclient's file of HTTPS
@@ -8,11 +9,14 @@ variants (the peer's own files are never edited), and runs the same tests twice 
 with the peer's own transport (the baseline) and once with pinclient's, swapped in by the pytest
 plugin ``compat/pinclient_compat_<peer>.py``. It prints, per suite, the tests that passed with
 pinclient, those that passed in the baseline, the intended refusals (each with its reason, from
-``compat/refusals.toml``), the tests skipped because this machine cannot run them (with pytest's
-reason), and anything else, which must be zero: the exit status is 1 otherwise.
+``compat/refusals.toml``), the tests skipped (those this machine cannot run, and the peer's own
+skips and xfails, with pytest's reason), and anything else, which must be zero: the exit status is 1
+otherwise.
 
-Every server is on 127.0.0.1 and the plugin lets the tests resolve only loopback names. Only python-tuf
-is wired in so far (its fetcher and updater tests); urllib3 and requests are not (docs/library.md).
+Every server is on 127.0.0.1 and the plugin lets the tests resolve only loopback names. Wired in:
+python-tuf (its fetcher and updater tests, in this interpreter) and requests (its
+tests/test_requests.py, in a venv of its own with pytest-httpbin and its other test requirements);
+docs/library.md says what each run covers.
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ PEERS: dict[str, Peer] = {
     "tuf": Peer("tuf", "tests/test_fetcher_ng.py, tests/test_updater_ng.py, each test over TLS",
                 run=("tests/test_pinclient_https.py",),
                 variants={"tuf_https_variants.py": "tests/test_pinclient_https.py"}),
+    "requests": Peer("requests", "tests/test_requests.py, each test over TLS",
+                     run=("tests/test_pinclient_https.py",),
+                     variants={"requests_https_variants.py": "tests/test_pinclient_https.py"},
+                     requirements=("pytest>=8,<10", "pytest-httpbin==2.1.0", "httpbin==0.10.4",
+                                   "pytest-mock==3.17.0", "trustme==1.2.1")),
 }
 
 
@@ -137,8 +146,7 @@ def run_pytest(python: str, tree: Path, plugin: str, tests: list[str], env: dict
                    cwd=tree, env=env, stdout=subprocess.DEVNULL, check=False)
     outcome = Outcome()
     for case in ET.parse(report).getroot().iter("testcase"):  # noqa: S314 - our own pytest's report
-        module = case.get("classname", "").rsplit(".", 1)
-        node = f"{module[0].replace('.', '/')}.py::{module[1]}::{case.get('name')}"
+        node = node_id(tree, case.get("classname", ""), case.get("name", ""))
         problem = case.find("failure")
         if problem is None:
             problem = case.find("error")
@@ -147,9 +155,22 @@ def run_pytest(python: str, tree: Path, plugin: str, tests: list[str], env: dict
             outcome.failed[node] = (problem.get("message") or "").splitlines()[0][:160]
         elif skipped is not None:
             outcome.skipped[node] = skipped.get("message") or ""
+            if skipped.get("type") == "pytest.xfail":  # ran, and failed as the peer's suite expects
+                outcome.skipped[node] = f"xfail in the peer's own suite {outcome.skipped[node]}".strip()
         else:
             outcome.passed.add(node)
     return outcome
+
+
+def node_id(tree: Path, classname: str, name: str) -> str:
+    """pytest's node id from a JUnit ``classname`` (``tests.test_x.TestY``, or ``tests.test_x`` for a
+    test function): the longest dotted prefix naming a file in the tree is the module."""
+    parts = classname.split(".")
+    for cut in range(len(parts), 0, -1):
+        path = "/".join(parts[:cut]) + ".py"
+        if (tree / path).is_file():
+            return "::".join([path, *parts[cut:], name])
+    return "::".join([classname, name])
 
 
 def refusals(peer: str) -> dict[str, str]:
