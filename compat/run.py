@@ -71,7 +71,7 @@ PEERS: dict[str, Peer] = {
     "requests": Peer("requests", "tests/test_requests.py, each test over TLS",
                      run=("tests/test_pinclient_https.py",),
                      variants={"requests_https_variants.py": "tests/test_pinclient_https.py"},
-                     requirements=("pytest>=8,<10", "pytest-httpbin==2.1.0", "httpbin==0.10.4",
+                     requirements=("pytest==9.2.0", "pytest-httpbin==2.1.0", "httpbin==0.10.4",
                                    "pytest-mock==3.17.0", "trustme==1.2.1")),
 }
 
