@@ -5,7 +5,8 @@ are outside it, and the parent measures them with the whole process).
 
     python bench/peers.py CLIENT URL CA_FILE DEST [PINS]
 
-CLIENT is ``pinclient`` (``pinclient.fetch_update``), ``requests`` (``iter_content(1 MiB)``),
+CLIENT is ``pinclient`` (``pinclient.fetch_update``), ``pinclient-aio`` (``pinclient.aio.fetch_update``
+under ``asyncio.run``), ``requests`` (``iter_content(1 MiB)``),
 ``urllib3`` (``stream(1 MiB)``), ``httpx`` (``iter_bytes``) or ``write`` (no network: raw
 ``os.write`` of 1 GiB of one 1 MiB buffer; URL is the size in bytes).
 """
@@ -67,6 +68,16 @@ def _pinclient(url: str, pins: str, dest: str) -> str:
     return pinclient.fetch_update(url, dest, config=config).sha256
 
 
+def _pinclient_aio(url: str, pins: str, dest: str) -> str:
+    import asyncio
+
+    import pinclient
+    import pinclient.aio
+
+    config = pinclient.load_pins(pins)
+    return asyncio.run(pinclient.aio.fetch_update(url, dest, config=config)).sha256
+
+
 def _write(size: str, dest: str) -> str:
     left, buf = int(size), memoryview(os.urandom(MiB))
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -80,7 +91,12 @@ def _write(size: str, dest: str) -> str:
 
 def main(argv: list[str]) -> int:
     client, url, ca, dest, *rest = argv
-    if client == "pinclient":
+    if client == "pinclient-aio":
+        import asyncio  # noqa: F401
+
+        import pinclient.aio  # noqa: F401
+        import pinclient.httpx  # noqa: F401
+    elif client == "pinclient":
         # Imported before the clock, as the others are. ``import pinclient`` alone loads nothing
         # (PEP 562 lazy exports), so name the modules a fetch loads: otherwise ~0.14 CPU-s of
         # importing urllib3, cryptography and pinclient's own modules would count as transfer.
@@ -91,6 +107,8 @@ def main(argv: list[str]) -> int:
     cpu, start = time.process_time(), time.perf_counter()
     if client == "pinclient":
         sha = _pinclient(url, rest[0], dest)
+    elif client == "pinclient-aio":
+        sha = _pinclient_aio(url, rest[0], dest)
     elif client == "write":
         sha = _write(url, dest)
     else:

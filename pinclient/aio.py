@@ -19,8 +19,9 @@ Only the I/O loop is asynchronous.
 
 Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it was and, with
 ``resume`` (the default), a resumable ``.DEST.pinclient-part`` that the next call, sync or async,
-continues. The part file is written from the event loop's thread (writes are small and buffered by
-the kernel); waiting for DEST's lock and the signature's key check run in a worker thread.
+continues. The body is hashed and written in 1 MiB buffers on the sync download's worker thread
+(the event loop waits for it only when all three buffers are in flight); waiting for DEST's lock
+and the signature's key check run in a worker thread too.
 
 Mirrors (``urls=``) follow the sync rules through the sync helpers (``_make_job``'s mirror list,
 ``_check_mirror_keys``, ``MIRROR_FAILOVER``, ``_mirrors_failed``): each mirror pinned on its own,
@@ -78,6 +79,7 @@ from ._download.job import (
 from ._download.lock import dest_lock
 from ._download.options import FetchOptions
 from ._download.partfile import PartFile, StreamPart
+from ._download.pipeline import Pipeline
 from ._download.rate import rate_limit_pause
 from ._download.resume import range_headers, resume_offset
 from ._names import printable
@@ -348,31 +350,50 @@ def _timeouts(job: Job) -> dict[str, float]:
 
 async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total: int | None) -> int:
     """The body, chunk by chunk as httpcore reads it: the size cap, the minimum rate, the rate
-    limit and progress at every chunk; the SHA-256, the sinks and the part see every byte that
-    arrived."""
+    limit and progress at every chunk. The chunks are gathered into the sync download's 1 MiB
+    buffers and hashed and written on its worker thread (:class:`~pinclient._download.pipeline.Pipeline`):
+    one write(2) per MiB instead of one per chunk, and SHA-256 off the event loop (issue 18). The
+    loop waits for the worker only when all its buffers are in flight, for about the time one
+    buffer takes to hash and write. Every byte that arrived, up to the cap, is hashed and written
+    before this returns or raises (a resume relies on the digest and the part agreeing)."""
     cap, why = job.limit_for(urlsplit(url).hostname or "")
     received = job.offset
     budget = job.budget
     start, start_bytes = time.monotonic(), received
     budget.start_body(start, received)
     next_report = 0.0
-    async for chunk in resp.aiter_raw():
-        if received + len(chunk) > cap:
-            chunk = chunk[:cap - received]
-            _feed(job, part, chunk)
-            raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
-        received += len(chunk)
-        _feed(job, part, chunk)
-        now = time.monotonic()
-        rate = budget.too_slow(now, received)
-        if rate is not None:
-            raise NetworkError(f"{url} sent {rate:.0f} bytes/s over the last {budget.window:g} s, below "
-                               f"the minimum of {budget.min_rate:g} bytes/s.", url=url)
-        if job.options.max_rate:
-            await _pace(job, now, start, start_bytes, received)
-        if job.progress is not None and now >= next_report:
-            job.progress(received, total)
-            next_report = now + 0.1
+    with Pipeline((job.digest.update, *(sink.update for sink in job.sinks), part.write)) as pipe:
+        buf, pos = pipe.take(), 0
+        end = len(buf)
+        try:
+            async for chunk in resp.aiter_raw():
+                over = received + len(chunk) > cap
+                data = memoryview(chunk)[:cap - received] if over else memoryview(chunk)
+                received += len(data)
+                while data:
+                    n = min(len(data), end - pos)
+                    buf[pos:pos + n] = data[:n]
+                    pos += n
+                    data = data[n:]
+                    if pos == end:
+                        pipe.submit(buf, pos)
+                        pos = 0
+                        buf = pipe.take()
+                if over:
+                    raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
+                now = time.monotonic()
+                rate = budget.too_slow(now, received)
+                if rate is not None:
+                    raise NetworkError(f"{url} sent {rate:.0f} bytes/s over the last {budget.window:g} s, "
+                                       f"below the minimum of {budget.min_rate:g} bytes/s.", url=url)
+                if job.options.max_rate:
+                    await _pace(job, now, start, start_bytes, received)
+                if job.progress is not None and now >= next_report:
+                    job.progress(received, total)
+                    next_report = now + 0.1
+        finally:
+            if pos:
+                pipe.submit(buf, pos)
     if job.progress is not None:
         job.progress(received, total)
     return received
@@ -389,13 +410,6 @@ async def _pace(job: Job, now: float, start: float, start_bytes: int, received: 
         await anyio.sleep(pause)
     if past_deadline:
         raise deadline_error(job)
-
-
-def _feed(job: Job, part: PartFile, chunk: bytes) -> None:
-    job.digest.update(chunk)
-    for sink in job.sinks:
-        sink.update(chunk)
-    part.write(chunk)
 
 
 class _Head:

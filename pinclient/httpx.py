@@ -57,7 +57,7 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from ._proxy import no_proxy_matches, parse_no_proxy
 from ._revocation.hook import RevocationHook
-from ._tls import PinnedContext, _build_context, shared_context
+from ._tls import PinnedContext, _build_context, received_records, shared_context
 from .config import PinConfig
 from .errors import PinclientError, PinViolation, RevocationError, UsageError
 from .policy import Verdict
@@ -326,9 +326,11 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         #: The pin verdict of this connection's origin (None before TLS, or for a proxy's TLS); httpx
         #: users find the stream in ``response.extensions["network_stream"]``.
         self.verdict = verdict
+        self._more = received_records(stream)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
+        data = await self._stream.read(max_bytes, timeout)
+        return data if self._more is None else self._more(data, max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
         await self._stream.write(buffer, timeout)
