@@ -65,6 +65,7 @@ from ._download.fetch import (
     _finish_sinks,
     _make_job,
     _mirrors_failed,
+    signature_possible,
 )
 from ._download.http import REDIRECTS, next_hop
 from ._download.job import (
@@ -210,6 +211,8 @@ async def _add_signature_check(job: Job, transport: AsyncPinningTransport, signa
                                signing_keys: Any) -> None:
     """The sync decision (:func:`pinclient._download.signature.prepare_signature_check`) in a worker
     thread; the ``.minisig`` it asks for is fetched back on the event loop, through the pins."""
+    if not signature_possible(job, signature, signing_keys):
+        return
     from ._download.signature import prepare_signature_check  # deferred: minisign, for signed payloads only
 
     def fetch(url: str, limit: int) -> bytes:
