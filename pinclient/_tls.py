@@ -278,11 +278,14 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
         raise UsageError("key_file= and key_password= need cert_file= (the client certificate).")
     # "system" follows SSL_CERT_FILE / SSL_CERT_DIR, as OpenSSL does: they are part of the key.
     trust = (bundle, ssl.get_default_verify_paths()) if bundle == SYSTEM_TRUST else bundle
-    key = (trust, cert_file, key_file, key_password, minimum_version, maximum_version)
+    # SSLKEYLOGFILE is read when a context is built, as urllib3 reads it for each of its own: a
+    # value set later (a debugging session, urllib3's test_sslkeylogfile) gets a context that logs.
+    keylog = os.path.expandvars(os.environ.get("SSLKEYLOGFILE") or "") or None
+    key = (trust, cert_file, key_file, key_password, minimum_version, maximum_version, keylog)
     with _contexts_lock:
         ctx = _contexts.get(key)
         if ctx is None:
-            ctx = _build_context(bundle, minimum_version, maximum_version)
+            ctx = _build_context(bundle, minimum_version, maximum_version, keylog)
             if cert_file:
                 _load_client_cert(ctx, cert_file, key_file, key_password)
             ctx.freeze()
@@ -291,7 +294,7 @@ def shared_context(bundle: str, cert_file: str | None = None, key_file: str | No
 
 
 def _build_context(bundle: str, minimum_version: ssl.TLSVersion | None,
-                   maximum_version: ssl.TLSVersion | None) -> PinnedContext:
+                   maximum_version: ssl.TLSVersion | None, keylog: str | None = None) -> PinnedContext:
     # What urllib3's create_urllib3_context(cert_reqs=CERT_REQUIRED) sets, built as a PinnedContext.
     ctx = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = minimum_version or ssl.TLSVersion.TLSv1_2
@@ -305,9 +308,9 @@ def _build_context(bundle: str, minimum_version: ssl.TLSVersion | None,
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.check_hostname = True
     ctx.hostname_checks_common_name = False
-    keylog = os.environ.get("SSLKEYLOGFILE")
+    keylog = keylog or os.path.expandvars(os.environ.get("SSLKEYLOGFILE") or "")
     if keylog:
-        ctx.keylog_filename = os.path.expandvars(keylog)
+        ctx.keylog_filename = keylog
     ctx.set_alpn_protocols(["http/1.1"])
     if bundle == SYSTEM_TRUST:
         load_system_trust(ctx, platform.system())

@@ -357,7 +357,9 @@ class PinningPoolManager(PoolManager):
                              pool_kwargs: dict[str, Any] | None = None) -> HTTPConnectionPool:
         if not host:
             raise LocationValueError("No host specified.")  # as urllib3's, before the scheme's refusal
-        if (scheme or "http").lower() != "https":
+        # Another scheme is left to urllib3, which raises URLSchemeUnknown for it (a ValueError,
+        # as callers of a PoolManager expect) before anything connects.
+        if (scheme or "http").lower() == "http":
             raise PinViolation(
                 f"Refusing plain {scheme}:// to {host}: pinclient speaks only HTTPS, and a "
                 "redirect to http:// would bypass every pin.",

@@ -213,6 +213,24 @@ def test_one_context_per_distinct_tls_setting_shared_like_the_others(root_pinned
     assert ctx().minimum_version == ssl.TLSVersion.TLSv1_2
 
 
+def test_sslkeylogfile_set_after_the_first_context_still_logs_the_keys(
+        root_pinned_config: PinConfig, payload: bytes, https_server: ServeHTTPS, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # urllib3 reads SSLKEYLOGFILE for every context it builds (its test_sslkeylogfile sets it in the
+    # middle of a run); a context shared from before must not leave the key log unwritten.
+    monkeypatch.delenv("SSLKEYLOGFILE", raising=False)
+    before = PinningPoolManager(root_pinned_config).connection_pool_kw["ssl_context"]
+    monkeypatch.setenv("KEYLOG_FOLDER", str(tmp_path))
+    monkeypatch.setenv("SSLKEYLOGFILE", "${KEYLOG_FOLDER}/keys.txt")  # expanded, as urllib3 does
+    pm = PinningPoolManager(root_pinned_config)
+    assert pm.connection_pool_kw["ssl_context"] is not before
+    with https_server({"/u": payload}) as server:
+        assert pm.request("GET", server.url("/u"), retries=False).data == payload
+    assert (tmp_path / "keys.txt").read_text().startswith("# TLS secrets log file")
+    monkeypatch.delenv("SSLKEYLOGFILE")
+    assert PinningPoolManager(root_pinned_config).connection_pool_kw["ssl_context"] is before
+
+
 @pytest.mark.parametrize("kwargs", [
     {"ssl_minimum_version": ssl.TLSVersion.TLSv1},
     {"ssl_minimum_version": ssl.TLSVersion.TLSv1_1},
@@ -263,6 +281,29 @@ def test_encrypted_client_key_without_password_is_a_usage_error_never_a_prompt(
     pm = PinningPoolManager(root_pinned_config, **files, key_password="s3cret")
     with https_server({"/u": payload}) as server:
         assert pm.request("GET", server.url("/u")).data == payload
+
+
+def test_an_unknown_scheme_is_urllib3s_url_scheme_unknown_and_http_still_a_pin_violation(
+        root_pinned_config: PinConfig, https_server: ServeHTTPS) -> None:
+    # urllib3's test_unknown_scheme: callers catch URLSchemeUnknown (a ValueError) for these, directly
+    # and after a redirect; only http:// is pinclient's own refusal.
+    from urllib3.exceptions import URLSchemeUnknown
+
+    from pinclient import PinViolation
+
+    pm = PinningPoolManager(root_pinned_config)
+    with pytest.raises(URLSchemeUnknown) as direct:
+        pm.request("GET", "unknown://host/")
+    assert direct.value.scheme == "unknown"
+    routes = {"/r": Response(303, headers={"Location": "unknown://host/"})}
+    with https_server(routes) as server:
+        with pytest.raises(URLSchemeUnknown):
+            pm.request("GET", server.url("/r"))
+        assert pm.request("GET", server.url("/r"), redirect=False).status == 303
+    with pytest.raises(PinViolation) as plain:
+        pm.request("GET", "http://updates.test/")
+    assert plain.value.reason == "insecure-scheme"
+    assert pm.guard.checks == 1  # the one https:// connection, kept alive; nothing else connected
 
 
 # --------------------------------------------------------------------------- 4. HTTP/2 mode
