@@ -379,8 +379,8 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
                     pos += n
                     data = data[n:]
                     if pos == end:
-                        pipe.submit(buf, pos)
-                        pos = 0
+                        filled, pos = pos, 0
+                        pipe.submit(buf, filled)
                         buf = pipe.take()
                 if over:
                     raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")

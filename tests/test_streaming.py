@@ -17,7 +17,8 @@ import pinclient._download.partfile as partfile
 from pinclient import NetworkError, PinningPoolManager, StorageError, fetch_update
 from pinclient._demo import Response
 from pinclient._download.body import body_reader
-from pinclient._download.pipeline import Pipeline
+from pinclient._download import stream
+from pinclient._download.pipeline import Inline, Pipeline
 from pinclient.config import PinConfig
 
 from .conftest import ServeHTTPS
@@ -230,6 +231,45 @@ def test_consumer_error_wins_over_the_readers_error_but_not_over_an_interrupt() 
     with pytest.raises(KeyboardInterrupt):
         _fail_while_feeding_a_broken_consumer(KeyboardInterrupt())
     assert not workers()
+
+
+def test_inline_feeds_every_buffer_in_order_and_raises_at_submit() -> None:
+    seen: list[bytes] = []
+    digest = hashlib.sha256()
+    with Inline((digest.update, lambda view: seen.append(bytes(view))), size=8) as pipe:
+        for i in range(20):
+            fill(pipe, bytes([i]) * (i % 8 + 1))
+    assert seen == [bytes([i]) * (i % 8 + 1) for i in range(20)]
+    assert digest.hexdigest() == sha(b"".join(seen))
+
+    def broken(view: memoryview) -> None:
+        raise OSError("disk on fire")
+
+    with Inline((broken,), size=4) as pipe, pytest.raises(OSError, match="disk on fire"):
+        fill(pipe, b"abcd")
+
+
+def test_a_failing_write_feeds_no_buffer_twice(root_pinned_config: PinConfig, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               https_server: ServeHTTPS) -> None:
+    # The sync body loop hashes and writes inline: a consumer's error comes out of submit(), and the
+    # loop's clean-up must not hand the same buffer over again (the digest would count it twice).
+    fed: list[str] = []
+
+    class Recording(Inline):
+        def submit(self, buf: bytearray, n: int) -> None:
+            fed.append(sha(bytes(buf[:n])))
+            super().submit(buf, n)
+
+    monkeypatch.setattr(stream, "Inline", Recording)
+    monkeypatch.setattr(FullDisk, "quota", MiB + MiB // 2)
+    monkeypatch.setattr(partfile, "_open_file", lambda fd: FullDisk(fd, "r+"))
+    data = os.urandom(4 * MiB)
+    with https_server({"/u": Response(200, data)}) as s, pytest.raises(StorageError):
+        fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, sha256=sha(data), retries=0)
+    assert len(fed) >= 2
+    assert len(set(fed)) == len(fed), "a buffer was handed over twice"
+    assert not (tmp_path / "u").exists()
 
 
 def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(
