@@ -419,7 +419,9 @@ class PinningProxyManager(PinningPoolManager):
         except ValueError as e:
             raise OptionError(f"bad proxy URL: {e}") from None
         if proxy.scheme not in ("http", "https") or not proxy.host:
-            raise ProxySchemeError("the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].",
+            # urllib3's own words first ("Proxy URL had no scheme, ..."): callers and tests match them.
+            words = f"{ProxySchemeUnknown(proxy.scheme)}: " if proxy.scheme not in ("http", "https") else ""
+            raise ProxySchemeError(f"{words}the proxy URL must be http://HOST[:PORT] or https://HOST[:PORT].",
                                    proxy.scheme)
         if proxy.port is None:
             proxy = proxy._replace(port=443 if proxy.scheme == "https" else 80)

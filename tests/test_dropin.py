@@ -385,6 +385,8 @@ def test_a_bad_proxy_scheme_is_a_usage_error_and_urllib3s_proxy_scheme_unknown(
     assert isinstance(info.value, ProxySchemeError)
     assert info.value.exit_code == 2
     assert "http://HOST" in str(info.value)
+    # urllib3's message too (its test_invalid_schema matches it)
+    assert str(ProxySchemeUnknown(info.value.scheme or None)) in str(info.value)
 
 
 # --------------------------------------------------------------------------- 6. the proxy's certificate
