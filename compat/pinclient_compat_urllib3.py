@@ -1,11 +1,14 @@
 """pytest plugin for compat/run.py: runs urllib3's own ``test/with_dummyserver`` with pinclient's
 transport swapped in.
 
-``-p pinclient_compat_urllib3`` always keeps the run on loopback: ``socket.getaddrinfo`` answers
-only ``localhost`` and loopback addresses, and ``socket.socket.connect``/``connect_ex`` refuse any
-address outside 127.0.0.0/8 and ::1 with ``ENETUNREACH`` (a backstop: the tests that aim at
-urllib3's unroutable ``TARPIT_HOST`` are skipped before they run). It also skips what this machine
-cannot run, with the reason (:data:`CANNOT_RUN`).
+``-p pinclient_compat_urllib3`` always keeps the run on loopback: ``socket.getaddrinfo`` resolves
+no name but ``localhost`` (an address literal needs no resolver), and ``socket.socket.connect``/
+``connect_ex`` refuse any address outside 127.0.0.0/8 and ::1 with ``ENETUNREACH``, a backstop: the
+tests that aim at urllib3's unroutable ``TARPIT_HOST`` or need ``requires_network()`` are skipped
+before they run. It skips what this machine cannot run, with the reason (:func:`_cannot_run`), in
+both runs alike. urllib3's socket-level servers are threads kept on the test class and joined by
+every later test's teardown; one left waiting by a test pinclient refused before it connected is
+forgotten after its own teardown (:func:`pytest_runtest_teardown`), so it fails that test only.
 
 With ``$PINCLIENT_COMPAT_PINS`` set it swaps urllib3's classes, where urllib3 and the tests look them
 up (``urllib3``, ``urllib3.poolmanager``, ``urllib3.connectionpool``, before any test module is
@@ -14,9 +17,10 @@ imported), for pinclient's:
 * ``PoolManager`` -> :class:`pinclient.transport.PinningPoolManager`, ``ProxyManager`` /
   ``proxy_from_url`` -> :class:`~pinclient.transport.PinningProxyManager`, and urllib3's module-level
   ``request()`` pool;
-* ``HTTPSConnectionPool`` (and so ``connection_from_url``) -> pinclient's pinned pool, its TLS
-  keywords checked by the same :func:`~pinclient.transport.check_pool_kwargs` and its context the
-  same shared one :class:`PinningPoolManager` builds;
+* ``HTTPSConnectionPool`` (and so ``connection_from_url``) -> ``PinnedHTTPSConnectionPool``, the pool
+  class ``PinningPoolManager`` makes (not in ``pinclient.transport.__all__``): its TLS keywords go
+  to a ``PinningPoolManager``, which checks them and builds (or shares) the frozen context, and the
+  pool takes that manager's context and ``PinGuard``;
 * ``HTTPConnectionPool`` -> a pool that refuses plain ``http://``, as pinclient does.
 
 Design choice: urllib3's tests bring their own CAs (``ca_certs=DEFAULT_CA``, a trustme CA per

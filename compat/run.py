@@ -14,9 +14,12 @@ skips and xfails, with pytest's reason), and anything else, which must be zero: 
 otherwise.
 
 Every server is on 127.0.0.1 and the plugin lets the tests resolve only loopback names. Wired in:
-python-tuf (its fetcher and updater tests, in this interpreter) and requests (its
-tests/test_requests.py, in a venv of its own with pytest-httpbin and its other test requirements);
-docs/library.md says what each run covers.
+python-tuf (its fetcher and updater tests, in this interpreter), requests (its
+tests/test_requests.py, in a venv of its own with pytest-httpbin and its other test requirements)
+and urllib3 (its test/with_dummyserver TLS tests and its plain-http pool and manager tests over TLS,
+in a venv of its own with hypercorn, quart-trio and trustme); docs/library.md says what each run
+covers. A refusal's ``test`` is a node id, or a pattern in which ``*`` matches any run of
+characters; a pattern that matches no failing test counts as anything else.
 """
 
 from __future__ import annotations
