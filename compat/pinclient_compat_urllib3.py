@@ -9,6 +9,8 @@ before they run. It skips what this machine cannot run, with the reason (:func:`
 both runs alike. urllib3's socket-level servers are threads kept on the test class and joined by
 every later test's teardown; one left waiting by a test pinclient refused before it connected is
 forgotten after its own teardown (:func:`pytest_runtest_teardown`), so it fails that test only.
+urllib3's dummy proxy is fronted by ``compat/urllib3_proxy_front.py``, which answers ``CONNECT``
+(the PyPI hypercorn cannot), in both runs alike.
 
 With ``$PINCLIENT_COMPAT_PINS`` set it swaps urllib3's classes, where urllib3 and the tests look them
 up (``urllib3``, ``urllib3.poolmanager``, ``urllib3.connectionpool``, before any test module is
@@ -111,6 +113,20 @@ socket.socket.connect = _connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
 
 
+def _front_the_dummy_proxy() -> None:
+    # Before urllib3's conftest and dummyserver.testcase import the function (see urllib3_proxy_front).
+    import dummyserver.asgi_proxy
+    import dummyserver.hypercornserver
+    from urllib3_proxy_front import fronted
+
+    module = dummyserver.hypercornserver
+    module.run_hypercorn_in_thread = fronted(  # type: ignore[assignment]
+        module.run_hypercorn_in_thread, dummyserver.asgi_proxy.ProxyApp)
+
+
+_front_the_dummy_proxy()
+
+
 # --- what this machine cannot run ------------------------------------------------------------
 
 #: Words in a test's source that mean it cannot run here, and why.
@@ -122,28 +138,6 @@ CANNOT_RUN = {
     '"/alpn_protocol"': "the dummy server's /alpn_protocol reads the `tls` ASGI scope extension that "
     "only urllib3's own fork of hypercorn provides, not the PyPI release installed here",
 }
-
-
-#: Tests of test_proxy_poolmanager.py that send https:// through the dummy proxies: they CONNECT,
-#: which the PyPI hypercorn does not tunnel (the TLS handshake inside ends in EOF, in the baseline too).
-CONNECT_THROUGH_DUMMY_PROXY = frozenset({
-    "TestHTTPProxyManager::test_basic_proxy", "TestHTTPProxyManager::test_https_proxy",
-    "TestHTTPProxyManager::test_is_verified_http_proxy_to_https_target",
-    "TestHTTPProxyManager::test_is_verified_https_proxy_to_https_target",
-    "TestHTTPProxyManager::test_http_and_https_kwarg_ca_cert_data_proxy",
-    "TestHTTPProxyManager::test_https_proxy_with_proxy_ssl_context", "TestHTTPProxyManager::test_oldapi",
-    "TestHTTPProxyManager::test_proxy_verified", "TestHTTPProxyManager::test_cross_protocol_redirect",
-    "TestHTTPProxyManager::test_headers", "TestHTTPProxyManager::test_https_headers",
-    "TestHTTPProxyManager::test_proxy_pooling", "TestHTTPProxyManager::test_scheme_host_case_insensitive",
-    "TestHTTPSProxyVerification::test_https_proxy_assert_fingerprint_md5",
-    "TestHTTPSProxyVerification::test_https_proxy_assert_hostname",
-    "TestHTTPSProxyVerification::test_https_proxy_ipv4_san",
-    "TestHTTPSProxyVerification::test_https_proxy_ipv6_san",
-    "TestHTTPSProxyVerification::test_https_proxy_no_san_hostname_checks_common_name",
-})
-_CONNECT_REASON = ("sends https:// through urllib3's dummy proxy, whose CONNECT tunnel needs urllib3's "
-                   "own fork of hypercorn: with the PyPI release the TLS handshake inside the tunnel "
-                   "ends in EOF (in the baseline too)")
 
 
 def _cannot_run(item: pytest.Item) -> str | None:
@@ -158,9 +152,6 @@ def _cannot_run(item: pytest.Item) -> str | None:
     code = getattr(function, "__code__", None)
     if code is not None and "requires_network" in getattr(code, "co_qualname", ""):
         return "needs a route off this machine (urllib3's requires_network()); compat runs stay on loopback"
-    name = item.nodeid.split("::", 1)[-1].split("[", 1)[0]
-    if "test_proxy_poolmanager.py" in item.nodeid and name in CONNECT_THROUGH_DUMMY_PROXY:
-        return _CONNECT_REASON
     params = getattr(getattr(item, "callspec", None), "params", {})
     if params.get("invalid_source_address") == ("192.0.2.255", 0):
         return ("this machine lets a socket bind the non-local source address 192.0.2.255, so the "

@@ -23,11 +23,14 @@ from typing import Any, ClassVar
 import dummyserver.app
 import test.with_dummyserver.test_connectionpool as connectionpool
 import test.with_dummyserver.test_poolmanager as poolmanager
+import test.with_dummyserver.test_proxy_poolmanager as proxy_poolmanager
 import trustme
 import urllib3
 import urllib3.connectionpool
 import urllib3.poolmanager
+from dummyserver.app import hypercorn_app
 from dummyserver.socketserver import DEFAULT_CA, DEFAULT_CA_KEY
+from dummyserver.testcase import run_hypercorn_in_thread
 
 
 def _trusting_the_test_ca(base: type) -> type:
@@ -38,6 +41,16 @@ def _trusting_the_test_ca(base: type) -> type:
 
     TrustingTheTestCA.__name__ = TrustingTheTestCA.__qualname__ = base.__name__
     return TrustingTheTestCA
+
+
+def _leaf_for_localhost(folder: str) -> dict[str, str]:
+    """A server certificate from urllib3's test CA for localhost and 127.0.0.1, written to ``folder``."""
+    ca = trustme.CA.from_pem(Path(DEFAULT_CA).read_bytes(), Path(DEFAULT_CA_KEY).read_bytes())
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    certs = {"certfile": str(Path(folder) / "server.pem"), "keyfile": str(Path(folder) / "server.key")}
+    leaf.cert_chain_pems[0].write_to_path(certs["certfile"])
+    leaf.private_key_pem.write_to_path(certs["keyfile"])
+    return certs
 
 
 class OverTLS:
@@ -55,12 +68,7 @@ class OverTLS:
     @classmethod
     def setup_class(cls) -> None:
         cls.certs_folder = tempfile.mkdtemp(prefix="urllib3-https-variants-")
-        ca = trustme.CA.from_pem(Path(DEFAULT_CA).read_bytes(), Path(DEFAULT_CA_KEY).read_bytes())
-        leaf = ca.issue_cert("localhost", "127.0.0.1")
-        cls.certs = {"certfile": str(Path(cls.certs_folder) / "server.pem"),
-                     "keyfile": str(Path(cls.certs_folder) / "server.key")}
-        leaf.cert_chain_pems[0].write_to_path(cls.certs["certfile"])
-        leaf.private_key_pem.write_to_path(cls.certs["keyfile"])
+        cls.certs = _leaf_for_localhost(cls.certs_folder)
         # The dummy app counts retries per "test-name" header in one process-wide Counter, which the
         # plain-http originals of these same tests have already counted up.
         dummyserver.app.RETRY_TEST_NAMES.clear()
@@ -133,3 +141,41 @@ class TestPoolManagerHTTPS(OverTLS, poolmanager.TestPoolManager):
     test_http_with_server_hostname = None  # http:// with server_hostname=, which http ignores
     test_http_with_ca_cert_dir = None  # http:// with ca_cert_dir=, which http ignores
     test_encode_http_target = None  # requests http://localhost:PORT/... by that URL
+
+
+class TestHTTPProxyManagerHTTPS(proxy_poolmanager.TestHTTPProxyManager):
+    """urllib3's proxy tests with their "http" origin served over TLS too (``http_url`` says https://),
+    through the same http:// and https:// dummy proxies."""
+
+    tls_folder: ClassVar[str] = ""
+
+    # What an http:// origin gets through a proxy: a forwarded, unverified request (proxy headers
+    # reach the origin, no InsecureRequestWarning, the socket of the proxy connection itself).
+    test_is_verified_http_proxy_to_http_target = None
+    test_is_verified_https_proxy_to_http_target = None
+    test_is_verified_https_proxy_to_http_target_without_proxy_config = None
+    test_nagle_proxy = None
+    test_headers = None
+    test_https_headers = None
+    test_proxy_pooling = None
+    test_proxy_pooling_ext = None  # compares with connection_from_host()'s default scheme, http
+    # Their ProxyManager has no ca_certs=: an https:// origin fails against the system store.
+    test_redirect = None
+    test_cross_host_redirect = None
+    test_cross_host_redirect_remove_headers_via_proxy_manager = None
+    test_cross_host_redirect_remove_headers_via_pool = None
+    test_headerdict = None
+
+    @classmethod
+    def setup_class(cls) -> None:
+        super().setup_class()
+        cls.tls_folder = tempfile.mkdtemp(prefix="urllib3-https-variants-")
+        certs = _leaf_for_localhost(cls.tls_folder)
+        cls.http_port = cls._stack.enter_context(run_hypercorn_in_thread(cls.http_host, certs, hypercorn_app))
+        cls.http_url = f"https://{cls.http_host}:{cls.http_port}"
+        cls.http_url_alt = f"https://{cls.http_host_alt}:{cls.http_port}"
+
+    @classmethod
+    def teardown_class(cls) -> None:
+        super().teardown_class()
+        shutil.rmtree(cls.tls_folder, ignore_errors=True)
