@@ -635,3 +635,27 @@ def test_the_compat_refusal_list_names_a_peer_a_test_and_a_reason_for_each_entry
         assert entry["peer"] in ("tuf", "requests", "urllib3")
         assert "::" in entry["test"]
         assert len(entry["reason"].split()) >= 5, "a reason a reader can check"
+
+
+def test_a_compat_refusal_pattern_matches_any_run_of_characters_and_nothing_else_is_special(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # compat/run.py: urllib3's parametrized ids ("[h2]", "[127.0.0.1-True]") stay literal, "*" is
+    # the one wildcard, and an exact entry wins over a pattern.
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "compat_run", Path(__file__).resolve().parent.parent / "compat" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compat_run", run)  # its dataclasses look themselves up there
+    monkeypatch.setattr(sys, "path", list(sys.path))  # run.py puts the checkout first
+    spec.loader.exec_module(run)
+    intended = {"t.py::TestA_*::test_x[h2]": "pattern", "t.py::TestA_1::test_y": "exact",
+                "t.py::TestA_*::test_y": "other"}
+    assert run.refusal_for("t.py::TestA_1_2::test_x[h2]", intended) == "pattern"
+    assert run.refusal_for("t.py::TestA_1::test_xh", intended) is None  # [h2] is not a set, as in fnmatch
+    assert run.refusal_for("t.py::TestA_1::test_x[h2]x", intended) is None  # the whole id
+    assert run.refusal_for("t.py::TestA_1::test_y", intended) == "exact"
+    assert run.refusal_for("t.py::TestA_2::test_y", intended) == "other"
