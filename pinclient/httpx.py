@@ -28,17 +28,14 @@ over the same trust bundle (the proxy is verified, not pinned). Any other contex
 so are ``verify=False``, ``verify=`` a context or path, SOCKS proxies, ``uds=`` and plain
 ``http://`` URLs (a redirect to ``http://`` included).
 
-Errors: a refusal is raised the way httpx reports a connection that could not be made, as
-:class:`httpx.ConnectError`, whose ``__cause__`` is the pinclient error
-(:class:`~pinclient.PinViolation`, :class:`~pinclient.CertificateRevoked`,
-:class:`~pinclient.RevocationCheckFailed`). Options the transport refuses raise
-:class:`~pinclient.UsageError` from the constructor.
+Errors: a refusal is :class:`httpx.ConnectError` (a connection that could not be made), whose
+``__cause__`` is the pinclient error (:class:`~pinclient.PinViolation`, ``CertificateRevoked``,
+``RevocationCheckFailed``); refused options raise :class:`~pinclient.UsageError` at construction.
 
-Give the proxy to the transport (``PinningTransport(config, proxy=...)``), never to the client:
-``httpx.Client(proxy=...)`` mounts httpx's own, unpinned transport for every URL. Hosts matching
-``no_proxy=`` (curl's ``NO_PROXY`` rules) connect directly, judged per request (a redirect's too),
-pinned alike. httpx ignores ``HTTPS_PROXY``/``NO_PROXY`` with ``transport=``; pinclient does not
-read them either. Needs the ``pinclient[httpx]`` extra.
+Give the proxy to the transport (``PinningTransport(config, proxy=...)``), never to the client
+(``httpx.Client(proxy=...)`` mounts httpx's own, unpinned transport). Hosts matching ``no_proxy=``
+(curl's ``NO_PROXY`` rules) connect directly, judged per request, pinned alike; ``HTTPS_PROXY``
+and ``NO_PROXY`` are not read. A TLS error mid-body is ``httpx.ReadError``. Needs ``pinclient[httpx]``.
 """
 
 from __future__ import annotations
@@ -329,7 +326,10 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
         self._more = received_records(stream)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await self._stream.read(max_bytes, timeout)
+        try:
+            data = await self._stream.read(max_bytes, timeout)
+        except ssl.SSLError as e:  # a bad record: httpcore's anyio backend lets it out unmapped
+            raise httpcore.ReadError(e) from e
         return data if self._more is None else self._more(data, max_bytes)
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

@@ -11,7 +11,9 @@ import os
 import socket
 import ssl
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,83 @@ def test_async_size_cap_still_stops_inside_a_batched_chunk(
     with https_server({"/u": Response(200, data)}) as s, pytest.raises(SizeError):
         asyncio.run(fetch_update(s.url("/u"), dest, config=root_pinned_config, max_size=MiB + 7))
     assert dest.read_bytes() == b"old"
+
+
+class CorruptingServer:
+    """One HTTPS answer whose last TLS record is corrupted in flight, sent in the same TCP segment as
+    the good records before it: the batching reads the good ones and meets the bad one. TLS runs
+    over memory BIOs so that the ciphertext can be changed (one byte of the last record's tag)."""
+
+    def __init__(self, context: ssl.SSLContext, records: list[bytes], *, split: bool) -> None:
+        self.context, self.records, self.split = context, records, split
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.settimeout(10)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context.wrap_bio(incoming, outgoing, server_side=True)
+
+        def pump(step: Any) -> Any:
+            while True:
+                try:
+                    return step()
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        conn.sendall(outgoing.read())
+                    data = conn.recv(65536)
+                    if not data:
+                        raise ConnectionError("client went away") from None
+                    incoming.write(data)
+
+        try:
+            pump(tls.do_handshake)
+            conn.sendall(outgoing.read())
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += pump(lambda: tls.read(65536))
+            body_size = sum(len(r) for r in self.records)
+            tls.write(f"HTTP/1.1 200 X\r\nContent-Length: {body_size}\r\n\r\n".encode())
+            wire = outgoing.read()
+            for i, record in enumerate(self.records):
+                tls.write(record)
+                sealed = bytearray(outgoing.read())
+                if i == len(self.records) - 1:
+                    sealed[-1] ^= 0x01  # the last byte of the AEAD tag
+                    if self.split:  # the bad record in a later segment: a read of its own
+                        conn.sendall(wire)
+                        wire = b""
+                        time.sleep(0.3)
+                wire += bytes(sealed)
+            conn.sendall(wire)
+            conn.recv(65536)  # until the client hangs up
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            self.listener.close()
+
+
+@pytest.mark.parametrize(("good_records", "split"), [(0, False), (3, False), (3, True)])
+def test_a_corrupted_record_fails_closed_batched_or_not(
+        pki: Any, root_pinned_config: PinConfig, tmp_path: Path, good_records: int, split: bool) -> None:
+    # Batched (the bad record in the same segment as good ones) or read on its own, where anyio's
+    # raw ssl.SSLError used to escape pinclient.aio untyped: a NetworkError, DEST untouched.
+    from pinclient import PinclientError
+
+    from .conftest import HOST
+
+    records = [os.urandom(RECORD) for _ in range(good_records + 1)]
+    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), records, split=split)
+    dest = tmp_path / "u"
+    dest.write_bytes(b"old")
+    with pytest.raises(PinclientError) as caught:
+        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
+                                 sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0,
+                                 resume=False))
+    assert caught.value.exit_code == 6, caught.value  # NetworkError: typed, and retried like one
+    assert dest.read_bytes() == b"old"
+    server.thread.join(10)
