@@ -179,3 +179,24 @@ def test_a_corrupted_record_fails_closed_batched_or_not(
     assert caught.value.exit_code == 6, caught.value  # NetworkError: typed, and retried like one
     assert dest.read_bytes() == b"old"
     server.thread.join(10)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_corrupted_record_fails_closed_in_the_sync_download_too(
+        pki: Any, root_pinned_config: PinConfig, tmp_path: Path, split: bool) -> None:
+    # The sync direct reads (pinclient._download.body) meet the same record: urllib3's SSLError,
+    # then a NetworkError.
+    from pinclient import NetworkError
+    from pinclient import fetch_update as fetch_sync
+
+    from .conftest import HOST
+
+    records = [os.urandom(RECORD) for _ in range(12)]  # past http.client's buffer: direct reads
+    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), records, split=split)
+    dest = tmp_path / "u"
+    dest.write_bytes(b"old")
+    with pytest.raises(NetworkError):
+        fetch_sync(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
+                   sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0, resume=False)
+    assert dest.read_bytes() == b"old"
+    server.thread.join(10)
