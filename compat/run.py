@@ -81,7 +81,7 @@ PEERS: dict[str, Peer] = {
     # from git), cryptography as in its uv.lock (trustme 1.2.1 cannot issue a certificate without
     # subjectAltName on cryptography 51).
     "urllib3": Peer("urllib3", "test/with_dummyserver (its TLS tests, and its plain-http pool, "
-                    "manager and proxy tests over TLS)",
+                    "manager, proxy and chunked-upload tests over TLS)",
                     run=tuple(f"test/with_dummyserver/{t}" for t in (
                         "test_https.py", "test_poolmanager.py", "test_proxy_poolmanager.py",
                         "test_connectionpool.py", "test_connection.py", "test_no_ssl.py",

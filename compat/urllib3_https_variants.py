@@ -1,26 +1,28 @@
 """HTTPS variants of urllib3's plain-http dummy-server tests, added to the unpacked sdist by
 pinclient's compat/run.py (urllib3's own files are not edited).
 
-urllib3 runs its connection-pool and pool-manager behaviour (redirects, retries, ``Retry-After``,
-headers, bodies, pool sizes, timeouts) against a plain ``http://`` hypercorn, which pinclient refuses
-by design. These classes inherit every test method unchanged and differ in three things only: the
-dummy server gets urllib3's own test certificate (``DEFAULT_CERTS``), the URLs say ``https://``, and
-while the class runs, the test module's ``HTTPConnectionPool`` / ``PoolManager`` are the HTTPS ones
-(whichever the run has: urllib3's in the baseline, pinclient's with the plugin swapping them in)
-trusting urllib3's test CA (``ca_certs=DEFAULT_CA``). Tests whose assertions are about plain http
-itself (an ``http://`` URL in a log line, a scheme change, http-only keywords) are left out
-(``= None``), with the reason beside them.
+urllib3 runs its connection-pool, pool-manager, proxy and chunked-upload behaviour (redirects,
+retries, ``Retry-After``, headers, bodies, pool sizes, timeouts) against plain ``http://`` servers,
+which pinclient refuses by design. These classes inherit every test method unchanged and differ in
+three things only: the server speaks TLS with a certificate from urllib3's own test CA, the URLs say
+``https://``, and while the class runs, the test module's ``HTTPConnectionPool`` / ``PoolManager``
+are the HTTPS ones (whichever the run has: urllib3's in the baseline, pinclient's with the plugin
+swapping them in) trusting urllib3's test CA (``ca_certs=DEFAULT_CA``). Tests whose assertions are
+about plain http itself (an ``http://`` URL in a log line, a scheme change, http-only keywords,
+what an http:// origin sees through a proxy) are left out (``= None``), with the reason beside them.
 """
 
 from __future__ import annotations
 
 import datetime
 import shutil
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import dummyserver.app
+import test.with_dummyserver.test_chunked_transfer as chunked_transfer
 import test.with_dummyserver.test_connectionpool as connectionpool
 import test.with_dummyserver.test_poolmanager as poolmanager
 import test.with_dummyserver.test_proxy_poolmanager as proxy_poolmanager
@@ -29,7 +31,7 @@ import urllib3
 import urllib3.connectionpool
 import urllib3.poolmanager
 from dummyserver.app import hypercorn_app
-from dummyserver.socketserver import DEFAULT_CA, DEFAULT_CA_KEY
+from dummyserver.socketserver import DEFAULT_CA, DEFAULT_CA_KEY, DEFAULT_CERTS
 from dummyserver.testcase import run_hypercorn_in_thread
 
 
@@ -179,3 +181,43 @@ class TestHTTPProxyManagerHTTPS(proxy_poolmanager.TestHTTPProxyManager):
     def teardown_class(cls) -> None:
         super().teardown_class()
         shutil.rmtree(cls.tls_folder, ignore_errors=True)
+
+
+class SocketsOverTLS:
+    """urllib3's socket-level test servers with TLS: the handler's listening socket is wrapped, so
+    each socket it accepts has finished a TLS handshake (urllib3's own certificate for localhost)
+    and the handler reads and writes the same bytes as before. The test module's
+    ``HTTPConnectionPool`` is the HTTPS pool trusting urllib3's test CA while the class runs. (Not
+    for TestConnectionPoolTimeouts: a client that gives up mid-handshake, as its 1 ms timeouts make
+    it do, fails the server thread.)"""
+
+    module: ClassVar[Any]
+    swapped: ClassVar[Any] = None
+
+    @classmethod
+    def setup_class(cls) -> None:
+        cls.swapped = cls.module.HTTPConnectionPool
+        cls.module.HTTPConnectionPool = _trusting_the_test_ca(urllib3.connectionpool.HTTPSConnectionPool)
+
+    @classmethod
+    def teardown_class(cls) -> None:
+        super().teardown_class()  # type: ignore[misc]
+        cls.module.HTTPConnectionPool = cls.swapped
+
+    @classmethod
+    def _start_server(cls, socket_handler: Any, quit_event: Any = None) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(DEFAULT_CERTS["certfile"], DEFAULT_CERTS["keyfile"])
+
+        def over_tls(listener: Any) -> None:
+            tls = context.wrap_socket(listener, server_side=True)  # takes the listener's descriptor
+            try:
+                socket_handler(tls)
+            finally:
+                tls.close()
+
+        super()._start_server(over_tls, quit_event=quit_event)  # type: ignore[misc]
+
+
+class TestChunkedTransferHTTPS(SocketsOverTLS, chunked_transfer.TestChunkedTransfer):
+    module = chunked_transfer
