@@ -110,7 +110,7 @@ def sdist(distribution: str, version: str) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     found = sorted(cache.glob(f"{distribution}-{version}.tar.gz"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--quiet", "--no-deps",
                         "--no-binary", ":all:", "--dest", str(cache), f"{distribution}=={version}"],
                        check=True)
         found = sorted(cache.glob(f"{distribution}-{version}.tar.gz"))
@@ -154,8 +154,8 @@ def peer_python(name: str, peer: Peer, version: str) -> str:
     if not (venv / "complete").exists():
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "-e", str(ROOT), *wanted], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--quiet",
+                        "--disable-pip-version-check", "-e", str(ROOT), *wanted], check=True)
         (venv / "complete").write_text("\n".join(wanted) + "\n")
     return str(python)
 

@@ -16,8 +16,8 @@ import urllib3
 import pinclient._download.partfile as partfile
 from pinclient import NetworkError, PinningPoolManager, StorageError, fetch_update
 from pinclient._demo import Response
-from pinclient._download.body import body_reader
 from pinclient._download import stream
+from pinclient._download.body import body_reader
 from pinclient._download.pipeline import Inline, Pipeline
 from pinclient.config import PinConfig
 
