@@ -13,9 +13,10 @@ errors as :func:`pinclient.fetch_update`, over :class:`pinclient.httpx.AsyncPinn
 instead of urllib3: every connection's verified chain is checked before a request byte is sent. The
 decisions are the sync download's own, not a copy: the job is built by the same checks (URL, hash,
 destination), resume offsets and answers are judged by :mod:`pinclient._download.resume` and
-``_accept``, redirects by ``_redirect``, retries by ``Job.backoff``, and the bytes go through the
-same :class:`~pinclient._download.partfile.PartFile` (sidecar, checkpoints, fsync, rename).
-Only the I/O loop is asynchronous.
+``_accept``, redirects by ``next_hop``, retries by ``prepare_retry``, the size, hash and signature
+checks by ``_complete``, and the bytes go through the same
+:class:`~pinclient._download.partfile.PartFile` (sidecar, checkpoints, fsync, rename). Only the I/O
+loop is asynchronous.
 
 Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it was and, with
 ``resume`` (the default), a resumable ``.DEST.pinclient-part`` that the next call, sync or async,
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hmac
 import logging
 import os
 import random
@@ -55,17 +55,15 @@ import anyio.to_thread
 import httpx
 
 from ._download.dest import DestKind, dest_kind
-from ._download.digest import DigestCheck
 from ._download.fetch import (
     FetchResult,
     Progress,
     _accept,
     _check_mirror_keys,
+    _complete,
     _deadline_passed,
-    _finish_sinks,
     _make_job,
     _mirrors_failed,
-    signature_possible,
 )
 from ._download.http import REDIRECTS, next_hop
 from ._download.job import (
@@ -75,6 +73,7 @@ from ._download.job import (
     deadline_error,
     prepare_retry,
     restart_once,
+    signature_possible,
     start_part,
 )
 from ._download.lock import dest_lock
@@ -87,7 +86,7 @@ from ._names import printable
 from ._proxy import no_proxy_matches, proxy_route
 from ._tls import missing_anchor_hint
 from .config import PinConfig
-from .errors import HashMismatch, NetworkError, PinclientError, SizeError, StorageError, TLSError
+from .errors import NetworkError, PinclientError, SizeError, StorageError, TLSError
 from .httpx import AsyncPinningTransport, pinclient_error
 
 if TYPE_CHECKING:
@@ -301,23 +300,9 @@ async def _attempt(job: Job, part: PartFile, transport: AsyncPinningTransport) -
     finally:
         with anyio.CancelScope(shield=True):
             await resp.aclose()
-    digest = job.digest.hexdigest()
-    if total is not None and received != total:
-        raise NetworkError(f"{url} ended after {received} of {total} bytes.", url=url)
-    if job.size is not None and received != job.size:
-        raise SizeError(f"{url} sent {received} bytes; expected exactly {job.size}.")
-    if job.expected is not None and not hmac.compare_digest(digest, job.expected):
-        raise HashMismatch(f"SHA-256 mismatch for {url}: expected {job.expected}, got {digest}. "
-                           "The file was not saved.", expected=job.expected, actual=digest)
-    signature = _finish_sinks(job, part)
-    part.commit()  # no await inside: a cancellation cannot stop it half-way
-    return FetchResult(
-        url=url, dest=job.target, size=received, sha256=digest, status=resp.status_code,
-        pinset=verdict.pinset.name if verdict and verdict.pinset else None,
-        chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
-        attempts=job.attempts, resumed_from=resumed_from, signature=signature,
-        pin_result=verdict.reason if verdict else "pinned", report_only=bool(verdict and verdict.report_only),
-        digests={k: v for s in job.sinks if isinstance(s, DigestCheck) for k, v in s.verified.items()})
+    # No await from here on: a cancellation cannot stop the commit half-way.
+    return _complete(job, part, url, received=received, total=total, status=resp.status_code,
+                     verdict=verdict, resumed_from=resumed_from)
 
 
 async def _open(job: Job, transport: AsyncPinningTransport, headers: dict[str, str],

@@ -56,6 +56,7 @@ from .job import (
     deadline_error,
     prepare_retry,
     restart_once,
+    signature_possible,
     start_over,
     start_part,
 )
@@ -68,6 +69,7 @@ from .stream import stream_body
 
 if TYPE_CHECKING:
     from ..minisign import PublicKey, VerifiedSignature
+    from ..policy import Verdict
     from .signature import SignatureSource
 
 __all__ = ["FetchResult", "Progress", "fetch_update"]
@@ -381,15 +383,6 @@ def _add_signature_check(job: Job, signature: SignatureSource | None,
         job.sinks.append(check)
 
 
-def signature_possible(job: Job, signature: object, signing_keys: object) -> bool:
-    """False when no signature can apply (none asked for, no keys anywhere): then minisign is not
-    even imported (~12 ms of every unsigned fetch's start-up, issue 18)."""
-    if signature is not None or signing_keys is not None:
-        return signature is not False
-    pinset = job.config.pinset_for(urlsplit(job.url).hostname or "")
-    return pinset is not None and bool(pinset.signing_keys)
-
-
 def _finish_sinks(job: Job, part: PartFile) -> Any:
     """Run the sinks' final checks on the complete part, before it replaces DEST; returns the
     last non-None result (the verified signature)."""
@@ -429,6 +422,15 @@ def _attempt(job: Job, part: PartFile) -> FetchResult:
         resp.release_conn()
     if job.options.deadline is not None and expired():  # a body cut off by the watchdog (issue 14)
         raise deadline_error(job)
+    return _complete(job, part, url, received=received, total=total, status=resp.status,
+                     verdict=verdict, resumed_from=resumed_from)
+
+
+def _complete(job: Job, part: PartFile, url: str, *, received: int, total: int | None, status: int,
+              verdict: Verdict | None, resumed_from: int) -> FetchResult:
+    """After the body: the declared length, the exact size, the SHA-256 (constant-time), the
+    sinks (the signature); only then the part replaces DEST. The sync and async downloads' one
+    ending. No I/O but the commit, which is synchronous: a cancellation cannot stop it half-way."""
     digest = job.digest.hexdigest()
     if total is not None and received != total:
         raise NetworkError(f"{url} ended after {received} of {total} bytes.", url=url)
@@ -440,7 +442,7 @@ def _attempt(job: Job, part: PartFile) -> FetchResult:
     signature = _finish_sinks(job, part)
     part.commit()
     return FetchResult(
-        url=url, dest=job.target, size=received, sha256=digest, status=resp.status,
+        url=url, dest=job.target, size=received, sha256=digest, status=status,
         pinset=verdict.pinset.name if verdict and verdict.pinset else None,
         chain=tuple(c.entry() for c in verdict.chain) if verdict else (),
         attempts=job.attempts, resumed_from=resumed_from, signature=signature,
