@@ -172,6 +172,17 @@ def _pool_kwargs(pins: _Pins, proxy: httpx.Proxy | None, limits: httpx.Limits, r
                   "proxy_headers": proxy.headers.raw, "proxy_ssl_context": pins.proxy_context}
 
 
+def _build_pool(pins: _Pins, proxy: httpx.Proxy | None, no_proxy: Any, limits: httpx.Limits, retries: int,
+                backend: Any, proxy_pool: type, pool: type, route: type) -> Any:
+    """What the transports use instead of httpx's own pool (unpinned): one on ``backend``, sync or
+    async, through ``proxy`` if any, with ``no_proxy`` hosts routed to a direct pool."""
+    kwargs = _pool_kwargs(pins, proxy, limits, retries, backend)
+    built = proxy_pool(**kwargs) if proxy else pool(**kwargs)
+    if proxy is not None and (bypass := _no_proxy(no_proxy)):
+        built = route(built, pool(**_pool_kwargs(pins, None, limits, retries, backend)), bypass)
+    return built
+
+
 def _refusal(request: httpx.Request, error: PinclientError) -> httpx.ConnectError:
     return httpx.ConnectError(f"{type(error).__name__}: {error}", request=request)
 
@@ -397,8 +408,7 @@ class PinningTransport(httpx.HTTPTransport):
     ``https://`` proxy (a URL or an :class:`httpx.Proxy` without ``ssl_context``), tunnelled with
     CONNECT; ``no_proxy`` the hosts that bypass it (a ``NO_PROXY``-style string or a list of
     entries, curl's rules: ``example.com`` and names under it, ``*``, an address or CIDR block,
-    ``host:port``). HTTP/1.1 only. ``send_reports``/``report_timeout`` as for
-    :class:`~pinclient.PinningPoolManager`.
+    ``host:port``). HTTP/1.1 only. ``send_reports``/``report_timeout`` as for ``PinningPoolManager``.
 
     Raises:
         UsageError: ``verify`` other than True, a SOCKS proxy, a proxy ``ssl_context``, a client key
@@ -413,14 +423,9 @@ class PinningTransport(httpx.HTTPTransport):
                  retries: int = 0, send_reports: bool = True, report_timeout: float | None = None) -> None:
         proxy = _proxy(proxy)
         self.pins = _Pins(config, verify=verify, cert=cert, ca_certs=ca_certs, proxy=proxy,
-                          send_reports=send_reports, report_timeout=report_timeout)
-        backend = _Backend(self.pins)
-        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
-        # Not super().__init__(): it would build a pool with httpx's own context and backend.
-        self._pool = httpcore.HTTPProxy(**kwargs) if proxy else httpcore.ConnectionPool(**kwargs)
-        if proxy is not None and (bypass := _no_proxy(no_proxy)):
-            direct = httpcore.ConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
-            self._pool = _Route(self._pool, direct, bypass)  # type: ignore[assignment]
+                          send_reports=send_reports, report_timeout=report_timeout)  # no super().__init__()
+        self._pool = _build_pool(self.pins, proxy, no_proxy, limits, retries, _Backend(self.pins),
+                                 httpcore.HTTPProxy, httpcore.ConnectionPool, _Route)
 
     @property
     def guard(self) -> PinGuard:
@@ -458,13 +463,8 @@ class AsyncPinningTransport(httpx.AsyncHTTPTransport):
         proxy = _proxy(proxy)
         self.pins = _Pins(config, verify=verify, cert=cert, ca_certs=ca_certs, proxy=proxy,
                           send_reports=send_reports, report_timeout=report_timeout)
-        backend = _AsyncBackend(self.pins)
-        kwargs = _pool_kwargs(self.pins, proxy, limits, retries, backend)
-        # Not super().__init__(): it would build a pool with httpx's own context and backend.
-        self._pool = httpcore.AsyncHTTPProxy(**kwargs) if proxy else httpcore.AsyncConnectionPool(**kwargs)
-        if proxy is not None and (bypass := _no_proxy(no_proxy)):
-            direct = httpcore.AsyncConnectionPool(**_pool_kwargs(self.pins, None, limits, retries, backend))
-            self._pool = _AsyncRoute(self._pool, direct, bypass)  # type: ignore[assignment]
+        self._pool = _build_pool(self.pins, proxy, no_proxy, limits, retries, _AsyncBackend(self.pins),
+                                 httpcore.AsyncHTTPProxy, httpcore.AsyncConnectionPool, _AsyncRoute)
 
     @property
     def guard(self) -> PinGuard:
