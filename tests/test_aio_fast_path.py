@@ -93,10 +93,13 @@ def test_async_download_keeps_every_byte_around_the_buffer_edges(
 
 def test_async_size_cap_still_stops_inside_a_batched_chunk(
         root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    # No Content-Length (close-delimited), so the cap is met inside the body, in a batched chunk
+    # that crosses it, past a full 1 MiB buffer: not refused up front from a declared length.
     data = os.urandom(2 * MiB)
     dest = tmp_path / "u"
     dest.write_bytes(b"old")
-    with https_server({"/u": Response(200, data)}) as s, pytest.raises(SizeError):
+    body = Response(200, lambda: iter([data]), content_length=None)
+    with https_server({"/u": body}) as s, pytest.raises(SizeError, match=f"more than {MiB + 7} bytes"):
         asyncio.run(fetch_update(s.url("/u"), dest, config=root_pinned_config, max_size=MiB + 7))
     assert dest.read_bytes() == b"old"
 
