@@ -58,7 +58,7 @@ FILE_NAME = "known-issuers.json"
 #: The marker that makes the file pinclient's; a file without it is never replaced.
 FORMAT = "pinclient known-issuers 1"
 #: The longest wait for another process's lock (it holds it for one small read and write).
-LOCK_TIMEOUT = 10.0
+LOCK_TIMEOUT = _paths.STATE_LOCK_TIMEOUT
 #: The largest file read: records are a few hundred bytes per host.
 MAX_FILE = 16 * 1024 * 1024
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it a read stops at 0x1A and writes turn \n into \r\n
@@ -271,33 +271,13 @@ class KnownIssuers:
             raise StorageError(f"cannot lock known issuers in {printable(str(self.folder))}: "
                                f"{e.strerror}") from None
         try:
-            self._wait_for_lock(fd)
+            _paths.wait_for_lock(fd, self.lock_path, remaining())
             try:
                 yield
             finally:
                 _paths.unlock(fd)  # Windows frees a closed file's locks only "eventually"
         finally:
             os.close(fd)  # releases the flock
-
-    def _wait_for_lock(self, fd: int) -> None:
-        left = remaining()
-        timeout = LOCK_TIMEOUT if left is None else min(LOCK_TIMEOUT, left)
-        give_up = time.monotonic() + timeout
-        while True:
-            try:
-                got = _paths.try_lock(fd)
-            except OSError as e:
-                raise StorageError(f"cannot lock {printable(str(self.lock_path))}: "
-                                   f"{e.strerror or e}") from None
-            if got is None:
-                raise StorageError(f"cannot lock {printable(str(self.lock_path))}: this platform has "
-                                   "neither flock nor msvcrt.locking; refusing an unlocked update")
-            if got:
-                return
-            if time.monotonic() >= give_up:
-                raise StorageError(f"another process held {printable(str(self.lock_path))} for "
-                                   f"more than {timeout:.1f} s; giving up")
-            time.sleep(0.01)
 
 
 def _host(host: str, raw: Mapping[str, object]) -> KnownHost:

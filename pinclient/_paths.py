@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import StorageError, UsageError
 
 try:
     import fcntl
@@ -32,7 +32,7 @@ except ImportError:
 
 __all__ = ["LOCK_BYTE", "REPLACE_PATIENCE", "WINDOWS", "fsync_dir", "fsync_file", "given_file_exists",
            "msvcrt_locks", "replace_file", "try_lock", "unlock", "user_cache_dir", "user_state_dir",
-           "windows_name_problem"]
+           "wait_for_lock", "windows_name_problem"]
 
 WINDOWS = os.name == "nt"  # read at call time by the Windows branches (the tests simulate them)
 REPLACE_PATIENCE = 2.0  # seconds a Windows sharing violation on os.replace is waited out, at most
@@ -214,6 +214,36 @@ def try_lock(fd: int) -> bool | None:
 def msvcrt_locks() -> bool:
     """Whether :func:`try_lock` uses ``msvcrt.locking`` (Windows), where an open file cannot be removed."""
     return fcntl is None and msvcrt is not None
+
+
+#: The longest a state-folder store (known issuers, the pins store) waits for its lock.
+STATE_LOCK_TIMEOUT = 10.0
+
+
+def wait_for_lock(fd: int, path: Path, left: float | None) -> None:
+    """:func:`try_lock` on ``fd`` (the lock file ``path``) every 10 ms, for at most
+    :data:`STATE_LOCK_TIMEOUT` seconds and never longer than ``left``, what is left of the caller's
+    deadline (None: no deadline). The one bounded lock wait of the state-folder stores.
+
+    Raises:
+        StorageError: the lock failed, this platform cannot lock, or another process held it too long.
+    """
+    timeout = STATE_LOCK_TIMEOUT if left is None else min(STATE_LOCK_TIMEOUT, left)
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            got = try_lock(fd)
+        except OSError as e:
+            raise StorageError(f"cannot lock {str(path)!r}: {e.strerror or e}", path=str(path)) from None
+        if got is None:
+            raise StorageError(f"cannot lock {str(path)!r}: this platform has neither flock nor "
+                               "msvcrt.locking; refusing an unlocked update", path=str(path))
+        if got:
+            return
+        if time.monotonic() >= give_up:
+            raise StorageError(f"another process held {str(path)!r} for more than {timeout:.1f} s; "
+                               "giving up", path=str(path))
+        time.sleep(0.01)
 
 
 def unlock(fd: int) -> None:

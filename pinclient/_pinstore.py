@@ -45,7 +45,7 @@ FORMAT = "pinclient-pins-update-1"
 #: A stored file larger than this is not one pinclient wrote (a pins file is capped at 1 MiB).
 _MAX_STORED = 4 * 1024 * 1024
 #: The longest wait for another process's lock (it holds it for one read and one small write).
-LOCK_TIMEOUT = 10.0
+LOCK_TIMEOUT = _paths.STATE_LOCK_TIMEOUT
 _BINARY = getattr(os, "O_BINARY", 0)  # Windows: without it a read stops at a 0x1A byte
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -144,34 +144,13 @@ def _locked(lock_path: Path) -> Iterator[None]:
         raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
                            path=str(lock_path)) from None
     try:
-        _wait_for_lock(fd, lock_path)
+        _paths.wait_for_lock(fd, lock_path, remaining())
         try:
             yield
         finally:
             _paths.unlock(fd)  # Windows frees a closed file's locks only "eventually"
     finally:
         os.close(fd)
-
-
-def _wait_for_lock(fd: int, lock_path: Path) -> None:
-    left = remaining()
-    timeout = LOCK_TIMEOUT if left is None else min(LOCK_TIMEOUT, left)
-    give_up = time.monotonic() + timeout
-    while True:
-        try:
-            got = _paths.try_lock(fd)
-        except OSError as e:
-            raise StorageError(f"cannot lock {str(lock_path)!r}: {e.strerror or e}",
-                               path=str(lock_path)) from None
-        if got is None:
-            raise StorageError(f"cannot lock {str(lock_path)!r}: this platform has neither flock nor "
-                               "msvcrt.locking", path=str(lock_path))
-        if got:
-            return
-        if time.monotonic() >= give_up:
-            raise StorageError(f"another process held {str(lock_path)!r} for more than {timeout:.1f} s; "
-                               "giving up", path=str(lock_path))
-        time.sleep(0.01)
 
 
 def _replace(path: Path, data: bytes) -> None:
