@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,6 +521,30 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "GAP"
 
 
+@contextlib.contextmanager
+def bench_setting(args: argparse.Namespace, size: int,
+                  note: str = "") -> Iterator[tuple[Server, World, Path]]:
+    """Both modes' setting: pinclient's bytecode compiled, a temporary folder with the PKI and the
+    payloads, the server running, DEST's folder; all of it stopped and removed afterwards, also on
+    a SIGTERM (a CI timeout, a kill)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="pinclient-bench-"))
+    dest_dir = args.dest_dir or default_dest_dir(work, size)
+    precompile()
+    print(f"machine: {machine()}", flush=True)
+    try:
+        world = make_world(work)
+        with start_server(world, args.server) as server:
+            print(f"versions: {versions(server)}")
+            print(f"server: {server.kind} on {server.url('')} ; DEST in {dest_dir} ({fs_type(dest_dir)})"
+                  f"{note}", flush=True)
+            yield server, world, dest_dir
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if dest_dir != work and dest_dir.parent == Path("/dev/shm"):
+            shutil.rmtree(dest_dir, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--size", default=None, help="big payload (default 1G; --quick: 64M)")
@@ -542,29 +567,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     connections = args.connections or (40 if args.quick else 300)
 
-    # A SIGTERM (CI timeout, kill) must still stop nginx and remove the temp folders below.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    work = Path(tempfile.mkdtemp(prefix="pinclient-bench-"))
-    dest_dir = args.dest_dir or default_dest_dir(work, big)
     started = time.perf_counter()
-    precompile()
-    print(f"machine: {machine()}", flush=True)
-    try:
-        world = make_world(work)
-        with start_server(world, args.server) as server:
-            print(f"versions: {versions(server)}")
-            print(f"server: {server.kind} on {server.url('')} ; DEST in {dest_dir} "
-                  f"({fs_type(dest_dir)}); {repeats} runs per variant, interleaved", flush=True)
-            times, rss_big, rss_small = bench_download(server, world, dest_dir, big, small, repeats)
-            rates, checks = bench_connections(server, world, connections, repeats)
-            keep_alive = keep_alive_count(server, world, 100) if server.keep_alive else None
-            # --quick runs one small round of the peers table too, so that mode cannot rot in CI.
-            peers = bench_peers(server, world, dest_dir, small, 1) if args.quick else None
-        version, imports = bench_startup(4 * repeats)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if dest_dir != work and dest_dir.parent == Path("/dev/shm"):
-            shutil.rmtree(dest_dir, ignore_errors=True)
+    with bench_setting(args, big, f"; {repeats} runs per variant, interleaved") as (server, world, dest_dir):
+        times, rss_big, rss_small = bench_download(server, world, dest_dir, big, small, repeats)
+        rates, checks = bench_connections(server, world, connections, repeats)
+        keep_alive = keep_alive_count(server, world, 100) if server.keep_alive else None
+        # --quick runs one small round of the peers table too, so that mode cannot rot in CI.
+        peers = bench_peers(server, world, dest_dir, small, 1) if args.quick else None
+    version, imports = bench_startup(4 * repeats)
 
     print(f"\n1. download and verify, {human(big):<9}              min   median      max      GB/s"
           "  CPU s: client server")
@@ -625,23 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def main_peers(args: argparse.Namespace) -> int:
     size = parse_size(args.size or ("16M" if args.quick else "1G"))
     repeats = args.repeats or (1 if args.quick else 10)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    work = Path(tempfile.mkdtemp(prefix="pinclient-bench-"))
-    dest_dir = args.dest_dir or default_dest_dir(work, size)
     started = time.perf_counter()
-    precompile()
-    print(f"machine: {machine()}", flush=True)
-    try:
-        world = make_world(work)
-        with start_server(world, args.server) as server:
-            print(f"versions: {versions(server)}")
-            print(f"server: {server.kind} on {server.url('')} ; DEST in {dest_dir} ({fs_type(dest_dir)})",
-                  flush=True)
-            peers = bench_peers(server, world, dest_dir, size, repeats)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if dest_dir != work and dest_dir.parent == Path("/dev/shm"):
-            shutil.rmtree(dest_dir, ignore_errors=True)
+    with bench_setting(args, size) as (server, world, dest_dir):
+        peers = bench_peers(server, world, dest_dir, size, repeats)
     report_peers(peers, size)
     print(f"\n(bench took {time.perf_counter() - started:.0f} s; load average now "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
