@@ -65,8 +65,8 @@ def test_unbounded_body_stops_at_max_size_with_little_memory(root_pinned_config:
         finally:
             tracemalloc.stop()
         s.wait_idle()
-    # The body streams through one reused 1 MiB buffer (pinclient._download.pipeline.Inline; three for
-    # the asyncio download's worker thread); nothing holds the whole body.
+    # The body streams through three reused 1 MiB buffers (pinclient._download.pipeline: one with a
+    # single core); nothing holds the whole body.
     assert peak < 6 * 1024 * 1024, f"peak Python memory {peak} bytes while reading {limit}"
     assert limit <= counter["sent"] < 4 * limit
 

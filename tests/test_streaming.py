@@ -16,7 +16,7 @@ import urllib3
 import pinclient._download.partfile as partfile
 from pinclient import NetworkError, PinningPoolManager, StorageError, fetch_update
 from pinclient._demo import Response
-from pinclient._download import stream
+from pinclient._download import pipeline
 from pinclient._download.body import body_reader
 from pinclient._download.pipeline import Inline, Pipeline
 from pinclient.config import PinConfig
@@ -249,19 +249,20 @@ def test_inline_feeds_every_buffer_in_order_and_raises_at_submit() -> None:
         fill(pipe, b"abcd")
 
 
-def test_a_failing_write_feeds_no_buffer_twice(root_pinned_config: PinConfig, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("kind", [Inline, Pipeline])
+def test_a_failing_write_feeds_no_buffer_twice(kind: type[Inline] | type[Pipeline], root_pinned_config: PinConfig,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                https_server: ServeHTTPS) -> None:
-    # The sync body loop hashes and writes inline: a consumer's error comes out of submit(), and the
+    # A consumer's error comes out of submit() (Inline) or the next take() (Pipeline), and the
     # loop's clean-up must not hand the same buffer over again (the digest would count it twice).
     fed: list[str] = []
 
-    class Recording(Inline):
+    class Recording(kind):  # type: ignore[valid-type,misc]
         def submit(self, buf: bytearray, n: int) -> None:
             fed.append(sha(bytes(buf[:n])))
             super().submit(buf, n)
 
-    monkeypatch.setattr(stream, "Inline", Recording)
+    monkeypatch.setattr(pipeline, "hash_and_write", Recording)
     monkeypatch.setattr(FullDisk, "quota", MiB + MiB // 2)
     monkeypatch.setattr(partfile, "_open_file", lambda fd: FullDisk(fd, "r+"))
     data = os.urandom(4 * MiB)
@@ -270,6 +271,34 @@ def test_a_failing_write_feeds_no_buffer_twice(root_pinned_config: PinConfig, tm
     assert len(fed) >= 2
     assert len(set(fed)) == len(fed), "a buffer was handed over twice"
     assert not (tmp_path / "u").exists()
+    assert not workers()
+
+
+@pytest.mark.parametrize(("cpus", "where"), [(2, "pinclient-hash-write"), (1, "reader")])
+def test_the_sync_download_hashes_and_writes_on_a_worker_thread_only_with_a_second_core(
+        cpus: int, where: str, root_pinned_config: PinConfig, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, https_server: ServeHTTPS) -> None:
+    # Issue 18: with two cores the worker thread hashes and writes one buffer while the next one
+    # is read (0.8x the wall time); with one it could only add hand-offs.
+    threads: set[str] = set()
+    real_write = partfile.PartFile.write
+
+    def write(self: partfile.PartFile, chunk: bytes | memoryview) -> None:
+        threads.add(threading.current_thread().name)
+        real_write(self, chunk)
+
+    monkeypatch.setattr(pipeline, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(partfile.PartFile, "write", write)
+    data = os.urandom(3 * MiB + 5)
+    threading.current_thread().name, name = "reader", threading.current_thread().name
+    try:
+        with https_server({"/u": Response(200, data)}) as s:
+            fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config, sha256=sha(data))
+    finally:
+        threading.current_thread().name = name
+    assert threads == {where}
+    assert (tmp_path / "u").read_bytes() == data
+    assert not workers()
 
 
 def test_written_bytes_are_handed_to_write_back_in_contiguous_ranges(

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from ..errors import NetworkError, SizeError
+from . import pipeline
 from .body import body_reader
 from .job import Job, deadline_error
 from .partfile import PartFile
-from .pipeline import Inline
 from .rate import rate_limit_pause
 
 __all__ = ["HANDOFF_INTERVAL", "PROGRESS_INTERVAL", "stream_body"]
@@ -33,9 +33,9 @@ def stream_body(resp: Any, part: PartFile, job: Job, *, url: str, received: int,
     """The hot loop. This thread reads straight into large reused buffers, at most one TLS record
     per call (so that a trickle cannot hide in one long read), checks the size cap after every
     record and the timed limits when they are due; each filled buffer is then hashed and written
-    on this thread (:class:`.pipeline.Inline`: a second thread cost ~15 % more CPU per GiB and won
-    no time unless a core was idle, issue 18). Whatever was read before a failure is still hashed
-    and written (a resume relies on the digest and the part agreeing). Bounded memory: one buffer.
+    on a worker thread while the next one fills (:func:`.pipeline.hash_and_write`; on this thread
+    when the process has one core). Whatever was read before a failure is still hashed and written
+    (a resume relies on the digest and the part agreeing). Bounded memory: three 1 MiB buffers.
 
     Raises:
         SizeError: more than the cap arrived.
@@ -47,7 +47,8 @@ def stream_body(resp: Any, part: PartFile, job: Job, *, url: str, received: int,
     now = clock()
     checks = _Checks(resp, job, url, now, received, total)
     due = checks.run(now, received)
-    with Inline((job.digest.update, *(sink.update for sink in job.sinks), part.write)) as pipe:
+    with pipeline.hash_and_write((job.digest.update, *(sink.update for sink in job.sinks),
+                                  part.write)) as pipe:
         buf, pos, handoff = pipe.take(), 0, now + HANDOFF_INTERVAL
         view = memoryview(buf)
         end = len(view)
