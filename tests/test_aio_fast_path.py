@@ -203,3 +203,185 @@ def test_a_corrupted_record_fails_closed_in_the_sync_download_too(
                    sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0, resume=False)
     assert dest.read_bytes() == b"old"
     server.thread.join(10)
+
+
+# ------------------------------------------------------------ the direct reads (_download.aiobody)
+
+
+@pytest.fixture
+def fills(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte counts of every direct read (``TLSBody.fill``), to prove a test ran through them."""
+    from pinclient._download import aiobody
+
+    counts: list[int] = []
+    real = aiobody.TLSBody.fill
+
+    def fill(self: aiobody.TLSBody, view: memoryview) -> int:
+        n = real(self, view)
+        counts.append(n)
+        return n
+
+    monkeypatch.setattr(aiobody.TLSBody, "fill", fill)
+    return counts
+
+
+def test_the_rest_of_a_content_length_body_is_read_below_httpcore(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, fills: list[int]) -> None:
+    # The first chunk through httpx (h11 hands over what it buffered with the head), then direct
+    # reads: every byte once, in order, across the switch and the 1 MiB buffer edges.
+    data = os.urandom(3 * MiB + 12345)
+
+    def body() -> Any:
+        yield data[:1000]
+        time.sleep(0.2)  # the first chunk is these 1000 bytes alone
+        yield data[1000:]
+
+    with https_server({"/u": Response(200, body, content_length=len(data))}) as s:
+        result = asyncio.run(fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                          sha256=hashlib.sha256(data).hexdigest()))
+    assert result.size == len(data)
+    assert (tmp_path / "u").read_bytes() == data
+    assert sum(fills) == len(data) - 1000, "the rest of the body came through the direct reads"
+
+
+def test_after_direct_reads_the_connection_is_closed_not_reused(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, fills: list[int]) -> None:
+    # h11 never saw the bytes read below it: its connection is mid-body, so httpcore must close it
+    # rather than send the next request on it (which would read the wrong bytes as an answer).
+    data = os.urandom(2 * MiB)
+    transport = AsyncPinningTransport(root_pinned_config)
+
+    async def twice() -> None:
+        async with transport:
+            for name in ("a", "b"):
+                await fetch_update(s.url("/u"), tmp_path / name, config=root_pinned_config,
+                                   sha256=hashlib.sha256(data).hexdigest(), transport=transport)
+
+    with https_server({"/u": Response(200, data)}) as s:
+        asyncio.run(twice())
+        assert s.handshakes == 2
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == data
+    assert sum(fills) > 2 * MiB
+
+
+class ShortServer:
+    """One answer declaring ``length`` bytes that sends ``sent`` and then ends the connection: with
+    close_notify (``notify``), without it, or not at all (``stall``: keeps it open, silent)."""
+
+    def __init__(self, context: ssl.SSLContext, length: int, sent: int, end: str) -> None:
+        self.context, self.length, self.sent, self.end = context, length, sent, end
+        self.release = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        raw, _ = self.listener.accept()
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as tls:
+                while b"\r\n\r\n" not in tls.recv(65536):
+                    pass
+                tls.sendall(f"HTTP/1.1 200 X\r\nContent-Length: {self.length}\r\nETag: \"v1\"\r\n\r\n".encode())
+                tls.sendall(b"x" * 1000)
+                time.sleep(0.2)  # the first chunk is these 1000 bytes: the rest is read directly
+                tls.sendall(b"x" * (self.sent - 1000))
+                if self.end == "notify":
+                    tls.unwrap().close()
+                elif self.end == "stall":
+                    self.release.wait(20)
+        except OSError:
+            pass
+        finally:
+            self.listener.close()
+
+
+@pytest.mark.parametrize("end", ["notify", "ragged"])
+def test_a_body_cut_short_in_the_direct_reads_fails_and_keeps_what_arrived(
+        pki: Any, root_pinned_config: PinConfig, tmp_path: Path, fills: list[int], end: str) -> None:
+    from pinclient import NetworkError
+
+    from .conftest import HOST
+
+    length, sent = 3 * MiB, 2 * MiB + 7
+    server = ShortServer(pki.pinned_int.issue_leaf(HOST).server_context(), length, sent, end)
+    dest = tmp_path / "u"
+    with pytest.raises(NetworkError, match=f"{sent}.*{length}|{length}.*{sent}"):
+        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
+                                 sha256="0" * 64, retries=0, deadline=30))
+    assert not dest.exists()
+    assert (tmp_path / ".u.pinclient-part").stat().st_size == sent, "every byte that arrived is kept"
+    assert sum(fills) == sent - 1000
+    server.thread.join(10)
+
+
+def test_a_stall_in_the_direct_reads_meets_the_read_timeout(
+        pki: Any, root_pinned_config: PinConfig, tmp_path: Path, fills: list[int]) -> None:
+    from pinclient import NetworkError
+
+    from .conftest import HOST
+
+    sent = 2 * MiB
+    server = ShortServer(pki.pinned_int.issue_leaf(HOST).server_context(), 3 * MiB, sent, "stall")
+    started = time.monotonic()
+    try:
+        with pytest.raises(NetworkError, match="timed out"):
+            asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", tmp_path / "u",
+                                     config=root_pinned_config, sha256="0" * 64, retries=0,
+                                     read_timeout=0.5, deadline=30))
+        took = time.monotonic() - started
+    finally:
+        server.release.set()
+    assert took < 10, f"a 0.5 s read timeout took {took:.1f} s"
+    assert (tmp_path / ".u.pinclient-part").stat().st_size == sent
+    assert sum(fills) == sent - 1000
+    server.thread.join(10)
+
+
+def test_a_corrupted_record_after_the_switch_to_direct_reads_fails_closed(
+        pki: Any, root_pinned_config: PinConfig, tmp_path: Path, fills: list[int]) -> None:
+    from pinclient import PinclientError
+
+    from .conftest import HOST
+
+    records = [os.urandom(RECORD) for _ in range(300)]  # 1.2 MiB: well past the first chunk
+    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), records, split=True)
+    dest = tmp_path / "u"
+    dest.write_bytes(b"old")
+    with pytest.raises(PinclientError) as caught:
+        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
+                                 sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0,
+                                 resume=False))
+    assert caught.value.exit_code == 6, caught.value
+    assert "TLS error" in str(caught.value)
+    assert dest.read_bytes() == b"old"
+    assert sum(fills) > 0
+    server.thread.join(10)
+
+
+def test_the_minimum_rate_holds_in_the_direct_reads(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, fills: list[int]) -> None:
+    from pinclient import NetworkError
+
+    stop = threading.Event()
+    data = os.urandom(MiB)
+
+    def body() -> Any:
+        yield data[:1000]
+        time.sleep(0.2)
+        yield data[1000:]
+        while not stop.wait(0.1):  # then a trickle of 10 bytes/s, each byte within the read timeout
+            yield b"x"
+
+    with https_server({"/u": Response(200, body, content_length=2 * MiB)}) as s:
+        started = time.monotonic()
+        try:
+            with pytest.raises(NetworkError, match="below the minimum"):
+                asyncio.run(fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                         sha256="0" * 64, retries=0, min_rate=1000, rate_window=1,
+                                         read_timeout=5, deadline=30))
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+    assert took < 10, took
+    assert sum(fills) >= MiB - 1000
