@@ -385,3 +385,21 @@ def test_the_minimum_rate_holds_in_the_direct_reads(
             stop.set()
     assert took < 10, took
     assert sum(fills) >= MiB - 1000
+
+
+def test_a_resumed_body_is_read_directly_and_joins_the_part_exactly(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS, fills: list[int]) -> None:
+    # The first answer drops the connection after 1 MiB + 3; the retry asks for the rest (206),
+    # whose declared length is the rest alone: the direct reads must count from the part's end.
+    from .hostile import Seen, ranged
+
+    data = os.urandom(3 * MiB)
+    seen = Seen()
+    cut = MiB + 3
+    with https_server({"/u": ranged(data, seen, drop_after={0: cut})}) as s:
+        result = asyncio.run(fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                          sha256=hashlib.sha256(data).hexdigest(), retries=1))
+    assert (tmp_path / "u").read_bytes() == data
+    assert result.resumed_from == cut
+    assert seen.ranges == [None, f"bytes={cut}-"]
+    assert sum(fills) >= len(data) - cut - 65536
