@@ -5,7 +5,8 @@ are outside it, and the parent measures them with the whole process).
 
     python bench/peers.py CLIENT URL CA_FILE DEST [PINS]
 
-CLIENT is ``pinclient`` (``pinclient.fetch_update``), ``pinclient-aio`` (``pinclient.aio.fetch_update``
+CLIENT is ``pinclient`` (``pinclient.fetch_update``), ``pinclient-1core`` (the same, hashing and
+writing on the reading thread as with one core), ``pinclient-aio`` (``pinclient.aio.fetch_update``
 under ``asyncio.run``), ``requests`` (``iter_content(1 MiB)``),
 ``urllib3`` (``stream(1 MiB)``), ``httpx`` (``iter_bytes``) or ``write`` (no network: raw
 ``os.write`` of 1 GiB of one 1 MiB buffer; URL is the size in bytes).
@@ -68,6 +69,15 @@ def _pinclient(url: str, pins: str, dest: str) -> str:
     return pinclient.fetch_update(url, dest, config=config).sha256
 
 
+def _pinclient_one_core(url: str, pins: str, dest: str) -> str:
+    """``pinclient.fetch_update`` as on a one-core machine: hashing and writing on the reading thread
+    (``_download.pipeline.Inline``), to show what the worker thread buys and costs."""
+    import pinclient._download.pipeline as pipeline
+
+    pipeline.usable_cpus = lambda: 1
+    return _pinclient(url, pins, dest)
+
+
 def _pinclient_aio(url: str, pins: str, dest: str) -> str:
     import asyncio
 
@@ -96,7 +106,7 @@ def main(argv: list[str]) -> int:
 
         import pinclient.aio
         import pinclient.httpx
-    elif client == "pinclient":
+    elif client in ("pinclient", "pinclient-1core"):
         # Imported before the clock, as the others are. ``import pinclient`` alone loads nothing
         # (PEP 562 lazy exports), so name the modules a fetch loads: otherwise ~0.14 CPU-s of
         # importing urllib3, cryptography and pinclient's own modules would count as transfer.
@@ -107,6 +117,8 @@ def main(argv: list[str]) -> int:
     cpu, start = time.process_time(), time.perf_counter()
     if client == "pinclient":
         sha = _pinclient(url, rest[0], dest)
+    elif client == "pinclient-1core":
+        sha = _pinclient_one_core(url, rest[0], dest)
     elif client == "pinclient-aio":
         sha = _pinclient_aio(url, rest[0], dest)
     elif client == "write":

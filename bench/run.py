@@ -277,6 +277,8 @@ def bench_peers(server: Server, world: World, dest_dir: Path, size: int,
     peers: dict[str, Peer] = {
         "cli": Peer("fetch-update CLI", fetch_cli),
         "lib": Peer("pinclient.fetch_update() in-process", python_client("pinclient")),
+        "lib1": Peer("pinclient.fetch_update(), hashing on the reading thread (1-core mode)",
+                     python_client("pinclient-1core")),
         "requests": Peer("requests iter_content(1 MiB) + hashlib", python_client("requests")),
         "urllib3": Peer("urllib3 stream(1 MiB) + hashlib", python_client("urllib3")),
     }
@@ -363,6 +365,11 @@ def report_peers(peers: dict[str, Peer], size: int) -> None:
     print(f"\nirreducible CPU (curl -o /dev/null + hashlib + raw write): {floor:.2f} s/GiB")
     for name, value, target in goals:
         print(f"  {name:<64} {value:5.2f}   <= {target:.2f}  {verdict(value <= target)}")
+    if "lib1" in peers:
+        walls = zip(peers["lib"].xfer_wall, peers["lib1"].xfer_wall, strict=True)
+        cpus = zip(peers["lib"].xfer_cpu, peers["lib1"].xfer_cpu, strict=True)
+        print(f"  the worker thread against hashing on the reading thread (per round): wall "
+              f"{med(a / b for a, b in walls):.2f}x, CPU {med(a / b for a, b in cpus):.2f}x")
 
 
 # ------------------------------------------------------------------------ 2 + 5: connections
