@@ -301,6 +301,10 @@ def _build_context(bundle: str, minimum_version: ssl.TLSVersion | None,
     if maximum_version is not None:
         ctx.maximum_version = maximum_version
     ctx.options |= ssl.OP_NO_SSLv2 | ssl.OP_NO_SSLv3 | ssl.OP_NO_COMPRESSION | ssl.OP_NO_TICKET
+    # The chain the pin check saw must stay the connection's chain: OpenSSL's client otherwise
+    # follows a TLS 1.2 server's HelloRequest into a second handshake, whose chain nobody checks
+    # against the pins. Refused, the server gets a no_renegotiation warning and goes on, or ends.
+    ctx.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     ctx.verify_flags &= ~getattr(ssl, "VERIFY_X509_PARTIAL_CHAIN", 0)
     if sys.version_info >= (3, 13):
         ctx.verify_flags |= ssl.VERIFY_X509_STRICT
