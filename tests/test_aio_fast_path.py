@@ -403,3 +403,23 @@ def test_a_resumed_body_is_read_directly_and_joins_the_part_exactly(
     assert result.resumed_from == cut
     assert seen.ranges == [None, f"bytes={cut}-"]
     assert sum(fills) >= len(data) - cut - 65536
+
+
+@pytest.mark.parametrize("tls_proxy", [False, True], ids=["http-proxy", "https-proxy"])
+def test_direct_reads_through_a_proxy_tunnel_keep_every_byte(
+        tls_proxy: bool, pki: Any, root_pinned_config: PinConfig, tmp_path: Path,
+        https_server: ServeHTTPS, fills: list[int]) -> None:
+    # Through an https:// proxy the origin's TLS runs inside the proxy's (anyio's TLS stream over
+    # another): the direct reads then feed the inner TLS from the outer stream, byte for byte.
+    from .conftest import HOST
+    from .hostile import ConnectProxy
+
+    data = os.urandom(2 * MiB + 99)
+    leaf = pki.rogue_root.issue_leaf("proxy.test") if tls_proxy else None
+    with ConnectProxy(leaf) as proxy, https_server({"/u": Response(200, data)}) as s:
+        result = asyncio.run(fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                          sha256=hashlib.sha256(data).hexdigest(), proxy=proxy.url))
+    assert result.size == len(data)
+    assert (tmp_path / "u").read_bytes() == data
+    assert [t.target for t in proxy.tunnels] == [f"{HOST}:{s.port}"]
+    assert sum(fills) > MiB
