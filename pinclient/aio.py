@@ -429,7 +429,7 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
 def _content_length(resp: httpx.Response) -> int | None:
     """The body's declared length, if it has one (no Transfer-Encoding: h11 frames by that then)."""
     value = resp.headers.get("content-length")
-    if value is None or "transfer-encoding" in resp.headers or not value.isdigit():
+    if value is None or "transfer-encoding" in resp.headers or not (value.isascii() and value.isdigit()):
         return None
     return int(value)
 

@@ -423,3 +423,19 @@ def test_direct_reads_through_a_proxy_tunnel_keep_every_byte(
     assert (tmp_path / "u").read_bytes() == data
     assert [t.target for t in proxy.tunnels] == [f"{HOST}:{s.port}"]
     assert sum(fills) > MiB
+
+
+@pytest.mark.parametrize(("headers", "length"), [
+    ({"Content-Length": "12"}, 12),
+    ({"Content-Length": "0"}, 0),
+    ({}, None),
+    ({"Content-Length": "12", "Transfer-Encoding": "chunked"}, None),  # h11 frames by the chunks
+    ({"Content-Length": "1, 1"}, None),
+    ({b"Content-Length": b"\xb2"}, None),  # latin-1 superscript two: isdigit() says yes, int() raises
+    ({"Content-Length": "-1"}, None),
+])
+def test_only_a_plain_declared_length_sends_the_body_to_the_direct_reads(
+        headers: dict[Any, Any], length: int | None) -> None:
+    from pinclient.aio import _content_length
+
+    assert _content_length(httpx.Response(200, headers=headers)) == length
