@@ -23,9 +23,10 @@ Cancellation (``task.cancel()``, a timeout around the call) leaves DEST as it wa
 continues. After httpx's first chunk, the rest of a Content-Length body is decrypted straight into
 1 MiB buffers (:mod:`pinclient._download.aiobody`: about the sync download's CPU per GiB, against
 twice that through httpcore; the connection is then closed, not reused); the buffers are hashed
-and written on the sync download's worker thread (the event loop waits for it only when all three
-buffers are in flight); waiting for DEST's lock and the signature's key check run in a worker
-thread too.
+and written on the sync download's worker thread. When all three buffers are in flight, and at
+the end while the last ones are written, the download waits for that thread in a worker thread of
+anyio's, never on the event loop (a slow disk slows the download, not the application); waiting
+for DEST's lock and the signature's key check run in a worker thread too.
 
 Mirrors (``urls=``) follow the sync rules through the sync helpers (``_make_job``'s mirror list,
 ``_check_mirror_keys``, ``MIRROR_FAILOVER``, ``_mirrors_failed``): each mirror pinned on its own,
@@ -347,7 +348,8 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
     (:mod:`pinclient._download.aiobody`, half the CPU per GiB), any other body stays on httpx's
     chunks. The size cap at every chunk or record, the minimum rate, the rate limit and progress
     at every chunk or socket read. Every byte that arrived, up to the cap, is hashed and written
-    before this returns or raises (a resume relies on the digest and the part agreeing)."""
+    before this returns or raises (a resume relies on the digest and the part agreeing), waited
+    for off the event loop (:func:`_free_buffer`, ``Pipeline.close``)."""
     cap, why = job.limit_for(urlsplit(url).hostname or "")
     length = _content_length(resp)
     first, received = job.offset, job.offset
@@ -372,7 +374,7 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
         return SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
 
     with Pipeline((job.digest.update, *(sink.update for sink in job.sinks), part.write)) as pipe:
-        buf, pos = pipe.take(), 0
+        buf, pos = await _free_buffer(pipe), 0
         view = memoryview(buf)
         end = len(buf)
         direct = None
@@ -391,7 +393,8 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
                     data = data[n:]
                     if pos == end:
                         pipe.submit(buf, end)
-                        buf, pos = pipe.take(), 0
+                        pos = 0  # before the wait: a cancellation in it must not submit buf again
+                        buf = await _free_buffer(pipe)
                         view = memoryview(buf)
                 if over:
                     raise over_cap()
@@ -411,7 +414,8 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
                     pos += n
                     if pos == end:
                         pipe.submit(buf, end)
-                        buf, pos = pipe.take(), 0
+                        pos = 0
+                        buf = await _free_buffer(pipe)
                         view = memoryview(buf)
                     await checks(time.monotonic())
                 elif direct.ended:
@@ -421,9 +425,18 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
         finally:
             if pos:
                 pipe.submit(buf, pos)
+            with anyio.CancelScope(shield=True):  # the last buffers, written off the event loop
+                await anyio.to_thread.run_sync(pipe.close)
     if job.progress is not None:
         job.progress(received, total)
     return received
+
+
+async def _free_buffer(pipe: Pipeline) -> bytearray:
+    """A free buffer of ``pipe``; when all are being hashed and written, waited for in a worker
+    thread, so the event loop runs other tasks meanwhile (a slow disk never stalls it)."""
+    buf = pipe.take_nowait()
+    return buf if buf is not None else await anyio.to_thread.run_sync(pipe.take)
 
 
 def _content_length(resp: httpx.Response) -> int | None:

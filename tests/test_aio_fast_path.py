@@ -463,3 +463,88 @@ def test_direct_reads_let_asyncio_take_a_mebibyte_per_loop_turn(
     assert sizes
     assert set(sizes) == {aiobody.RECEIVE_BYTES}
     assert asyncio.selector_events._SelectorSocketTransport.max_size == 256 * 1024  # type: ignore[attr-defined]
+
+
+def _slow_disk(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[float]:
+    """Every part-file write first sleeps ``delay[0]`` seconds (set it to 0 to end that)."""
+    import pinclient._download.partfile as partfile
+
+    real = partfile.PartFile.write
+    delay = [seconds]
+
+    def write(self: partfile.PartFile, chunk: bytes | memoryview) -> None:
+        time.sleep(delay[0])  # on the hashing thread: a disk that takes its time
+        real(self, chunk)
+
+    monkeypatch.setattr(partfile.PartFile, "write", write)
+    return delay
+
+
+def test_a_slow_disk_never_stalls_the_event_loop(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # When all three buffers are being hashed and written, the download waits for one in a worker
+    # thread: other tasks keep running (here a ticker, which would stop for each 0.3 s write).
+    _slow_disk(monkeypatch, 0.3)
+    data = os.urandom(6 * MiB)
+
+    async def main(url: str) -> float:
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        try:
+            await fetch_update(url, tmp_path / "u", config=root_pinned_config,
+                               sha256=hashlib.sha256(data).hexdigest())
+        finally:
+            done.set()
+            await tick
+        return max(gaps)
+
+    with https_server({"/u": Response(200, data)}) as s:
+        longest = asyncio.run(main(s.url("/u")))
+    assert (tmp_path / "u").read_bytes() == data
+    assert longest < 0.2, f"the event loop stood still for {longest:.2f} s"
+
+
+def test_a_cancellation_while_waiting_for_a_buffer_hands_none_over_twice(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Cancelled while every buffer is in flight (the wait for a free one): the buffer just handed
+    # over must not be handed over again on the way out, or the part would hold a MiB twice and
+    # the resume below would build a file that fails its hash.
+    import pinclient
+
+    from .hostile import Seen, ranged
+
+    delay = _slow_disk(monkeypatch, 0.2)
+    data = os.urandom(10 * MiB)
+    dest = tmp_path / "u"
+
+    async def cancel_midway(url: str) -> None:
+        task = asyncio.create_task(fetch_update(url, dest, config=root_pinned_config,
+                                                sha256=hashlib.sha256(data).hexdigest()))
+        await asyncio.sleep(0.7)  # ~3 buffers written, 3 in flight, the reader waiting
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with https_server({"/u": ranged(data, Seen())}) as s:
+        asyncio.run(cancel_midway(s.url("/u")))
+        part = tmp_path / ".u.pinclient-part"
+        kept = part.stat().st_size
+        assert 0 < kept < len(data)
+        assert part.read_bytes() == data[:kept]
+        delay[0] = 0
+        result = pinclient.fetch_update(s.url("/u"), dest, config=root_pinned_config,
+                                        sha256=hashlib.sha256(data).hexdigest())
+    assert result.resumed_from == kept
+    assert dest.read_bytes() == data

@@ -80,6 +80,7 @@ class Pipeline:
         for _ in range(buffers):
             self._free.put(bytearray(size))
         self.error: BaseException | None = None
+        self._closing = False
         self._thread = threading.Thread(target=self._work, name="pinclient-hash-write", daemon=True)
 
     def __enter__(self) -> Pipeline:
@@ -88,11 +89,18 @@ class Pipeline:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._full.put(None)
-        self._thread.join()
+        self.close()
         error = self.error
         if error is not None and error is not exc and (exc is None or isinstance(exc, Exception)):
             raise error
+
+    def close(self) -> None:
+        """Let the worker feed every buffer submitted so far, stop it and wait for it (an event
+        loop calls this in a worker thread before leaving the block). Idempotent."""
+        if not self._closing:
+            self._closing = True
+            self._full.put(None)
+        self._thread.join()
 
     def take(self) -> bytearray:
         """A free buffer, waiting while all of them are in flight.
@@ -101,6 +109,22 @@ class Pipeline:
             BaseException: the error a consumer raised, if one did.
         """
         buf = self._free.get()
+        if self.error is not None:
+            self._free.put(buf)
+            raise self.error
+        return buf
+
+    def take_nowait(self) -> bytearray | None:
+        """A free buffer if one is free now, else None (an event loop then waits for :meth:`take`
+        in a worker thread rather than on itself).
+
+        Raises:
+            BaseException: the error a consumer raised, if one did.
+        """
+        try:
+            buf = self._free.get_nowait()
+        except queue.Empty:
+            return None
         if self.error is not None:
             self._free.put(buf)
             raise self.error
