@@ -58,7 +58,7 @@ import anyio.from_thread
 import anyio.to_thread
 import httpx
 
-from ._download.aiobody import tls_body
+from ._download.aiobody import declared_length, tls_body
 from ._download.dest import DestKind, dest_kind
 from ._download.fetch import (
     FetchResult,
@@ -351,7 +351,7 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
     before this returns or raises (a resume relies on the digest and the part agreeing), waited
     for off the event loop (:func:`_free_buffer`, ``Pipeline.close``)."""
     cap, why = job.limit_for(urlsplit(url).hostname or "")
-    length = _content_length(resp)
+    length = declared_length(resp)
     first, received = job.offset, job.offset
     budget = job.budget
     start = time.monotonic()
@@ -437,14 +437,6 @@ async def _free_buffer(pipe: Pipeline) -> bytearray:
     thread, so the event loop runs other tasks meanwhile (a slow disk never stalls it)."""
     buf = pipe.take_nowait()
     return buf if buf is not None else await anyio.to_thread.run_sync(pipe.take)
-
-
-def _content_length(resp: httpx.Response) -> int | None:
-    """The body's declared length, if it has one (no Transfer-Encoding: h11 frames by that then)."""
-    value = resp.headers.get("content-length")
-    if value is None or "transfer-encoding" in resp.headers or not (value.isascii() and value.isdigit()):
-        return None
-    return int(value)
 
 
 async def _pace(job: Job, now: float, start: float, start_bytes: int, received: int) -> None:

@@ -436,9 +436,9 @@ def test_direct_reads_through_a_proxy_tunnel_keep_every_byte(
 ])
 def test_only_a_plain_declared_length_sends_the_body_to_the_direct_reads(
         headers: dict[Any, Any], length: int | None) -> None:
-    from pinclient.aio import _content_length
+    from pinclient._download.aiobody import declared_length
 
-    assert _content_length(httpx.Response(200, headers=headers)) == length
+    assert declared_length(httpx.Response(200, headers=headers)) == length
 
 
 def test_direct_reads_let_asyncio_take_a_mebibyte_per_loop_turn(

@@ -31,10 +31,19 @@ from typing import Any
 import anyio
 import httpx
 
-__all__ = ["RECEIVE_BYTES", "TLSBody", "tls_body"]
+__all__ = ["RECEIVE_BYTES", "TLSBody", "declared_length", "tls_body"]
 
 #: Most bytes taken from the socket stream per await (asyncio reads at most 256 KiB per recv).
 RECEIVE_BYTES = 1024 * 1024
+
+
+def declared_length(resp: httpx.Response) -> int | None:
+    """The body's declared length, if it has one (no Transfer-Encoding: h11 frames by that then).
+    ASCII digits only: ``str.isdigit`` also says yes to a latin-1 superscript that ``int`` refuses."""
+    value = resp.headers.get("content-length")
+    if value is None or "transfer-encoding" in resp.headers or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value)
 
 
 def tls_body(stream: Any, remaining: int) -> TLSBody | None:
