@@ -104,6 +104,15 @@ def test_async_size_cap_still_stops_inside_a_batched_chunk(
     assert dest.read_bytes() == b"old"
 
 
+def _serve_once(server: Any) -> None:
+    """Give ``server`` a loopback listener (``listener``, ``port``) and a thread running its
+    ``_serve`` for one connection (``thread``)."""
+    server.listener = socket.create_server(("127.0.0.1", 0))
+    server.port = server.listener.getsockname()[1]
+    server.thread = threading.Thread(target=server._serve, daemon=True)
+    server.thread.start()
+
+
 class CorruptingServer:
     """One HTTPS answer whose last TLS record is corrupted in flight, sent in the same TCP segment as
     the good records before it: the batching reads the good ones and meets the bad one. TLS runs
@@ -111,10 +120,7 @@ class CorruptingServer:
 
     def __init__(self, context: ssl.SSLContext, records: list[bytes], *, split: bool) -> None:
         self.context, self.records, self.split = context, records, split
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        _serve_once(self)
 
     def _serve(self) -> None:
         conn, _ = self.listener.accept()
@@ -167,21 +173,28 @@ def test_a_corrupted_record_fails_closed_batched_or_not(
         pki: Any, root_pinned_config: PinConfig, tmp_path: Path, good_records: int, split: bool) -> None:
     # Batched (the bad record in the same segment as good ones) or read on its own, where anyio's
     # raw ssl.SSLError used to escape pinclient.aio untyped: a NetworkError, DEST untouched.
+    error = _fetch_corrupted(pki, root_pinned_config, tmp_path, good_records + 1, split=split)
+    assert error.exit_code == 6, error  # NetworkError: typed, and retried like one
+
+
+def _fetch_corrupted(pki: Any, config: PinConfig, tmp_path: Path, records: int, *, split: bool) -> Any:
+    """The async download's error for a body of ``records`` records whose last one is corrupted;
+    DEST is checked to be untouched."""
     from pinclient import PinclientError
 
     from .conftest import HOST
 
-    records = [os.urandom(RECORD) for _ in range(good_records + 1)]
-    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), records, split=split)
+    body = [os.urandom(RECORD) for _ in range(records)]
+    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), body, split=split)
     dest = tmp_path / "u"
     dest.write_bytes(b"old")
     with pytest.raises(PinclientError) as caught:
-        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
-                                 sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0,
+        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=config,
+                                 sha256=hashlib.sha256(b"".join(body)).hexdigest(), retries=0,
                                  resume=False))
-    assert caught.value.exit_code == 6, caught.value  # NetworkError: typed, and retried like one
     assert dest.read_bytes() == b"old"
     server.thread.join(10)
+    return caught.value
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -271,10 +284,7 @@ class ShortServer:
     def __init__(self, context: ssl.SSLContext, length: int, sent: int, end: str) -> None:
         self.context, self.length, self.sent, self.end = context, length, sent, end
         self.release = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        _serve_once(self)
 
     def _serve(self) -> None:
         raw, _ = self.listener.accept()
@@ -340,23 +350,11 @@ def test_a_stall_in_the_direct_reads_meets_the_read_timeout(
 
 def test_a_corrupted_record_after_the_switch_to_direct_reads_fails_closed(
         pki: Any, root_pinned_config: PinConfig, tmp_path: Path, fills: list[int]) -> None:
-    from pinclient import PinclientError
-
-    from .conftest import HOST
-
-    records = [os.urandom(RECORD) for _ in range(300)]  # 1.2 MiB: well past the first chunk
-    server = CorruptingServer(pki.pinned_int.issue_leaf(HOST).server_context(), records, split=True)
-    dest = tmp_path / "u"
-    dest.write_bytes(b"old")
-    with pytest.raises(PinclientError) as caught:
-        asyncio.run(fetch_update(f"https://{HOST}:{server.port}/u", dest, config=root_pinned_config,
-                                 sha256=hashlib.sha256(b"".join(records)).hexdigest(), retries=0,
-                                 resume=False))
-    assert caught.value.exit_code == 6, caught.value
-    assert "TLS error" in str(caught.value)
-    assert dest.read_bytes() == b"old"
+    # 300 records of 4 KiB: well past the first chunk
+    error = _fetch_corrupted(pki, root_pinned_config, tmp_path, 300, split=True)
+    assert error.exit_code == 6, error
+    assert "TLS error" in str(error)
     assert sum(fills) > 0
-    server.thread.join(10)
 
 
 def test_the_minimum_rate_holds_in_the_direct_reads(
