@@ -546,3 +546,22 @@ def test_a_cancellation_while_waiting_for_a_buffer_hands_none_over_twice(
                                         sha256=hashlib.sha256(data).hexdigest())
     assert result.resumed_from == kept
     assert dest.read_bytes() == data
+
+
+def test_a_206_declaring_more_than_its_range_still_meets_the_cap(
+        root_pinned_config: PinConfig, tmp_path: Path, https_server: ServeHTTPS) -> None:
+    # The resumed answer's Content-Range says the file fits the cap, its Content-Length says a
+    # GiB more: the direct reads (which stop only at the declared length) must not take it; the
+    # chunk path meets the cap inside the body.
+    from .hostile import Seen, endless, ranged
+
+    data = os.urandom(3 * MiB)
+    cut, cap = MiB + 3, 4 * MiB
+    sent: dict[str, int] = {}
+    liar = Response(206, endless(sent), content_length=1 << 30,
+                    headers={"ETag": '"v1"', "Content-Range": f"bytes {cut}-{len(data) - 1}/{len(data)}"})
+    route = ranged(data, Seen(), drop_after={0: cut}, statuses={1: liar})
+    with https_server({"/u": route}) as s, pytest.raises(SizeError, match=f"more than {cap} bytes"):
+        asyncio.run(fetch_update(s.url("/u"), tmp_path / "u", config=root_pinned_config,
+                                 max_size=cap, retries=1))
+    assert sent["sent"] < 64 * MiB, "the cap stopped the body early"
