@@ -370,14 +370,20 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
             job.progress(received, total)
             next_report = now + 0.1
 
-    def over_cap() -> SizeError:
-        return SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
-
     with Pipeline((job.digest.update, *(sink.update for sink in job.sinks), part.write)) as pipe:
         buf, pos = await _free_buffer(pipe), 0
         view = memoryview(buf)
         end = len(buf)
         direct = None
+
+        async def hand_over() -> None:
+            """The full buffer to the hashing thread, then the next free one."""
+            nonlocal buf, pos, view
+            pipe.submit(buf, end)
+            pos = 0  # before the wait: a cancellation in it must not submit buf again
+            buf = await _free_buffer(pipe)
+            view = memoryview(buf)
+
         # Kept referenced until the body is read: a dropped iterator is closed by the event loop at
         # once, and closing httpcore's closes the connection under the direct reads.
         chunks = resp.aiter_raw()
@@ -392,12 +398,9 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
                     pos += n
                     data = data[n:]
                     if pos == end:
-                        pipe.submit(buf, end)
-                        pos = 0  # before the wait: a cancellation in it must not submit buf again
-                        buf = await _free_buffer(pipe)
-                        view = memoryview(buf)
+                        await hand_over()
                 if over:
-                    raise over_cap()
+                    raise SizeError(f"{url} sent more than {cap} bytes ({why}). Download stopped.")
                 await checks(time.monotonic())
                 left = None if length is None else length - (received - first)
                 # Direct reads stop at the declared length: only a body that ends within the cap
@@ -413,10 +416,7 @@ async def _body(job: Job, part: PartFile, resp: httpx.Response, url: str, total:
                     received += n
                     pos += n
                     if pos == end:
-                        pipe.submit(buf, end)
-                        pos = 0
-                        buf = await _free_buffer(pipe)
-                        view = memoryview(buf)
+                        await hand_over()
                     await checks(time.monotonic())
                 elif direct.ended:
                     break

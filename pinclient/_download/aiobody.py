@@ -31,6 +31,8 @@ from typing import Any
 import anyio
 import httpx
 
+from .._sizes import ascii_decimal
+
 __all__ = ["RECEIVE_BYTES", "TLSBody", "declared_length", "tls_body"]
 
 #: Most bytes taken from the socket stream per await (asyncio reads at most 256 KiB per recv).
@@ -38,12 +40,11 @@ RECEIVE_BYTES = 1024 * 1024
 
 
 def declared_length(resp: httpx.Response) -> int | None:
-    """The body's declared length, if it has one (no Transfer-Encoding: h11 frames by that then).
-    ASCII digits only: ``str.isdigit`` also says yes to a latin-1 superscript that ``int`` refuses."""
-    value = resp.headers.get("content-length")
-    if value is None or "transfer-encoding" in resp.headers or not (value.isascii() and value.isdigit()):
+    """The body's declared length, if it has one (no Transfer-Encoding: h11 frames by that then),
+    read as every other number field of an answer is (:func:`pinclient._sizes.ascii_decimal`)."""
+    if "transfer-encoding" in resp.headers:
         return None
-    return int(value)
+    return ascii_decimal(resp.headers.get("content-length"))
 
 
 def tls_body(stream: Any, remaining: int) -> TLSBody | None:

@@ -108,11 +108,7 @@ class Pipeline:
         Raises:
             BaseException: the error a consumer raised, if one did.
         """
-        buf = self._free.get()
-        if self.error is not None:
-            self._free.put(buf)
-            raise self.error
-        return buf
+        return self._unless_failed(self._free.get())
 
     def take_nowait(self) -> bytearray | None:
         """A free buffer if one is free now, else None (an event loop then waits for :meth:`take`
@@ -125,6 +121,10 @@ class Pipeline:
             buf = self._free.get_nowait()
         except queue.Empty:
             return None
+        return self._unless_failed(buf)
+
+    def _unless_failed(self, buf: bytearray) -> bytearray:
+        """``buf``, or back to the pool and the consumer's error raised, if one failed."""
         if self.error is not None:
             self._free.put(buf)
             raise self.error
